@@ -1,0 +1,290 @@
+#include "kernels/tensor.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <sstream>
+#include <type_traits>
+
+namespace rotor {
+
+CheckFailure::CheckFailure(const char* file, int line, const char* statement)
+    : file_(file), line_(line), statement_(statement) {}
+
+CheckFailure::~CheckFailure() {
+  char host[256] = "?";
+  gethostname(host, sizeof(host) - 1);
+  std::cerr << "rotor CHECK failed on " << host << " pid " << getpid() << " at " << file_
+            << ":" << line_ << ": " << statement_ << " " << message_.str() << std::endl;
+  std::abort();
+}
+
+size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return 4;
+    case DType::kBF16: return 2;
+    case DType::kI32: return 4;
+    case DType::kI64: return 8;
+    case DType::kF64: return 8;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return "f32";
+    case DType::kBF16: return "bf16";
+    case DType::kI32: return "i32";
+    case DType::kI64: return "i64";
+    case DType::kF64: return "f64";
+  }
+  return "?";
+}
+
+std::string Device::str() const {
+  return is_cpu() ? "cpu" : "cuda:" + std::to_string(index);
+}
+
+Shape::Shape(std::initializer_list<int64_t> dims) : Shape(std::vector<int64_t>(dims)) {}
+
+Shape::Shape(const std::vector<int64_t>& dims) {
+  ROTOR_CHECK_LE(static_cast<int>(dims.size()), kMaxDims) << "too many dims";
+  ndim_ = static_cast<int>(dims.size());
+  for (int i = 0; i < ndim_; ++i) {
+    ROTOR_CHECK_GE(dims[i], 0) << "negative dim";
+    dims_[i] = dims[i];
+  }
+}
+
+int64_t Shape::operator[](int i) const {
+  const int j = i < 0 ? i + ndim_ : i;
+  ROTOR_CHECK(j >= 0 && j < ndim_) << "dim " << i << " of shape " << str();
+  return dims_[j];
+}
+
+int64_t Shape::numel() const {
+  int64_t n = 1;
+  for (int i = 0; i < ndim_; ++i) n *= dims_[i];
+  return n;
+}
+
+std::string Shape::str() const {
+  std::ostringstream s;
+  s << "[";
+  for (int i = 0; i < ndim_; ++i) s << (i ? ", " : "") << dims_[i];
+  s << "]";
+  return s.str();
+}
+
+bool Shape::operator==(const Shape& o) const {
+  if (ndim_ != o.ndim_) return false;
+  for (int i = 0; i < ndim_; ++i)
+    if (dims_[i] != o.dims_[i]) return false;
+  return true;
+}
+
+Storage::~Storage() {
+  if (deleter && data) deleter(data);
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  ROTOR_CHECK(device.is_cpu()) << "allocation on " << device.str()
+                               << " needs the CUDA backend";
+  Tensor t;
+  t.storage_ = std::make_shared<Storage>();
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  const size_t bytes = t.nbytes();
+  // 64-byte alignment: a cache line, and enough for any SIMD load.
+  const size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  ROTOR_CHECK(p != nullptr) << "out of host memory allocating " << bytes << " bytes";
+  t.storage_->data = p;
+  t.storage_->bytes = bytes;
+  t.storage_->device = device;
+  t.storage_->deleter = [](void* q) { std::free(q); };
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.zero();
+  return t;
+}
+
+Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device) {
+  Tensor t;
+  t.storage_ = std::make_shared<Storage>();
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.storage_->data = data;
+  t.storage_->bytes = t.nbytes();
+  t.storage_->device = device;
+  return t;
+}
+
+Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape,
+                           DType dtype) {
+  ROTOR_CHECK_EQ(static_cast<int64_t>(values.size()), shape.numel());
+  Tensor t = empty(shape, dtype);
+  for (size_t i = 0; i < values.size(); ++i) {
+    const double v = values[i];
+    switch (dtype) {
+      case DType::kF32: t.data<float>()[i] = static_cast<float>(v); break;
+      case DType::kF64: t.data<double>()[i] = v; break;
+      case DType::kBF16: t.data<bf16>()[i] = bf16(static_cast<float>(v)); break;
+      case DType::kI32: t.data<int32_t>()[i] = static_cast<int32_t>(v); break;
+      case DType::kI64: t.data<int64_t>()[i] = static_cast<int64_t>(v); break;
+    }
+  }
+  return t;
+}
+
+void* Tensor::raw() const {
+  ROTOR_CHECK(defined()) << "undefined tensor";
+  return static_cast<char*>(storage_->data) + offset_;
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+  ROTOR_CHECK_EQ(shape.numel(), numel()) << "view " << str() << " as " << shape.str();
+  Tensor t = *this;
+  t.shape_ = shape;
+  return t;
+}
+
+Tensor Tensor::narrow(int64_t start, int64_t length) const {
+  ROTOR_CHECK_GE(ndim(), 1);
+  ROTOR_CHECK(start >= 0 && length >= 0 && start + length <= dim(0))
+      << "rows [" << start << ", " << start + length << ") of " << str();
+  std::vector<int64_t> dims = shape_.vec();
+  const int64_t row = numel() / (dims[0] == 0 ? 1 : dims[0]);
+  dims[0] = length;
+  Tensor t = *this;
+  t.shape_ = Shape(dims);
+  t.offset_ = offset_ + static_cast<size_t>(start * row) * dtype_size(dtype_);
+  return t;
+}
+
+Tensor Tensor::select(int64_t i) const {
+  Tensor t = narrow(i, 1);
+  std::vector<int64_t> dims = shape_.vec();
+  dims.erase(dims.begin());
+  t.shape_ = Shape(dims);
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  check_cpu(*this, "clone");
+  Tensor t = empty(shape_, dtype_);
+  std::memcpy(t.raw(), raw(), nbytes());
+  return t;
+}
+
+namespace {
+
+template <class Dst, class Src>
+void convert(Dst* dst, const Src* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<Dst, bf16>) {
+      dst[i] = bf16(static_cast<float>(src[i]));
+    } else if constexpr (std::is_same_v<Src, bf16>) {
+      dst[i] = static_cast<Dst>(static_cast<float>(src[i]));
+    } else {
+      dst[i] = static_cast<Dst>(src[i]);
+    }
+  }
+}
+
+template <class Dst>
+void convert_from(Dst* dst, const Tensor& src) {
+  const int64_t n = src.numel();
+  switch (src.dtype()) {
+    case DType::kF32: convert(dst, src.data<float>(), n); break;
+    case DType::kF64: convert(dst, src.data<double>(), n); break;
+    case DType::kBF16: convert(dst, src.data<bf16>(), n); break;
+    case DType::kI32: convert(dst, src.data<int32_t>(), n); break;
+    case DType::kI64: convert(dst, src.data<int64_t>(), n); break;
+  }
+}
+
+}  // namespace
+
+void Tensor::copy_from(const Tensor& src) const {
+  check_cpu(*this, "copy_from destination");
+  check_cpu(src, "copy_from source");
+  ROTOR_CHECK(src.shape() == shape_) << "copy " << src.str() << " into " << str();
+  if (src.dtype() == dtype_) {
+    std::memmove(raw(), src.raw(), nbytes());
+    return;
+  }
+  switch (dtype_) {
+    case DType::kF32: convert_from(data<float>(), src); break;
+    case DType::kF64: convert_from(data<double>(), src); break;
+    case DType::kBF16: convert_from(data<bf16>(), src); break;
+    case DType::kI32: convert_from(data<int32_t>(), src); break;
+    case DType::kI64: convert_from(data<int64_t>(), src); break;
+  }
+}
+
+void Tensor::fill(double value) const {
+  check_cpu(*this, "fill");
+  const int64_t n = numel();
+  switch (dtype_) {
+    case DType::kF32: std::fill_n(data<float>(), n, static_cast<float>(value)); break;
+    case DType::kF64: std::fill_n(data<double>(), n, value); break;
+    case DType::kBF16: std::fill_n(data<bf16>(), n, bf16(static_cast<float>(value))); break;
+    case DType::kI32: std::fill_n(data<int32_t>(), n, static_cast<int32_t>(value)); break;
+    case DType::kI64: std::fill_n(data<int64_t>(), n, static_cast<int64_t>(value)); break;
+  }
+}
+
+void Tensor::zero() const {
+  check_cpu(*this, "zero");
+  std::memset(raw(), 0, nbytes());
+}
+
+double Tensor::item(int64_t i) const {
+  check_cpu(*this, "item");
+  ROTOR_CHECK(i >= 0 && i < numel()) << "item " << i << " of " << str();
+  switch (dtype_) {
+    case DType::kF32: return data<float>()[i];
+    case DType::kF64: return data<double>()[i];
+    case DType::kBF16: return static_cast<float>(data<bf16>()[i]);
+    case DType::kI32: return data<int32_t>()[i];
+    case DType::kI64: return static_cast<double>(data<int64_t>()[i]);
+  }
+  return 0;
+}
+
+std::vector<double> Tensor::to_vector() const {
+  std::vector<double> v(static_cast<size_t>(numel()));
+  for (int64_t i = 0; i < numel(); ++i) v[i] = item(i);
+  return v;
+}
+
+std::string Tensor::str() const {
+  if (!defined()) return "undefined";
+  return std::string(dtype_name(dtype_)) + shape_.str() + " " + device().str();
+}
+
+void check_cpu(const Tensor& t, const char* what) {
+  ROTOR_CHECK(t.defined()) << what << ": undefined tensor";
+  ROTOR_CHECK(t.device().is_cpu()) << what << ": expected a cpu tensor, got " << t.str();
+}
+
+void check_float(const Tensor& t, const char* what) {
+  ROTOR_CHECK(t.dtype() == DType::kF32 || t.dtype() == DType::kF64)
+      << what << ": the CPU reference computes in f32 (or f64 for gradient checks), got "
+      << t.str();
+}
+
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* what) {
+  ROTOR_CHECK(a.dtype() == b.dtype())
+      << what << ": dtype mismatch " << a.str() << " vs " << b.str();
+}
+
+}  // namespace rotor

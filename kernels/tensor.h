@@ -1,0 +1,169 @@
+// Tensor: a handle to a contiguous, row-major block of typed memory.
+//
+// - dtypes: f32, bf16, i32, i64 (the model's types) and f64 (used by the
+//   reference kernels when the tests check gradients by finite differences).
+// - device: cpu, or cuda:N (the CUDA backend fills in allocation; every CPU op
+//   refuses a non-CPU tensor with a CHECK).
+// - shape: 0 to 4 dims. There are no strides: every tensor is contiguous, and
+//   views are only those that stay contiguous (reshape, a range of rows along
+//   dim 0, one index of dim 0).
+// - owner or view: `empty`/`zeros` allocate and own their storage; `wrap` views
+//   memory owned by someone else (an mmap'ed file, a caller's buffer); views of
+//   either keep the storage alive by sharing it.
+//
+// A Tensor is a handle like a pointer: copying it copies the handle, not the
+// data, and `const Tensor&` means the handle is not reseated. Ops therefore
+// take outputs as `const Tensor&` too; each op's header says which arguments
+// it writes and whether it overwrites (=) or accumulates (+=).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/bf16.h"
+#include "kernels/check.h"
+
+namespace rotor {
+
+enum class DType : uint8_t { kF32, kBF16, kI32, kI64, kF64 };
+
+size_t dtype_size(DType dtype);
+const char* dtype_name(DType dtype);
+
+template <class T>
+struct DTypeOf;
+template <>
+struct DTypeOf<float> {
+  static constexpr DType value = DType::kF32;
+};
+template <>
+struct DTypeOf<double> {
+  static constexpr DType value = DType::kF64;
+};
+template <>
+struct DTypeOf<bf16> {
+  static constexpr DType value = DType::kBF16;
+};
+template <>
+struct DTypeOf<int32_t> {
+  static constexpr DType value = DType::kI32;
+};
+template <>
+struct DTypeOf<int64_t> {
+  static constexpr DType value = DType::kI64;
+};
+
+enum class DeviceType : uint8_t { kCpu, kCuda };
+
+struct Device {
+  DeviceType type = DeviceType::kCpu;
+  int index = 0;
+
+  static Device cpu() { return {DeviceType::kCpu, 0}; }
+  static Device cuda(int index) { return {DeviceType::kCuda, index}; }
+  bool is_cpu() const { return type == DeviceType::kCpu; }
+  bool operator==(const Device&) const = default;
+  std::string str() const;
+};
+
+inline constexpr int kMaxDims = 4;
+
+class Shape {
+ public:
+  Shape() = default;
+  Shape(std::initializer_list<int64_t> dims);
+  explicit Shape(const std::vector<int64_t>& dims);
+
+  int ndim() const { return ndim_; }
+  int64_t operator[](int i) const;  // negative i counts from the end
+  int64_t numel() const;
+  std::vector<int64_t> vec() const { return {dims_.begin(), dims_.begin() + ndim_}; }
+  std::string str() const;  // "[2, 3]"
+  bool operator==(const Shape& o) const;
+
+ private:
+  std::array<int64_t, kMaxDims> dims_{};
+  int ndim_ = 0;
+};
+
+// Memory with a deleter; a view of external memory has an empty deleter.
+struct Storage {
+  void* data = nullptr;
+  size_t bytes = 0;
+  Device device;
+  std::function<void(void*)> deleter;
+  ~Storage();
+};
+
+class Tensor {
+ public:
+  Tensor() = default;  // undefined tensor
+
+  static Tensor empty(const Shape& shape, DType dtype, Device device = Device::cpu());
+  static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu());
+  // A non-owning view of `data`, which must outlive every view made of it.
+  static Tensor wrap(void* data, const Shape& shape, DType dtype,
+                     Device device = Device::cpu());
+  // CPU tensor copied from host values (converted to `dtype`).
+  static Tensor from_vector(const std::vector<double>& values, const Shape& shape,
+                            DType dtype);
+
+  bool defined() const { return storage_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  int ndim() const { return shape_.ndim(); }
+  int64_t dim(int i) const { return shape_[i]; }
+  int64_t numel() const { return shape_.numel(); }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+  DType dtype() const { return dtype_; }
+  Device device() const { return storage_ ? storage_->device : Device::cpu(); }
+  // True when this handle's storage was allocated by rotor (not `wrap`ped).
+  bool owns_storage() const { return storage_ && static_cast<bool>(storage_->deleter); }
+
+  void* raw() const;
+  template <class T>
+  T* data() const {
+    ROTOR_CHECK(dtype_ == DTypeOf<T>::value)
+        << "tensor is " << dtype_name(dtype_) << ", accessed as "
+        << dtype_name(DTypeOf<T>::value);
+    return static_cast<T*>(raw());
+  }
+
+  // Same data, another shape with the same element count.
+  Tensor view(const Shape& shape) const;
+  // Rows [start, start + length) of dim 0.
+  Tensor narrow(int64_t start, int64_t length) const;
+  // Row i of dim 0, with dim 0 removed.
+  Tensor select(int64_t i) const;
+
+  // New owner with a copy of the data (CPU).
+  Tensor clone() const;
+  // Element-wise copy with conversion between float dtypes (CPU).
+  void copy_from(const Tensor& src) const;
+  void fill(double value) const;
+  void zero() const;
+
+  // Element i converted to double (CPU; for tests and logging, not hot paths).
+  double item(int64_t i = 0) const;
+  std::vector<double> to_vector() const;
+
+  std::string str() const;  // "f32[2, 3] cpu"
+
+ private:
+  std::shared_ptr<Storage> storage_;
+  size_t offset_ = 0;  // bytes from storage_->data
+  Shape shape_;
+  DType dtype_ = DType::kF32;
+};
+
+// Argument checks shared by the ops.
+void check_cpu(const Tensor& t, const char* what);
+void check_float(const Tensor& t, const char* what);  // f32 or f64
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* what);
+
+}  // namespace rotor

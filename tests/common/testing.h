@@ -1,0 +1,48 @@
+// Shared helpers for rotor's tests: random tensors, closeness checks that
+// refuse a vacuous reference, and central finite differences in f64.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+
+#include "kernels/tensor.h"
+
+namespace rotor::testing {
+
+// Uniform in [lo, hi) from a counter-based stream (see kernels/random.h).
+Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed, double lo = -1.0,
+                     double hi = 1.0);
+
+// Max |a - b| over elements (shapes must match).
+double max_abs_diff(const Tensor& a, const Tensor& b);
+// Max |a|.
+double max_abs(const Tensor& t);
+
+// Fails the test if `ref` has a non-finite element or is all zeros: a test
+// against such a reference could pass vacuously.
+void expect_finite_nonzero(const Tensor& ref, const std::string& what);
+
+// Per element: |got - want| <= atol + rtol * |want|. Reports the worst element.
+void expect_close(const Tensor& got, const Tensor& want, double atol, double rtol,
+                  const std::string& what);
+
+// Central finite differences of loss() with respect to every element of
+// `input` (f64, cpu), compared with `analytic` (same shape):
+//   fd_i = (loss(x + h e_i) - loss(x - h e_i)) / (2h)
+// With f64 math and h = 1e-6 the truncation error is O(h^2 |f'''|) ~ 1e-12 and
+// the rounding error ~ eps_f64 |loss| / h ~ 1e-10 |loss|, so
+// |fd - analytic| <= atol + rtol |analytic| with atol = rtol = 1e-6 holds with a
+// wide margin for smooth functions of O(1) inputs.
+// `input` is restored afterwards. Also checks the analytic gradient is finite
+// and non-zero.
+void expect_gradient_matches(const Tensor& input, const Tensor& analytic,
+                             const std::function<double()>& loss, const std::string& what,
+                             double h = 1e-6, double atol = 1e-6, double rtol = 1e-6);
+
+// sum_i w_i * y_i in f64: turns a tensor output into a scalar loss with
+// random weights, so every output element's gradient path is exercised.
+double weighted_sum(const Tensor& y, const Tensor& w);
+
+}  // namespace rotor::testing
