@@ -1,0 +1,128 @@
+// CPU reference: output projection fused with cross-entropy, tile by tile.
+// The largest buffer is one [tokens, vocab] tile of the chunk sizes.
+#include "kernels/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/dispatch.h"
+#include "kernels/matmul.h"
+
+namespace rotor {
+
+namespace {
+void check_args(const Tensor& h, const Tensor& w, const Tensor& targets, const Tensor& lse,
+                CrossEntropyChunks chunks, const char* op) {
+  for (const Tensor* t : {&h, &w, &targets, &lse}) check_cpu(*t, op);
+  check_float(h, op);
+  check_same_dtype(h, w, op);
+  check_same_dtype(h, lse, op);
+  ROTOR_CHECK(h.ndim() == 2 && w.ndim() == 2 && h.dim(1) == w.dim(1))
+      << op << ": h [N, D] and w [V, D], got " << h.str() << " and " << w.str();
+  ROTOR_CHECK(targets.dtype() == DType::kI32 && targets.numel() == h.dim(0))
+      << op << ": targets must be [N] i32, got " << targets.str();
+  ROTOR_CHECK_EQ(lse.numel(), h.dim(0)) << op << ": lse must be [N]";
+  ROTOR_CHECK(chunks.tokens > 0 && chunks.vocab > 0) << op << ": chunk sizes must be > 0";
+  const int32_t* tg = targets.data<int32_t>();
+  for (int64_t i = 0; i < targets.numel(); ++i)
+    ROTOR_CHECK(tg[i] < w.dim(0)) << op << ": target " << tg[i] << " at " << i
+                                  << " outside the vocabulary of " << w.dim(0);
+}
+}  // namespace
+
+void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targets,
+                           const Tensor& loss, const Tensor& lse, CrossEntropyChunks chunks) {
+  check_args(h, w, targets, lse, chunks, "cross_entropy_forward");
+  check_cpu(loss, "cross_entropy_forward");
+  check_same_dtype(h, loss, "cross_entropy_forward");
+  ROTOR_CHECK_EQ(loss.numel(), h.dim(0));
+  const int64_t n = h.dim(0), v = w.dim(0);
+  const int64_t nt = std::min(chunks.tokens, std::max<int64_t>(n, 1));
+  const int64_t nv = std::min(chunks.vocab, v);
+  const int32_t* tg = targets.data<int32_t>();
+  cpu::dispatch_float(h.dtype(), "cross_entropy_forward", [&]<class T>() {
+    Tensor tile_buf = Tensor::empty({nt, nv}, h.dtype());
+    T* lp = loss.data<T>();
+    T* lsep = lse.data<T>();
+    std::vector<T> run_max(nt), run_sum(nt), target_logit(nt);
+    for (int64_t t0 = 0; t0 < n; t0 += nt) {
+      const int64_t rows = std::min(nt, n - t0);
+      std::fill(run_max.begin(), run_max.end(), -std::numeric_limits<T>::infinity());
+      std::fill(run_sum.begin(), run_sum.end(), T(0));
+      std::fill(target_logit.begin(), target_logit.end(), T(0));
+      for (int64_t v0 = 0; v0 < v; v0 += nv) {
+        const int64_t cols = std::min(nv, v - v0);
+        Tensor tile = tile_buf.view({nt * nv}).narrow(0, rows * cols).view({rows, cols});
+        matmul(h.narrow(t0, rows), w.narrow(v0, cols), tile, false, true);  // [rows, cols]
+        const T* lg = tile.data<T>();
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          const T* row = lg + r * cols;
+          T mx = run_max[r];
+          for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, row[c]);
+          T s = run_sum[r] * std::exp(run_max[r] - mx);  // exp(-inf) = 0 on the first tile
+          for (int64_t c = 0; c < cols; ++c) s += std::exp(row[c] - mx);
+          run_max[r] = mx;
+          run_sum[r] = s;
+          const int64_t target = tg[t0 + r];
+          if (target >= v0 && target < v0 + cols) target_logit[r] = row[target - v0];
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const T l = run_max[r] + std::log(run_sum[r]);
+        lsep[t0 + r] = l;
+        lp[t0 + r] = tg[t0 + r] < 0 ? T(0) : l - target_logit[r];
+      }
+    }
+  });
+}
+
+void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
+                            const Tensor& lse, const Tensor& dloss, const Tensor& dh,
+                            const Tensor& dw, CrossEntropyChunks chunks) {
+  check_args(h, w, targets, lse, chunks, "cross_entropy_backward");
+  for (const Tensor* t : {&dloss, &dh, &dw}) {
+    check_cpu(*t, "cross_entropy_backward");
+    check_same_dtype(h, *t, "cross_entropy_backward");
+  }
+  ROTOR_CHECK_EQ(dloss.numel(), h.dim(0));
+  ROTOR_CHECK(dh.shape() == h.shape() && dw.shape() == w.shape()) << "cross_entropy_backward";
+  const int64_t n = h.dim(0), v = w.dim(0);
+  const int64_t nt = std::min(chunks.tokens, std::max<int64_t>(n, 1));
+  const int64_t nv = std::min(chunks.vocab, v);
+  const int32_t* tg = targets.data<int32_t>();
+  cpu::dispatch_float(h.dtype(), "cross_entropy_backward", [&]<class T>() {
+    Tensor tile_buf = Tensor::empty({nt, nv}, h.dtype());
+    const T* lsep = lse.data<T>();
+    const T* dl = dloss.data<T>();
+    dh.zero();
+    for (int64_t t0 = 0; t0 < n; t0 += nt) {
+      const int64_t rows = std::min(nt, n - t0);
+      const Tensor h_c = h.narrow(t0, rows);
+      const Tensor dh_c = dh.narrow(t0, rows);
+      for (int64_t v0 = 0; v0 < v; v0 += nv) {
+        const int64_t cols = std::min(nv, v - v0);
+        Tensor tile = tile_buf.view({nt * nv}).narrow(0, rows * cols).view({rows, cols});
+        matmul(h_c, w.narrow(v0, cols), tile, false, true);
+        T* lg = tile.data<T>();
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          T* row = lg + r * cols;
+          const int64_t target = tg[t0 + r];
+          if (target < 0) {
+            std::fill(row, row + cols, T(0));
+            continue;
+          }
+          const T g = dl[t0 + r], l = lsep[t0 + r];
+          for (int64_t c = 0; c < cols; ++c) row[c] = g * std::exp(row[c] - l);
+          if (target >= v0 && target < v0 + cols) row[target - v0] -= g;
+        }
+        matmul(tile, w.narrow(v0, cols), dh_c, false, false, 1.0, 1.0);  // dh += dlogits w
+        matmul(tile, h_c, dw.narrow(v0, cols), true, false, 1.0, 1.0);   // dw += dlogits^T h
+      }
+    }
+  });
+}
+
+}  // namespace rotor

@@ -1,0 +1,54 @@
+// CPU reference: embedding lookup and its scatter-add backward.
+#include "kernels/embedding.h"
+
+#include <cstring>
+
+#include "kernels/cpu/dispatch.h"
+
+namespace rotor {
+
+void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out) {
+  check_cpu(ids, "embedding ids");
+  check_cpu(table, "embedding table");
+  check_cpu(out, "embedding out");
+  ROTOR_CHECK(ids.dtype() == DType::kI32) << "embedding ids must be i32, got " << ids.str();
+  ROTOR_CHECK_EQ(table.ndim(), 2);
+  const int64_t n = ids.numel(), v = table.dim(0), d = table.dim(1);
+  ROTOR_CHECK(out.numel() == n * d) << "embedding out " << out.str() << " for " << n << " ids";
+  check_same_dtype(table, out, "embedding");
+  const int32_t* id = ids.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i)
+    ROTOR_CHECK(id[i] >= 0 && id[i] < v) << "token id " << id[i] << " at " << i
+                                         << " outside the vocabulary [0, " << v << ")";
+  const size_t row = static_cast<size_t>(d) * dtype_size(table.dtype());
+  const char* src = static_cast<const char*>(table.raw());
+  char* dst = static_cast<char*>(out.raw());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * row, src + id[i] * row, row);
+}
+
+void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dtable) {
+  check_cpu(ids, "embedding ids");
+  check_cpu(dout, "embedding dout");
+  check_cpu(dtable, "embedding dtable");
+  check_float(dtable, "embedding dtable");
+  check_same_dtype(dout, dtable, "embedding backward");
+  const int64_t n = ids.numel(), v = dtable.dim(0), d = dtable.dim(1);
+  ROTOR_CHECK_EQ(dout.numel(), n * d);
+  const int32_t* id = ids.data<int32_t>();
+  cpu::dispatch_float(dtable.dtype(), "embedding_backward", [&]<class T>() {
+    const T* g = dout.data<T>();
+    T* dt = dtable.data<T>();
+    // Parallel over embedding columns: each thread owns a column range, so
+    // repeated ids accumulate without races and in a fixed order.
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < d; ++c) {
+      for (int64_t i = 0; i < n; ++i) {
+        ROTOR_CHECK(id[i] >= 0 && id[i] < v) << "token id " << id[i];
+        dt[id[i] * d + c] += g[i * d + c];
+      }
+    }
+  });
+}
+
+}  // namespace rotor

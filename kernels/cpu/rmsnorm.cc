@@ -1,0 +1,93 @@
+// CPU reference: RMSNorm forward/backward (see kernels/rmsnorm.h for the math).
+#include "kernels/rmsnorm.h"
+
+#include <cmath>
+#include <vector>
+
+#include <omp.h>
+
+#include "kernels/cpu/dispatch.h"
+
+namespace rotor {
+
+namespace {
+void check_args(const Tensor& x, const Tensor& w, const Tensor& rstd, const char* op) {
+  check_cpu(x, op);
+  check_cpu(w, op);
+  check_cpu(rstd, op);
+  check_float(x, op);
+  check_same_dtype(x, w, op);
+  check_same_dtype(x, rstd, op);
+  ROTOR_CHECK_EQ(x.ndim(), 2) << op << ": x must be [N, D], got " << x.str();
+  ROTOR_CHECK_EQ(w.numel(), x.dim(1)) << op << ": w must be [D]";
+  ROTOR_CHECK_EQ(rstd.numel(), x.dim(0)) << op << ": rstd must be [N]";
+}
+}  // namespace
+
+void rmsnorm_forward(const Tensor& x, const Tensor& w, double eps, const Tensor& y,
+                     const Tensor& rstd) {
+  check_args(x, w, rstd, "rmsnorm_forward");
+  ROTOR_CHECK(y.shape() == x.shape()) << "rmsnorm y " << y.str();
+  check_same_dtype(x, y, "rmsnorm_forward");
+  const int64_t n = x.dim(0), d = x.dim(1);
+  cpu::dispatch_float(x.dtype(), "rmsnorm_forward", [&]<class T>() {
+    const T* xp = x.data<T>();
+    const T* wp = w.data<T>();
+    T* yp = y.data<T>();
+    T* rp = rstd.data<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const T* xr = xp + i * d;
+      T ss = 0;
+      for (int64_t j = 0; j < d; ++j) ss += xr[j] * xr[j];
+      const T r = T(1) / std::sqrt(ss / T(d) + T(eps));
+      rp[i] = r;
+      T* yr = yp + i * d;
+      for (int64_t j = 0; j < d; ++j) yr[j] = xr[j] * r * wp[j];
+    }
+  });
+}
+
+void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
+                      const Tensor& dx, const Tensor& dw) {
+  check_args(x, w, rstd, "rmsnorm_backward");
+  ROTOR_CHECK(dy.shape() == x.shape() && dx.shape() == x.shape()) << "rmsnorm_backward shapes";
+  ROTOR_CHECK_EQ(dw.numel(), x.dim(1));
+  check_same_dtype(x, dy, "rmsnorm_backward");
+  check_same_dtype(x, dx, "rmsnorm_backward");
+  check_same_dtype(x, dw, "rmsnorm_backward");
+  const int64_t n = x.dim(0), d = x.dim(1);
+  cpu::dispatch_float(x.dtype(), "rmsnorm_backward", [&]<class T>() {
+    const T* g = dy.data<T>();
+    const T* xp = x.data<T>();
+    const T* wp = w.data<T>();
+    const T* rp = rstd.data<T>();
+    T* dxp = dx.data<T>();
+    T* dwp = dw.data<T>();
+    // dw partial sums per thread, reduced in thread order (deterministic).
+    const int threads = omp_get_max_threads();
+    std::vector<T> partial(static_cast<size_t>(threads) * d, T(0));
+#pragma omp parallel num_threads(threads)
+    {
+      T* mine = partial.data() + static_cast<size_t>(omp_get_thread_num()) * d;
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < n; ++i) {
+        const T* gr = g + i * d;
+        const T* xr = xp + i * d;
+        const T r = rp[i];
+        T dot = 0;  // sum_j (w_j dy_j) x_j
+        for (int64_t j = 0; j < d; ++j) dot += wp[j] * gr[j] * xr[j];
+        const T c = r * r * dot / T(d);
+        T* dxr = dxp + i * d;
+        for (int64_t j = 0; j < d; ++j) {
+          dxr[j] = r * (wp[j] * gr[j] - xr[j] * c);
+          mine[j] += gr[j] * xr[j] * r;
+        }
+      }
+    }
+    for (int t = 0; t < threads; ++t)
+      for (int64_t j = 0; j < d; ++j) dwp[j] += partial[static_cast<size_t>(t) * d + j];
+  });
+}
+
+}  // namespace rotor

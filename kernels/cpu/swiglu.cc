@@ -1,0 +1,53 @@
+// CPU reference: SwiGLU h = silu(gate) * up and its backward.
+#include "kernels/swiglu.h"
+
+#include <cmath>
+
+#include "kernels/cpu/dispatch.h"
+
+namespace rotor {
+
+void swiglu_forward(const Tensor& gate, const Tensor& up, const Tensor& h) {
+  for (const Tensor* t : {&gate, &up, &h}) check_cpu(*t, "swiglu_forward");
+  check_same_dtype(gate, up, "swiglu_forward");
+  check_same_dtype(gate, h, "swiglu_forward");
+  ROTOR_CHECK(gate.shape() == up.shape() && gate.shape() == h.shape()) << "swiglu shapes";
+  cpu::dispatch_float(gate.dtype(), "swiglu_forward", [&]<class T>() {
+    const T* g = gate.data<T>();
+    const T* u = up.data<T>();
+    T* o = h.data<T>();
+    const int64_t n = gate.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const T sig = T(1) / (T(1) + std::exp(-g[i]));
+      o[i] = g[i] * sig * u[i];
+    }
+  });
+}
+
+void swiglu_backward(const Tensor& dh, const Tensor& gate, const Tensor& up,
+                     const Tensor& dgate, const Tensor& dup) {
+  for (const Tensor* t : {&dh, &gate, &up, &dgate, &dup}) {
+    check_cpu(*t, "swiglu_backward");
+    check_same_dtype(gate, *t, "swiglu_backward");
+    ROTOR_CHECK(t->shape() == gate.shape()) << "swiglu_backward shapes";
+  }
+  cpu::dispatch_float(gate.dtype(), "swiglu_backward", [&]<class T>() {
+    const T* d = dh.data<T>();
+    const T* g = gate.data<T>();
+    const T* u = up.data<T>();
+    T* dg = dgate.data<T>();
+    T* du = dup.data<T>();
+    const int64_t n = gate.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const T sig = T(1) / (T(1) + std::exp(-g[i]));
+      const T silu = g[i] * sig;
+      const T dgi = d[i] * u[i] * sig * (T(1) + g[i] * (T(1) - sig));
+      du[i] = d[i] * silu;
+      dg[i] = dgi;  // written after reading d[i]: dgate may alias dh
+    }
+  });
+}
+
+}  // namespace rotor

@@ -1,0 +1,20 @@
+// Small element-wise and reduction ops used between the layers.
+#pragma once
+
+#include "kernels/tensor.h"
+
+namespace rotor {
+
+// out = a + b (=); out may alias a or b. Same shape and float dtype.
+void add(const Tensor& a, const Tensor& b, const Tensor& out);
+// y += alpha * x.
+void axpy(double alpha, const Tensor& x, const Tensor& y);
+// x *= alpha.
+void scale(const Tensor& x, double alpha);
+// sum of x^2 over all elements, accumulated in f64 in a fixed order per thread
+// count (so a run is reproducible); for gradient-norm clipping.
+double squared_norm(const Tensor& x);
+// dst = src converted (f32 <-> bf16 <-> f64), round to nearest even into bf16.
+void cast(const Tensor& src, const Tensor& dst);
+
+}  // namespace rotor

@@ -1,0 +1,156 @@
+// Forward checks of the CPU reference ops against independent formulations:
+// a naive triple-loop matmul, unchunked logits for the fused cross-entropy,
+// rotation invariants of RoPE, AdamW's first-step closed form, bf16 rounding.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/adamw.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/rope_apply.h"
+#include "tests/common/testing.h"
+
+namespace rotor {
+namespace {
+
+using testing::random_tensor;
+
+// f32 GEMM with K-term sums of O(1) products vs an f64 loop: error ~ K eps_f32
+// |max term| in the worst case; K <= 70 gives < 1e-5, so atol 1e-4 is safe.
+TEST(Matmul, MatchesNaiveLoopOnOddShapesAllTransposes) {
+  const int64_t m = 13, k = 67, n = 5;
+  for (int ta = 0; ta < 2; ++ta) {
+    for (int tb = 0; tb < 2; ++tb) {
+      Tensor a = random_tensor(ta ? Shape{k, m} : Shape{m, k}, DType::kF32, 20 + ta);
+      Tensor b = random_tensor(tb ? Shape{n, k} : Shape{k, n}, DType::kF32, 30 + tb);
+      Tensor c = Tensor::empty({m, n}, DType::kF32);
+      c.fill(std::numeric_limits<double>::quiet_NaN());  // beta = 0 must ignore old c
+      matmul(a, b, c, ta, tb);
+      Tensor want = Tensor::empty({m, n}, DType::kF64);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double s = 0;
+          for (int64_t p = 0; p < k; ++p)
+            s += a.item(ta ? p * m + i : i * k + p) * b.item(tb ? j * k + p : p * n + j);
+          want.data<double>()[i * n + j] = s;
+        }
+      testing::expect_close(c, want, 1e-4, 0, "matmul");
+      // beta = 1 accumulates: c + a b = 2 a b.
+      matmul(a, b, c, ta, tb, 1.0, 1.0);
+      scale(want, 2.0);
+      testing::expect_close(c, want, 2e-4, 0, "matmul accumulate");
+    }
+  }
+}
+
+// Unchunked logits in f64 as the reference; f32 fused result within 1e-5
+// relative (LSE of 50 O(1) logits, reordered sums).
+TEST(CrossEntropy, ChunkedEqualsFullLogits) {
+  const int64_t n = 9, v = 50, d = 16;
+  Tensor h = random_tensor({n, d}, DType::kF32, 40), w = random_tensor({v, d}, DType::kF32, 41);
+  Tensor targets = Tensor::from_vector({0, 49, 7, -1, 13, 13, 25, 48, 2}, {n}, DType::kI32);
+  Tensor want = Tensor::empty({n}, DType::kF64);
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<double> logits(v);
+    double mx = -1e300;
+    for (int64_t j = 0; j < v; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < d; ++p) s += h.item(i * d + p) * w.item(j * d + p);
+      logits[j] = s;
+      mx = std::max(mx, s);
+    }
+    double z = 0;
+    for (double l : logits) z += std::exp(l - mx);
+    const int t = static_cast<int>(targets.item(i));
+    want.data<double>()[i] = t < 0 ? 0.0 : mx + std::log(z) - logits[t];
+  }
+  for (CrossEntropyChunks chunks : {CrossEntropyChunks{1024, 8192}, CrossEntropyChunks{2, 7},
+                                    CrossEntropyChunks{4, 50}, CrossEntropyChunks{9, 1}}) {
+    Tensor loss = Tensor::empty({n}, DType::kF32), lse = Tensor::empty({n}, DType::kF32);
+    cross_entropy_forward(h, w, targets, loss, lse, chunks);
+    testing::expect_close(loss, want, 1e-5, 1e-5, "fused cross-entropy");
+    EXPECT_EQ(loss.item(3), 0.0) << "ignored target must give zero loss";
+  }
+}
+
+// RoPE is a rotation: at attention_factor 1 and no scale it keeps norms, is
+// the identity at position 0, and q.k after RoPE depends only on the distance.
+TEST(RopeApply, RotationInvariants) {
+  const int64_t d = 16;
+  Tensor inv = Tensor::empty({d / 2}, DType::kF32);
+  for (int64_t i = 0; i < d / 2; ++i) inv.data<float>()[i] = std::pow(10000.0, -2.0 * i / d);
+  Tensor q = random_tensor({1, 1, 1, d}, DType::kF64, 50);
+  Tensor k = random_tensor({1, 1, 1, d}, DType::kF64, 51);
+  auto rot = [&](const Tensor& x, int p) {
+    Tensor y = Tensor::empty(x.shape(), DType::kF64);
+    rope_forward(x, Tensor::from_vector({double(p)}, {1, 1}, DType::kI32), inv, 1.0, Tensor(), y);
+    return y;
+  };
+  auto dot = [](const Tensor& a, const Tensor& b) { return testing::weighted_sum(a, b); };
+  testing::expect_close(rot(q, 0), q, 1e-12, 0, "position 0 is the identity");
+  EXPECT_NEAR(dot(rot(q, 777), rot(q, 777)), dot(q, q), 1e-12);
+  const double d1 = dot(rot(q, 100), rot(k, 40)), d2 = dot(rot(q, 1060), rot(k, 1000));
+  EXPECT_NEAR(d1, d2, 1e-9) << "relative-position property";
+  EXPECT_GT(std::fabs(d1 - dot(q, k)), 1e-3) << "rotation must change the logit";
+}
+
+TEST(RopeApply, AttentionFactorAndQueryScaleMultiply) {
+  Tensor inv = Tensor::from_vector({0.5, 0.25}, {2}, DType::kF32);
+  Tensor x = random_tensor({1, 2, 1, 4}, DType::kF64, 52);
+  Tensor pos = Tensor::from_vector({3, 9}, {1, 2}, DType::kI32);
+  Tensor plain = Tensor::empty(x.shape(), DType::kF64), scaled = Tensor::empty(x.shape(), DType::kF64);
+  rope_forward(x, pos, inv, 1.0, Tensor(), plain);
+  rope_forward(x, pos, inv, 1.5, Tensor::from_vector({2.0, 3.0}, {1, 2}, DType::kF64), scaled);
+  for (int64_t i = 0; i < 8; ++i)
+    EXPECT_NEAR(scaled.item(i), plain.item(i) * 1.5 * (i < 4 ? 2.0 : 3.0), 1e-12);
+}
+
+// First AdamW step: m_hat = g, v_hat = g^2, so p' = p (1 - lr wd) - lr g / (|g| + eps).
+TEST(AdamW, FirstStepClosedFormAndWorkingCopy) {
+  Tensor p = random_tensor({37}, DType::kF32, 60), g = random_tensor({37}, DType::kF32, 61);
+  Tensor p0 = p.clone();
+  Tensor m = Tensor::zeros({37}, DType::kF32), v = Tensor::zeros({37}, DType::kF32);
+  Tensor work = Tensor::empty({37}, DType::kBF16);
+  AdamWHyper hp{.lr = 0.01, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+  adamw_step(p, g, m, v, 1, hp, 0.5, work);
+  Tensor want = Tensor::empty({37}, DType::kF64);
+  for (int64_t i = 0; i < 37; ++i) {
+    const double gi = 0.5 * g.item(i);
+    want.data<double>()[i] = p0.item(i) * (1 - 0.01 * 0.1) - 0.01 * gi / (std::fabs(gi) + 1e-8);
+  }
+  testing::expect_close(p, want, 1e-6, 1e-6, "adamw step 1");
+  // bf16 keeps 8 significant bits: relative rounding error <= 2^-8.
+  testing::expect_close(work, p, 0, 1.0 / 256, "bf16 working copy");
+}
+
+TEST(Elementwise, SquaredNormAndBf16Rounding) {
+  Tensor x = random_tensor({1001}, DType::kF32, 70);
+  double want = 0;
+  for (int64_t i = 0; i < 1001; ++i) want += x.item(i) * x.item(i);
+  ASSERT_GT(want, 0);
+  EXPECT_NEAR(squared_norm(x), want, 1e-9 * want);
+  // Ties round to even: 1 + 2^-8 -> 1, 1 + 3 * 2^-8 -> 1 + 2^-6.
+  Tensor f = Tensor::from_vector({1.0 + 1.0 / 256, 1.0 + 3.0 / 256, -2.5, 1e-3}, {4}, DType::kF32);
+  Tensor b = Tensor::empty({4}, DType::kBF16);
+  cast(f, b);
+  EXPECT_EQ(b.item(0), 1.0);
+  EXPECT_EQ(b.item(1), 1.0 + 4.0 / 256);
+  EXPECT_EQ(b.item(2), -2.5);
+  EXPECT_NEAR(b.item(3), 1e-3, 1e-3 / 256);
+}
+
+TEST(Embedding, RepeatedIdsAccumulateInBackward) {
+  Tensor ids = Tensor::from_vector({2, 2, 0}, {3}, DType::kI32);
+  Tensor dout = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {3, 2}, DType::kF32);
+  Tensor dt = Tensor::zeros({3, 2}, DType::kF32);
+  embedding_backward(ids, dout, dt);
+  EXPECT_EQ(dt.to_vector(), (std::vector<double>{5, 6, 0, 0, 4, 6}));
+}
+
+}  // namespace
+}  // namespace rotor
