@@ -1,0 +1,227 @@
+#include "model/llama.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/random.h"
+#include "kernels/rmsnorm.h"
+
+namespace rotor {
+
+namespace {
+constexpr int kParamsPerBlock = 9;
+const char* const kBlockParamNames[kParamsPerBlock] = {
+    "input_layernorm.weight",  "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight",    "mlp.up_proj.weight",
+    "mlp.down_proj.weight"};
+}  // namespace
+
+LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
+    : config_(config), options_(options) {
+  const int64_t v = config.vocab_size, d = config.hidden_size, f = config.intermediate_size;
+  const int64_t hd = config.resolved_head_dim();
+  const int64_t hq = config.num_attention_heads, hkv = config.num_key_value_heads;
+  auto add = [&](std::string name, const Shape& shape) {
+    params_.push_back({std::move(name), Tensor::zeros(shape, options.dtype),
+                       Tensor::zeros(shape, options.dtype)});
+  };
+  add("model.embed_tokens.weight", {v, d});
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    const Shape shapes[kParamsPerBlock] = {{d},      {hq * hd, d}, {hkv * hd, d},
+                                           {hkv * hd, d}, {d, hq * hd}, {d},
+                                           {f, d},   {f, d},       {d, f}};
+    for (int k = 0; k < kParamsPerBlock; ++k) add(p + kBlockParamNames[k], shapes[k]);
+    blocks_.emplace_back(config, l);
+  }
+  add("model.norm.weight", {d});
+  if (!config.tie_word_embeddings) add("lm_head.weight", {v, d});
+}
+
+absl::StatusOr<LlamaModel> LlamaModel::create(const LlamaConfig& config,
+                                              const LlamaOptions& options) {
+  if (absl::Status s = config.validate(); !s.ok()) return s;
+  if (absl::Status s = validate_rope(options.rope, config.resolved_head_dim()); !s.ok()) return s;
+  if (absl::Status s = validate_logit_scale(options.logit_scale); !s.ok()) return s;
+  if (options.dtype != DType::kF32 && options.dtype != DType::kF64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the CPU model computes in f32 (or f64 for tests), not ",
+                     dtype_name(options.dtype)));
+  }
+  LlamaConfig resolved = config;
+  resolved.rope_theta = options.rope.theta;  // one source of truth: the rope section
+  return LlamaModel(resolved, options);
+}
+
+void LlamaModel::init_weights(uint64_t seed) {
+  for (Parameter& p : params_) {
+    const bool is_norm = p.value.ndim() == 1;
+    if (is_norm) {
+      p.value.fill(1.0);
+    } else {
+      fill_normal(p.value, seed ^ hash_name(p.name.c_str()), 0.0, config_.initializer_range);
+    }
+  }
+}
+
+Parameter* LlamaModel::find(const std::string& name) {
+  for (Parameter& p : params_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+void LlamaModel::zero_grad() {
+  for (Parameter& p : params_) p.grad.zero();
+}
+
+BlockWeights LlamaModel::block_weights(int64_t layer, bool grads) const {
+  const size_t base = 1 + static_cast<size_t>(layer) * kParamsPerBlock;
+  auto t = [&](int k) { return grads ? params_[base + k].grad : params_[base + k].value; };
+  return {t(0), t(1), t(2), t(3), t(4), t(5), t(6), t(7), t(8)};
+}
+
+const Tensor& LlamaModel::head_weight(bool grad) const {
+  const Parameter& p = config_.tie_word_embeddings ? params_.front() : params_.back();
+  return grad ? p.grad : p.value;
+}
+
+void LlamaModel::prepare_context(const Batch& batch) {
+  ROTOR_CHECK(batch.input_ids.defined() && batch.input_ids.ndim() == 2 &&
+              batch.input_ids.dtype() == DType::kI32)
+      << "input_ids must be [B, T] i32, got " << batch.input_ids.str();
+  const int64_t b = batch.input_ids.dim(0), t = batch.input_ids.dim(1);
+  batch_ = batch;
+  if (!batch_.positions.defined()) {
+    batch_.positions = Tensor::empty({b, t}, DType::kI32);
+    for (int64_t i = 0; i < b * t; ++i) batch_.positions.data<int32_t>()[i] = static_cast<int32_t>(i % t);
+  }
+  ROTOR_CHECK(batch_.positions.shape() == batch.input_ids.shape() &&
+              batch_.positions.dtype() == DType::kI32)
+      << "positions must be [B, T] i32 like input_ids, got " << batch_.positions.str();
+  ctx_ = BlockContext();
+  ctx_.batch = b;
+  ctx_.seq = t;
+  ctx_.positions = batch_.positions;
+  ctx_.mask.q_pos = ctx_.mask.k_pos = batch_.positions;
+  if (batch_.segments.defined()) {
+    ROTOR_CHECK(batch_.segments.shape() == batch.input_ids.shape() &&
+                batch_.segments.dtype() == DType::kI32)
+        << "segments must be [B, T] i32 like input_ids, got " << batch_.segments.str();
+    ctx_.mask.q_seg = ctx_.mask.k_seg = batch_.segments;
+  }
+  ctx_.mask.causal = true;
+
+  // RoPE tables; dynamic and longrope depend on the current length.
+  const int32_t* pos = batch_.positions.data<int32_t>();
+  const int64_t max_pos = b * t ? *std::max_element(pos, pos + b * t) : 0;
+  RopeConfig rope = options_.rope;
+  rope.sequence_length = max_pos + 1;
+  absl::StatusOr<RopeTables> tables = compute_rope(rope, config_.resolved_head_dim());
+  ROTOR_CHECK(tables.ok()) << tables.status();  // validated in create()
+  const int64_t half = config_.resolved_head_dim() / 2;
+  ctx_.inv_freq = Tensor::empty({half}, DType::kF32);
+  std::copy(tables->inv_freq.begin(), tables->inv_freq.end(), ctx_.inv_freq.data<float>());
+  ctx_.attention_factor = tables->attention_factor;
+
+  // Query multipliers per layer (undefined where they are all 1).
+  q_scales_.assign(static_cast<size_t>(config_.num_hidden_layers), Tensor());
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    if (logit_scale_is_identity(options_.logit_scale, l)) continue;
+    Tensor s = Tensor::empty({b, t}, options_.dtype);
+    for (int64_t i = 0; i < b * t; ++i) {
+      const double m = logit_scale_at(options_.logit_scale, l, pos[i]);
+      if (options_.dtype == DType::kF32) s.data<float>()[i] = static_cast<float>(m);
+      else s.data<double>()[i] = m;
+    }
+    q_scales_[l] = s;
+  }
+}
+
+Tensor LlamaModel::forward_hidden(const Batch& batch) {
+  prepare_context(batch);
+  const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
+  Tensor x = Tensor::empty({n, d}, options_.dtype);
+  embedding_forward(batch_.input_ids.view({n}), params_.front().value, x);
+  acts_.assign(blocks_.size(), BlockActivations());
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    Tensor y = Tensor::empty({n, d}, options_.dtype);
+    blocks_[l].forward(block_weights(static_cast<int64_t>(l), false), ctx_, q_scales_[l], x, y,
+                       acts_[l], !options_.recompute);
+    x = y;
+  }
+  const Tensor& norm = params_[1 + blocks_.size() * kParamsPerBlock].value;
+  final_in_ = x;
+  final_rstd_ = Tensor::empty({n}, options_.dtype);
+  final_out_ = Tensor::empty({n, d}, options_.dtype);
+  rmsnorm_forward(x, norm, config_.rms_norm_eps, final_out_, final_rstd_);
+  return final_out_;
+}
+
+LossSum LlamaModel::forward(const Batch& batch) {
+  Tensor h = forward_hidden(batch);
+  const int64_t n = h.dim(0);
+  ROTOR_CHECK(batch.targets.defined() && batch.targets.shape() == batch.input_ids.shape() &&
+              batch.targets.dtype() == DType::kI32)
+      << "targets must be [B, T] i32 like input_ids, got " << batch.targets.str();
+  Tensor loss = Tensor::empty({n}, options_.dtype);
+  ce_lse_ = Tensor::empty({n}, options_.dtype);
+  cross_entropy_forward(h, head_weight(false), batch.targets.view({n}), loss, ce_lse_,
+                        options_.ce_chunks);
+  LossSum out;
+  const int32_t* tg = batch.targets.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (tg[i] < 0) continue;
+    out.sum += loss.item(i);
+    ++out.count;
+  }
+  have_forward_ = true;
+  return out;
+}
+
+void LlamaModel::backward(double grad_scale) {
+  ROTOR_CHECK(have_forward_) << "backward() needs a forward() first";
+  const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
+  Tensor dloss = Tensor::empty({n}, options_.dtype);
+  dloss.fill(grad_scale);  // ignored tokens get no gradient inside the kernel
+  Tensor dh = Tensor::empty({n, d}, options_.dtype);
+  cross_entropy_backward(final_out_, head_weight(false), batch_.targets.view({n}), ce_lse_, dloss,
+                         dh, head_weight(true), options_.ce_chunks);
+  const size_t norm_index = 1 + blocks_.size() * kParamsPerBlock;
+  Tensor dx = Tensor::empty({n, d}, options_.dtype);
+  rmsnorm_backward(dh, final_in_, params_[norm_index].value, final_rstd_, dx,
+                   params_[norm_index].grad);
+  for (size_t l = blocks_.size(); l-- > 0;) {
+    Tensor dprev = Tensor::empty({n, d}, options_.dtype);
+    blocks_[l].backward(block_weights(static_cast<int64_t>(l), false),
+                        block_weights(static_cast<int64_t>(l), true), ctx_, q_scales_[l], acts_[l],
+                        dx, dprev);
+    acts_[l] = BlockActivations();  // free as we go
+    dx = dprev;
+  }
+  embedding_backward(batch_.input_ids.view({n}), dx, params_.front().grad);
+  have_forward_ = false;
+  final_in_ = final_out_ = final_rstd_ = ce_lse_ = Tensor();
+}
+
+double LlamaModel::forward_backward(const Batch& batch) {
+  const LossSum loss = forward(batch);
+  ROTOR_CHECK_GT(loss.count, 0) << "batch has no counted target";
+  backward(1.0 / static_cast<double>(loss.count));
+  return loss.mean();
+}
+
+Tensor LlamaModel::logits(const Batch& batch) {
+  Tensor h = forward_hidden(batch);
+  Tensor out = Tensor::empty({h.dim(0), config_.vocab_size}, options_.dtype);
+  matmul(h, head_weight(false), out, false, true);
+  acts_.clear();
+  have_forward_ = false;
+  return out;
+}
+
+}  // namespace rotor

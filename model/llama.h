@@ -1,0 +1,115 @@
+// The Llama causal language model on one device, with explicit forward and
+// backward passes:
+//
+//   x_0   = embed_tokens[input_ids]                         [N, D], N = B * T
+//   x_l+1 = LlamaBlock_l(x_l)                               (model/llama_block.h)
+//   loss  = cross_entropy(RMSNorm(x_L) * norm, W_head)      fused, vocab-chunked
+//
+// W_head is lm_head.weight, or embed_tokens.weight when tie_word_embeddings.
+// RoPE frequencies and the per-(layer, position) query multiplier come from
+// model/rope from the positions of the batch, which are global positions (a
+// shard of a longer sequence passes its own). Parameters carry Hugging Face
+// names and shapes, so import/export is a rename-free copy:
+//   model.embed_tokens.weight                        [V, D]
+//   model.layers.{i}.input_layernorm.weight          [D]
+//   model.layers.{i}.self_attn.{q,k,v,o}_proj.weight [Hq*hd, D] [Hkv*hd, D] x2 [D, Hq*hd]
+//   model.layers.{i}.post_attention_layernorm.weight [D]
+//   model.layers.{i}.mlp.{gate,up,down}_proj.weight  [F, D] [F, D] [D, F]
+//   model.norm.weight                                [D]
+//   lm_head.weight                                   [V, D]   (untied only)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/tensor.h"
+#include "model/config.h"
+#include "model/llama_block.h"
+#include "model/rope.h"
+
+namespace rotor {
+
+struct LlamaOptions {
+  RopeConfig rope;                 // rope.theta is taken from here, not config.rope_theta
+  LogitScaleConfig logit_scale;
+  bool recompute = false;          // keep only block inputs; re-run blocks in backward
+  DType dtype = DType::kF32;       // f32 (CPU reference) or f64 (gradient checks)
+  CrossEntropyChunks ce_chunks;
+};
+
+// One micro-batch. Tokens are [B, T] i32.
+struct Batch {
+  Tensor input_ids;  // [B, T]
+  Tensor targets;    // [B, T]; < 0: not counted in the loss
+  Tensor positions;  // [B, T] global positions; undefined: 0..T-1 in every row
+  Tensor segments;   // [B, T] document ids (attention stays inside a document); optional
+};
+
+struct LossSum {
+  double sum = 0;     // sum of token losses (natural log)
+  int64_t count = 0;  // tokens counted (targets >= 0)
+  double mean() const { return count ? sum / static_cast<double>(count) : 0.0; }
+};
+
+struct Parameter {
+  std::string name;  // HF name
+  Tensor value;
+  Tensor grad;       // same shape; accumulated by backward
+};
+
+class LlamaModel {
+ public:
+  // Validates the config and options (errors name the field or recipe key)
+  // and allocates parameters (zero) and gradients (zero).
+  static absl::StatusOr<LlamaModel> create(const LlamaConfig& config,
+                                           const LlamaOptions& options);
+
+  // Deterministic init from a seed, per parameter from its name (so any
+  // shard of a parameter can draw its own elements): normal(0,
+  // initializer_range) for matrices and embeddings, 1 for norm weights.
+  void init_weights(uint64_t seed);
+
+  // Runs the forward pass, keeps activations for backward, returns the loss.
+  LossSum forward(const Batch& batch);
+  // Backward of sum_tokens(loss) * grad_scale (grad_scale = 1 / count gives
+  // the gradient of the mean). Accumulates into every parameter's grad.
+  void backward(double grad_scale);
+  // Convenience: forward, then backward of the mean loss. Returns the mean.
+  double forward_backward(const Batch& batch);
+  void zero_grad();
+
+  // Full logits [B*T, V] (materialised: for tests and scoring short texts).
+  Tensor logits(const Batch& batch);
+
+  std::vector<Parameter>& parameters() { return params_; }
+  const std::vector<Parameter>& parameters() const { return params_; }
+  Parameter* find(const std::string& name);
+  const LlamaConfig& config() const { return config_; }
+  const LlamaOptions& options() const { return options_; }
+
+ private:
+  LlamaModel(const LlamaConfig& config, const LlamaOptions& options);
+  BlockWeights block_weights(int64_t layer, bool grads) const;
+  const Tensor& head_weight(bool grad) const;
+  // Embedding + blocks + final norm; fills the saved state. Returns final hidden [N, D].
+  Tensor forward_hidden(const Batch& batch);
+  void prepare_context(const Batch& batch);
+
+  LlamaConfig config_;
+  LlamaOptions options_;
+  std::vector<Parameter> params_;
+  std::vector<LlamaBlock> blocks_;
+
+  // Saved by forward for backward.
+  Batch batch_;
+  BlockContext ctx_;
+  std::vector<Tensor> q_scales_;            // per layer [B, T] or undefined
+  std::vector<BlockActivations> acts_;
+  Tensor final_in_, final_rstd_, final_out_, ce_lse_;
+  bool have_forward_ = false;
+};
+
+}  // namespace rotor

@@ -1,0 +1,121 @@
+#include "model/llama_block.h"
+
+#include <cmath>
+
+#include "kernels/elementwise.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope_apply.h"
+#include "kernels/swiglu.h"
+
+namespace rotor {
+
+namespace {
+Tensor like(const Shape& shape, const Tensor& ref) { return Tensor::empty(shape, ref.dtype()); }
+}  // namespace
+
+void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const Tensor& q_scale,
+                         const Tensor& x, const Tensor& y, BlockActivations& a,
+                         bool keep_all) const {
+  const int64_t b = ctx.batch, t = ctx.seq, n = b * t;
+  const int64_t d = config_.hidden_size, f = config_.intermediate_size;
+  const int64_t hd = config_.resolved_head_dim();
+  const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
+  ROTOR_CHECK(x.ndim() == 2 && x.dim(0) == n && x.dim(1) == d)
+      << "block " << layer_ << ": x must be [" << n << ", " << d << "], got " << x.str();
+
+  a.x = x;
+  a.rstd1 = like({n}, x);
+  a.xn1 = like({n, d}, x);
+  rmsnorm_forward(x, w.input_layernorm, config_.rms_norm_eps, a.xn1, a.rstd1);
+
+  // Projections, then RoPE in place on q and k ([N, H*hd] viewed as [B, T, H, hd]).
+  a.q = like({b, t, hq, hd}, x);
+  a.k = like({b, t, hkv, hd}, x);
+  a.v = like({b, t, hkv, hd}, x);
+  matmul(a.xn1, w.q_proj, a.q.view({n, hq * hd}), false, true);
+  matmul(a.xn1, w.k_proj, a.k.view({n, hkv * hd}), false, true);
+  matmul(a.xn1, w.v_proj, a.v.view({n, hkv * hd}), false, true);
+  rope_forward(a.q, ctx.positions, ctx.inv_freq, ctx.attention_factor, q_scale, a.q);
+  rope_forward(a.k, ctx.positions, ctx.inv_freq, ctx.attention_factor, Tensor(), a.k);
+
+  a.attn = like({b, t, hq, hd}, x);
+  a.lse = like({b, hq, t}, x);
+  attention_forward(a.q, a.k, a.v, ctx.mask, 1.0 / std::sqrt(static_cast<double>(hd)), a.attn,
+                    a.lse);
+
+  a.h = like({n, d}, x);
+  matmul(a.attn.view({n, hq * hd}), w.o_proj, a.h, false, true);
+  add(a.h, x, a.h);
+
+  a.rstd2 = like({n}, x);
+  a.xn2 = like({n, d}, x);
+  rmsnorm_forward(a.h, w.post_attention_layernorm, config_.rms_norm_eps, a.xn2, a.rstd2);
+  a.gate = like({n, f}, x);
+  a.up = like({n, f}, x);
+  matmul(a.xn2, w.gate_proj, a.gate, false, true);
+  matmul(a.xn2, w.up_proj, a.up, false, true);
+  a.act = like({n, f}, x);
+  swiglu_forward(a.gate, a.up, a.act);
+  matmul(a.act, w.down_proj, y, false, true);
+  add(y, a.h, y);
+
+  if (!keep_all) {
+    Tensor input = a.x;
+    a = BlockActivations();
+    a.x = input;
+  }
+}
+
+void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const BlockContext& ctx,
+                          const Tensor& q_scale, BlockActivations& a, const Tensor& dy,
+                          const Tensor& dx) const {
+  if (!a.xn1.defined()) {  // recompute: rebuild the activations from the saved input
+    Tensor y = like(a.x.shape(), a.x);
+    forward(w, ctx, q_scale, a.x, y, a, /*keep_all=*/true);
+  }
+  const int64_t b = ctx.batch, t = ctx.seq, n = b * t;
+  const int64_t d = config_.hidden_size, f = config_.intermediate_size;
+  const int64_t hd = config_.resolved_head_dim();
+  const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
+
+  // MLP: y = h + act Wd^T
+  Tensor dact = like({n, f}, dy);
+  matmul(dy, w.down_proj, dact);                          // [N, F]
+  matmul(dy, a.act, g.down_proj, true, false, 1.0, 1.0);  // dWd += dy^T act
+  Tensor dgate = like({n, f}, dy), dup = like({n, f}, dy);
+  swiglu_backward(dact, a.gate, a.up, dgate, dup);
+  Tensor dxn2 = like({n, d}, dy);
+  matmul(dgate, w.gate_proj, dxn2);
+  matmul(dup, w.up_proj, dxn2, false, false, 1.0, 1.0);
+  matmul(dgate, a.xn2, g.gate_proj, true, false, 1.0, 1.0);
+  matmul(dup, a.xn2, g.up_proj, true, false, 1.0, 1.0);
+  Tensor dh = like({n, d}, dy);
+  rmsnorm_backward(dxn2, a.h, w.post_attention_layernorm, a.rstd2, dh, g.post_attention_layernorm);
+  add(dh, dy, dh);  // residual
+
+  // Attention: h = x + attn Wo^T
+  Tensor dattn = like({b, t, hq, hd}, dy);
+  matmul(dh, w.o_proj, dattn.view({n, hq * hd}));
+  matmul(dh, a.attn.view({n, hq * hd}), g.o_proj, true, false, 1.0, 1.0);
+  Tensor dq = Tensor::zeros({b, t, hq, hd}, dy.dtype());
+  Tensor dk = Tensor::zeros({b, t, hkv, hd}, dy.dtype());
+  Tensor dv = Tensor::zeros({b, t, hkv, hd}, dy.dtype());
+  attention_backward(a.q, a.k, a.v, ctx.mask, 1.0 / std::sqrt(static_cast<double>(hd)), a.attn,
+                     a.lse, dattn, dq, dk, dv);
+  rope_backward(dq, ctx.positions, ctx.inv_freq, ctx.attention_factor, q_scale, dq);
+  rope_backward(dk, ctx.positions, ctx.inv_freq, ctx.attention_factor, Tensor(), dk);
+  const Tensor dq2 = dq.view({n, hq * hd}), dk2 = dk.view({n, hkv * hd}),
+               dv2 = dv.view({n, hkv * hd});
+  Tensor dxn1 = like({n, d}, dy);
+  matmul(dq2, w.q_proj, dxn1);
+  matmul(dk2, w.k_proj, dxn1, false, false, 1.0, 1.0);
+  matmul(dv2, w.v_proj, dxn1, false, false, 1.0, 1.0);
+  matmul(dq2, a.xn1, g.q_proj, true, false, 1.0, 1.0);
+  matmul(dk2, a.xn1, g.k_proj, true, false, 1.0, 1.0);
+  matmul(dv2, a.xn1, g.v_proj, true, false, 1.0, 1.0);
+  rmsnorm_backward(dxn1, a.x, w.input_layernorm, a.rstd1, dx, g.input_layernorm);
+  add(dx, dh, dx);  // residual
+}
+
+}  // namespace rotor

@@ -1,0 +1,37 @@
+// AdamW over a model's parameters with global-norm gradient clipping.
+// Holds the first and second moments (f32, same shapes as the parameters);
+// the parameters themselves are the fp32 master weights on the CPU.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/adamw.h"
+#include "model/llama.h"
+
+namespace rotor {
+
+struct OptimizerStepInfo {
+  double grad_norm = 0;    // global L2 norm before clipping
+  double clip_scale = 1;   // factor applied to the gradients
+};
+
+class AdamWOptimizer {
+ public:
+  AdamWOptimizer(const std::vector<Parameter>& params, const AdamWHyper& hyper);
+
+  // One step with learning rate `lr` (the schedule's value). Gradients are
+  // scaled by min(1, grad_clip / norm) when grad_clip > 0. Parameters whose
+  // tensor is 1-D (norm weights) get no weight decay, as in Megatron/torchtitan.
+  OptimizerStepInfo step(std::vector<Parameter>& params, double lr, double grad_clip);
+
+  int64_t steps_taken() const { return step_; }
+  const AdamWHyper& hyper() const { return hyper_; }
+
+ private:
+  AdamWHyper hyper_;
+  int64_t step_ = 0;
+  std::vector<Tensor> m_, v_;
+};
+
+}  // namespace rotor
