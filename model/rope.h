@@ -70,7 +70,7 @@ struct LogitScaleConfig {
 
 struct RopeTables {
   std::vector<float> inv_freq;      // [head_dim / 2]
-  float attention_factor = 1.0f;    // multiplies cos and sin
+  double attention_factor = 1.0;    // multiplies cos and sin (f32 kernels round it)
 };
 
 // Recipe spelling <-> enum ("none", "linear", "ntk", "dynamic", "yarn",

@@ -1,8 +1,71 @@
-// rotor: command-line entry point. Subcommands are added as they land.
-#include <cstdio>
-#include <cstring>
+// rotor: command-line entry point. A table of subcommands; adding one is one
+// line in kCommands. Each command takes the words after its name, writes its
+// result to `out` and diagnostics to `err`, and returns the exit status
+// (0 success, 2 usage or input error).
+//
+//   rotor <command> [args...]     run a command
+//   rotor --help | -h | help      list the commands (stdout, status 0)
+//   rotor help <command>          the command's own --help
+//   anything else                 usage on stderr, status 2
+#include <iostream>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "trainer/rope_command.h"
+
+namespace {
+
+using CommandFn = int (*)(const std::vector<std::string>& args, std::ostream& out,
+                          std::ostream& err);
+
+struct Command {
+  const char* name;
+  const char* summary;
+  CommandFn run;
+};
+
+constexpr Command kCommands[] = {
+    {"rope", "print a recipe's RoPE inverse frequencies and logit scalars as JSON",
+     rotor::run_rope_command},
+};
+
+void print_usage(std::ostream& os) {
+  os << "usage: rotor <command> [args...]\n\ncommands:\n";
+  for (const Command& c : kCommands) os << "  " << c.name << "\t" << c.summary << "\n";
+  os << "\n'rotor <command> --help' describes a command.\n";
+}
+
+const Command* find_command(const std::string& name) {
+  for (const Command& c : kCommands) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  std::fprintf(stderr, "usage: rotor <command> ...\n");
-  return argc > 1 && std::strcmp(argv[1], "--help") == 0 ? 0 : 2;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    print_usage(std::cerr);
+    return 2;
+  }
+  const std::string& name = args[0];
+  if (name == "--help" || name == "-h" || (name == "help" && args.size() == 1)) {
+    print_usage(std::cout);
+    return 0;
+  }
+  if (name == "help") {
+    if (const Command* c = find_command(args[1])) return c->run({"--help"}, std::cout, std::cerr);
+    std::cerr << "rotor: unknown command '" << args[1] << "'\n";
+    print_usage(std::cerr);
+    return 2;
+  }
+  if (const Command* c = find_command(name)) {
+    return c->run(std::vector<std::string>(args.begin() + 1, args.end()), std::cout, std::cerr);
+  }
+  std::cerr << "rotor: unknown command '" << name << "'\n";
+  print_usage(std::cerr);
+  return 2;
 }
