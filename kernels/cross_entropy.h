@@ -23,6 +23,9 @@ namespace rotor {
 struct CrossEntropyChunks {
   int64_t tokens = 1024;  // rows of the logits tile
   int64_t vocab = 8192;   // columns of the logits tile
+  // cross_entropy_forward_backward: tiles of [rows, V] with rows * V at most
+  // this many elements (8M floats = 32 MiB; 64 rows at V = 128K).
+  int64_t fused_tile_elements = int64_t{1} << 23;
 };
 
 void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targets,
@@ -31,5 +34,16 @@ void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targe
 void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
                             const Tensor& lse, const Tensor& dloss, const Tensor& dh,
                             const Tensor& dw, CrossEntropyChunks chunks = {});
+
+// Training path: loss, lse, dh (=) and dw (+=) in one pass, for when dloss is
+// known before the forward (it is: the loss is the last op and the token
+// count comes from the targets). Each [rows, V] logits tile is formed once and
+// turned into dlogits in place, so the step costs three GEMMs (as an unfused
+// framework that keeps all logits) instead of four (forward, then recompute in
+// backward), and still never holds [N, V].
+void cross_entropy_forward_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
+                                    const Tensor& dloss, const Tensor& loss, const Tensor& lse,
+                                    const Tensor& dh, const Tensor& dw,
+                                    CrossEntropyChunks chunks = {});
 
 }  // namespace rotor

@@ -191,6 +191,11 @@ void LlamaModel::backward(double grad_scale) {
   Tensor dh = Tensor::empty({n, d}, options_.dtype);
   cross_entropy_backward(final_out_, head_weight(false), batch_.targets.view({n}), ce_lse_, dloss,
                          dh, head_weight(true), options_.ce_chunks);
+  backward_from_hidden(dh);
+}
+
+void LlamaModel::backward_from_hidden(const Tensor& dh) {
+  const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
   const size_t norm_index = 1 + blocks_.size() * kParamsPerBlock;
   Tensor dx = Tensor::empty({n, d}, options_.dtype);
   rmsnorm_backward(dh, final_in_, params_[norm_index].value, final_rstd_, dx,
@@ -208,11 +213,36 @@ void LlamaModel::backward(double grad_scale) {
   final_in_ = final_out_ = final_rstd_ = ce_lse_ = Tensor();
 }
 
+LossSum LlamaModel::forward_backward(const Batch& batch, double grad_scale) {
+  Tensor h = forward_hidden(batch);
+  const int64_t n = h.dim(0);
+  ROTOR_CHECK(batch.targets.defined() && batch.targets.shape() == batch.input_ids.shape() &&
+              batch.targets.dtype() == DType::kI32)
+      << "targets must be [B, T] i32 like input_ids, got " << batch.targets.str();
+  Tensor loss = Tensor::empty({n}, options_.dtype), lse = Tensor::empty({n}, options_.dtype);
+  Tensor dloss = Tensor::empty({n}, options_.dtype);
+  dloss.fill(grad_scale);
+  Tensor dh = Tensor::empty(h.shape(), options_.dtype);
+  cross_entropy_forward_backward(h, head_weight(false), batch.targets.view({n}), dloss, loss, lse,
+                                 dh, head_weight(true), options_.ce_chunks);
+  LossSum out;
+  const int32_t* tg = batch.targets.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (tg[i] < 0) continue;
+    out.sum += loss.item(i);
+    ++out.count;
+  }
+  backward_from_hidden(dh);
+  return out;
+}
+
 double LlamaModel::forward_backward(const Batch& batch) {
-  const LossSum loss = forward(batch);
-  ROTOR_CHECK_GT(loss.count, 0) << "batch has no counted target";
-  backward(1.0 / static_cast<double>(loss.count));
-  return loss.mean();
+  ROTOR_CHECK(batch.targets.defined()) << "forward_backward needs targets";
+  int64_t count = 0;
+  const int32_t* tg = batch.targets.data<int32_t>();
+  for (int64_t i = 0; i < batch.targets.numel(); ++i) count += tg[i] >= 0;
+  ROTOR_CHECK_GT(count, 0) << "batch has no counted target";
+  return forward_backward(batch, 1.0 / static_cast<double>(count)).mean();
 }
 
 Tensor LlamaModel::logits(const Batch& batch) {

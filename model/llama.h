@@ -77,7 +77,12 @@ class LlamaModel {
   // Backward of sum_tokens(loss) * grad_scale (grad_scale = 1 / count gives
   // the gradient of the mean). Accumulates into every parameter's grad.
   void backward(double grad_scale);
-  // Convenience: forward, then backward of the mean loss. Returns the mean.
+  // Training step body: forward and backward of sum_tokens(loss) * grad_scale
+  // in one call, with the loss head fused (cross_entropy_forward_backward:
+  // one logits tile pass instead of a forward and a recomputing backward).
+  // Same gradients as forward() + backward(grad_scale).
+  LossSum forward_backward(const Batch& batch, double grad_scale);
+  // Convenience: the gradient of this batch's mean loss. Returns the mean.
   double forward_backward(const Batch& batch);
   void zero_grad();
 
@@ -97,6 +102,8 @@ class LlamaModel {
   // Embedding + blocks + final norm; fills the saved state. Returns final hidden [N, D].
   Tensor forward_hidden(const Batch& batch);
   void prepare_context(const Batch& batch);
+  // From the gradient of the final hidden state [N, D] down to the embedding.
+  void backward_from_hidden(const Tensor& dh);
 
   LlamaConfig config_;
   LlamaOptions options_;

@@ -125,4 +125,55 @@ void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targ
   });
 }
 
+void cross_entropy_forward_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
+                                    const Tensor& dloss, const Tensor& loss, const Tensor& lse,
+                                    const Tensor& dh, const Tensor& dw, CrossEntropyChunks chunks) {
+  check_args(h, w, targets, lse, chunks, "cross_entropy_forward_backward");
+  for (const Tensor* t : {&dloss, &loss, &dh, &dw}) {
+    check_cpu(*t, "cross_entropy_forward_backward");
+    check_same_dtype(h, *t, "cross_entropy_forward_backward");
+  }
+  ROTOR_CHECK(dloss.numel() == h.dim(0) && loss.numel() == h.dim(0)) << "dloss and loss are [N]";
+  ROTOR_CHECK(dh.shape() == h.shape() && dw.shape() == w.shape()) << "dh/dw shapes";
+  const int64_t n = h.dim(0), v = w.dim(0);
+  const int64_t nt = std::clamp<int64_t>(chunks.fused_tile_elements / std::max<int64_t>(v, 1), 1,
+                                         std::max<int64_t>(n, 1));
+  const int32_t* tg = targets.data<int32_t>();
+  cpu::dispatch_float(h.dtype(), "cross_entropy_forward_backward", [&]<class T>() {
+    Tensor tile_buf = Tensor::empty({nt, v}, h.dtype());
+    const T* dl = dloss.data<T>();
+    T* lp = loss.data<T>();
+    T* lsep = lse.data<T>();
+    for (int64_t t0 = 0; t0 < n; t0 += nt) {
+      const int64_t rows = std::min(nt, n - t0);
+      const Tensor h_c = h.narrow(t0, rows);
+      Tensor tile = tile_buf.narrow(0, rows);                 // [rows, V]
+      matmul(h_c, w, tile, false, true);                       // logits
+      T* lg = tile.data<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        T* row = lg + r * v;
+        const int64_t target = tg[t0 + r];
+        T mx = row[0];
+        for (int64_t c = 1; c < v; ++c) mx = std::max(mx, row[c]);
+        T s = 0;
+        for (int64_t c = 0; c < v; ++c) s += std::exp(row[c] - mx);
+        const T l = mx + std::log(s);
+        lsep[t0 + r] = l;
+        if (target < 0) {
+          lp[t0 + r] = T(0);
+          std::fill(row, row + v, T(0));
+          continue;
+        }
+        lp[t0 + r] = l - row[target];
+        const T g = dl[t0 + r];
+        for (int64_t c = 0; c < v; ++c) row[c] = g * std::exp(row[c] - l);  // dlogits
+        row[target] -= g;
+      }
+      matmul(tile, w, dh.narrow(t0, rows));                    // dh = dlogits w
+      matmul(tile, h_c, dw, true, false, 1.0, 1.0);            // dw += dlogits^T h
+    }
+  });
+}
+
 }  // namespace rotor

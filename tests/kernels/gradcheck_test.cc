@@ -156,6 +156,23 @@ GradCase cross_entropy_case() {
   return c;
 }
 
+// The training path: loss and gradients in one pass, tiles of 3 rows x V.
+GradCase cross_entropy_fused_case() {
+  GradCase c = cross_entropy_case();
+  c.name = "cross_entropy_fused";
+  const int64_t n = 7, v = 10;
+  Tensor h = c.inputs[0].value, w = c.inputs[1].value;
+  Tensor targets = Tensor::from_vector({3, 9, 0, -100, 5, 5, 1}, {n}, DType::kI32);
+  Tensor dl = random_tensor({n}, kF64, 17, 0.1, 1.0);
+  Tensor dh = c.inputs[0].analytic, dw = c.inputs[1].analytic;
+  c.backward = [=] {
+    Tensor loss = Tensor::empty({n}, kF64), lse = Tensor::empty({n}, kF64);
+    cross_entropy_forward_backward(h, w, targets, dl, loss, lse, dh, dw,
+                                   CrossEntropyChunks{.fused_tile_elements = 3 * v});
+  };
+  return c;
+}
+
 std::vector<std::function<GradCase()>> grad_cases() {
   return {embedding_case,
           rmsnorm_case,
@@ -166,7 +183,8 @@ std::vector<std::function<GradCase()>> grad_cases() {
           [] { return rope_case(false); },
           [] { return rope_case(true); },
           swiglu_case,
-          cross_entropy_case};
+          cross_entropy_case,
+          cross_entropy_fused_case};
 }
 
 class KernelGradcheck : public ::testing::TestWithParam<int> {};

@@ -76,6 +76,17 @@ TEST(CrossEntropy, ChunkedEqualsFullLogits) {
     testing::expect_close(loss, want, 1e-5, 1e-5, "fused cross-entropy");
     EXPECT_EQ(loss.item(3), 0.0) << "ignored target must give zero loss";
   }
+  // The fused training path gives the same loss and LSE, for tiles of 1, 4 and all rows.
+  for (int64_t rows : {1, 4, 9}) {
+    Tensor loss = Tensor::empty({n}, DType::kF32), lse = Tensor::empty({n}, DType::kF32);
+    Tensor dh = Tensor::empty({n, d}, DType::kF32), dw = Tensor::zeros({v, d}, DType::kF32);
+    Tensor dl = Tensor::empty({n}, DType::kF32);
+    dl.fill(0.125);
+    cross_entropy_forward_backward(h, w, targets, dl, loss, lse, dh, dw,
+                                   CrossEntropyChunks{.fused_tile_elements = rows * v});
+    testing::expect_close(loss, want, 1e-5, 1e-5, "fused forward-backward loss");
+    testing::expect_finite_nonzero(dw, "fused dw");
+  }
 }
 
 // RoPE is a rotation: at attention_factor 1 and no scale it keeps norms, is

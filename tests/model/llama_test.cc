@@ -93,6 +93,27 @@ TEST(LlamaRecompute, SameLossAndGradients) {
   }
 }
 
+// The two-phase path (forward, then backward recomputing logits tiles) and
+// the fused training path give the same gradients. f64, so only summation
+// order differs: 1e-12 relative to the largest gradient.
+TEST(LlamaLossHead, TwoPhaseEqualsFusedForwardBackward) {
+  auto a = LlamaModel::create(tiny_config(false), tiny_options(DType::kF64));
+  auto b = LlamaModel::create(tiny_config(false), tiny_options(DType::kF64));
+  ASSERT_TRUE(a.ok() && b.ok());
+  a->init_weights(3);
+  b->init_weights(3);
+  const Batch batch = tiny_batch(false);
+  const LossSum la = a->forward(batch);
+  a->backward(1.0 / static_cast<double>(la.count));
+  const double lb = b->forward_backward(batch);
+  EXPECT_NEAR(la.mean(), lb, 1e-12);
+  for (size_t i = 0; i < a->parameters().size(); ++i) {
+    const Parameter& p = a->parameters()[i];
+    testing::expect_close(b->parameters()[i].grad, p.grad, 1e-12 * testing::max_abs(p.grad), 0,
+                          p.name);
+  }
+}
+
 TEST(LlamaParameters, HfNamesShapesAndDeterministicInit) {
   auto m = LlamaModel::create(tiny_config(false), tiny_options(DType::kF32));
   ASSERT_TRUE(m.ok());
