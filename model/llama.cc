@@ -19,6 +19,19 @@ const char* const kBlockParamNames[kParamsPerBlock] = {
     "self_attn.o_proj.weight", "post_attention_layernorm.weight",
     "mlp.gate_proj.weight",    "mlp.up_proj.weight",
     "mlp.down_proj.weight"};
+
+// Sum and count of the per-token losses [N] whose target [N] is counted (>= 0).
+LossSum sum_token_losses(const Tensor& loss, const Tensor& targets) {
+  LossSum out;
+  const int32_t* tg = targets.data<int32_t>();
+  for (int64_t i = 0; i < loss.numel(); ++i) {
+    if (tg[i] < 0) continue;
+    out.sum += loss.item(i);
+    ++out.count;
+  }
+  return out;
+}
+
 }  // namespace
 
 LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
@@ -172,13 +185,7 @@ LossSum LlamaModel::forward(const Batch& batch) {
   ce_lse_ = Tensor::empty({n}, options_.dtype);
   cross_entropy_forward(h, head_weight(false), batch.targets.view({n}), loss, ce_lse_,
                         options_.ce_chunks);
-  LossSum out;
-  const int32_t* tg = batch.targets.data<int32_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    if (tg[i] < 0) continue;
-    out.sum += loss.item(i);
-    ++out.count;
-  }
+  const LossSum out = sum_token_losses(loss, batch.targets);
   have_forward_ = true;
   return out;
 }
@@ -225,13 +232,7 @@ LossSum LlamaModel::forward_backward(const Batch& batch, double grad_scale) {
   Tensor dh = Tensor::empty(h.shape(), options_.dtype);
   cross_entropy_forward_backward(h, head_weight(false), batch.targets.view({n}), dloss, loss, lse,
                                  dh, head_weight(true), options_.ce_chunks);
-  LossSum out;
-  const int32_t* tg = batch.targets.data<int32_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    if (tg[i] < 0) continue;
-    out.sum += loss.item(i);
-    ++out.count;
-  }
+  const LossSum out = sum_token_losses(loss, batch.targets);
   backward_from_hidden(dh);
   return out;
 }
