@@ -36,6 +36,9 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dta
   const int64_t n = ids.numel(), v = dtable.dim(0), d = dtable.dim(1);
   ROTOR_CHECK_EQ(dout.numel(), n * d);
   const int32_t* id = ids.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i)
+    ROTOR_CHECK(id[i] >= 0 && id[i] < v) << "token id " << id[i] << " at " << i
+                                         << " outside the vocabulary [0, " << v << ")";
   cpu::dispatch_float(dtable.dtype(), "embedding_backward", [&]<class T>() {
     const T* g = dout.data<T>();
     T* dt = dtable.data<T>();
@@ -43,10 +46,7 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dta
     // repeated ids accumulate without races and in a fixed order.
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < d; ++c) {
-      for (int64_t i = 0; i < n; ++i) {
-        ROTOR_CHECK(id[i] >= 0 && id[i] < v) << "token id " << id[i];
-        dt[id[i] * d + c] += g[i * d + c];
-      }
+      for (int64_t i = 0; i < n; ++i) dt[id[i] * d + c] += g[i * d + c];
     }
   });
 }
