@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include <omp.h>
+
 #include "kernels/cpu/dispatch.h"
 
 namespace rotor {
@@ -42,11 +44,17 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dta
   cpu::dispatch_float(dtable.dtype(), "embedding_backward", [&]<class T>() {
     const T* g = dout.data<T>();
     T* dt = dtable.data<T>();
-    // Parallel over embedding columns: each thread owns a column range, so
-    // repeated ids accumulate without races and in a fixed order.
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < d; ++c) {
-      for (int64_t i = 0; i < n; ++i) dt[id[i] * d + c] += g[i * d + c];
+    // Each thread owns a contiguous range of embedding columns, so repeated
+    // ids accumulate without races and in token order (deterministic).
+#pragma omp parallel
+    {
+      const int nth = omp_get_num_threads(), me = omp_get_thread_num();
+      const int64_t c0 = d * me / nth, c1 = d * (me + 1) / nth;
+      for (int64_t i = 0; i < n; ++i) {
+        T* dst = dt + id[i] * d;
+        const T* src = g + i * d;
+        for (int64_t c = c0; c < c1; ++c) dst[c] += src[c];
+      }
     }
   });
 }
