@@ -6,10 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/common/testing.h"
@@ -210,6 +212,34 @@ TEST(AttentionForward, MatchesFullSoftmaxF64) {
 TEST(AttentionForward, MatchesFullSoftmaxMultiThreaded) {
   forward_matches_full_softmax<float>(true, 48, 16);
 }
+
+// More query rows than one tile of the kernel (64): 130 queries at positions
+// 0..129 against 130 keys at positions 0..129 (the kernel skips keys past each
+// tile's last query), in reverse order (k_pos not sorted: no skipping) and at
+// 80..209 (the first tile sees no key of the block: out 0, lse -inf).
+template <class T>
+void many_rows_match_full_softmax() {
+  const int64_t B = 2, T_ = 130, Hq = 4, Hkv = 2, D = 8;
+  const double scale = 1.0 / std::sqrt(double(D));
+  const Tensor q = random_tensor(Shape{B, T_, Hq, D}, dtype_of<T>(), 91, -2, 2);
+  const Tensor k = random_tensor(Shape{B, T_, Hkv, D}, dtype_of<T>(), 92, -2, 2);
+  const Tensor v = random_tensor(Shape{B, T_, Hkv, D}, dtype_of<T>(), 93);
+  std::vector<int> reversed = iota(0, T_);
+  std::reverse(reversed.begin(), reversed.end());
+  const Tensor q_pos = i32_rows(B, iota(0, T_));
+  const std::pair<std::string, Tensor> k_positions[] = {
+      {"in order", q_pos},
+      {"reversed", i32_rows(B, reversed)},
+      {"from 80", i32_rows(B, iota(80, T_))}};
+  for (const auto& [what, k_pos] : k_positions) {
+    const AttentionMask m{q_pos, k_pos, {}, {}, true};
+    expect_result_close(forward(q, k, v, m, scale), reference(q, k, v, m, scale), kTol<T>,
+                        kTol<T>, "keys " + what);
+  }
+}
+
+TEST(AttentionForward, ManyRowsMatchFullSoftmaxF32) { many_rows_match_full_softmax<float>(); }
+TEST(AttentionForward, ManyRowsMatchFullSoftmaxF64) { many_rows_match_full_softmax<double>(); }
 
 // (b) Keys split into blocks of 5, 6 and 9 tokens (of 20), each block run with
 // its k_pos slice and merged into an accumulator initialised by the first
@@ -462,6 +492,20 @@ TEST(AttentionBackward, OffsetPositionsMatchFiniteDifferences) {
   check_gradients(1, 2, 1, {i32_rows(1, iota(8, 6)), k_pos, {}, {}, true}, 61, "offset");
   // Queries 0..5 against keys 3..10: rows 0..2 see no key (lse = -inf).
   check_gradients(1, 2, 1, {i32_rows(1, iota(0, 6)), k_pos, {}, {}, true}, 71, "empty rows");
+}
+
+// Two query tiles of the kernel (70 rows): keys in order, reversed (no key
+// skipping) and from 64 (the first tile sees no key of the block).
+TEST(AttentionBackward, ManyRowsMatchFiniteDifferences) {
+  const int64_t T_ = 70;
+  std::vector<int> reversed = iota(0, T_);
+  std::reverse(reversed.begin(), reversed.end());
+  const Tensor q_pos = i32_rows(1, iota(0, T_));
+  check_gradients(1, 2, 1, {q_pos, q_pos, {}, {}, true}, 101, "many rows, keys in order");
+  check_gradients(1, 2, 1, {q_pos, i32_rows(1, reversed), {}, {}, true}, 111,
+                  "many rows, keys reversed");
+  check_gradients(1, 2, 1, {q_pos, i32_rows(1, iota(64, T_)), {}, {}, true}, 121,
+                  "many rows, keys from 64");
 }
 
 // (g) Backward of key blocks (with the final merged out and lse) accumulates
