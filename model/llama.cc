@@ -131,7 +131,7 @@ void LlamaModel::prepare_context(const Batch& batch) {
 
   // RoPE tables; dynamic and longrope depend on the current length.
   const int32_t* pos = batch_.positions.data<int32_t>();
-  const int64_t max_pos = b * t ? *std::max_element(pos, pos + b * t) : 0;
+  const int64_t max_pos = b * t > 0 ? *std::max_element(pos, pos + b * t) : 0;
   RopeConfig rope = options_.rope;
   rope.sequence_length = max_pos + 1;
   absl::StatusOr<RopeTables> tables = compute_rope(rope, config_.resolved_head_dim());
