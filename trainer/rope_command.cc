@@ -103,6 +103,7 @@ absl::StatusOr<std::vector<T>> as_list(const std::string& key, const YAML::Node&
 struct ParseState {
   RopeSettings settings;
   bool head_dim_given = false;
+  bool factor_given = false;  // rope.factor has no neutral default for scaling methods
 };
 
 using Setter = absl::Status (*)(const std::string& key, const YAML::Node& value, ParseState& state);
@@ -142,7 +143,11 @@ const KeySpec kKeys[] = {
               return store(parse_rope_method(*name), st.settings.rope.method);
             }},
     ROTOR_KEY("rope.theta", store(as_number(key, v), s.rope.theta)),
-    ROTOR_KEY("rope.factor", store(as_number(key, v), s.rope.factor)),
+    KeySpec{"rope.factor",
+            [](const std::string& key, const YAML::Node& v, ParseState& st) -> absl::Status {
+              st.factor_given = true;
+              return store(as_number(key, v), st.settings.rope.factor);
+            }},
     ROTOR_KEY("rope.original_max_position",
               store(as_integer(key, v), s.rope.original_max_position)),
     ROTOR_KEY("rope.beta_fast", store(as_number(key, v), s.rope.beta_fast)),
@@ -429,6 +434,11 @@ absl::StatusOr<RopeSettings> parse_rope_settings(const std::string& recipe_yaml,
         "model.head_dim is required (in the recipe's model section or --set model.head_dim=128)");
   }
   const RopeSettings& s = state.settings;
+  const RopeMethod m = s.rope.method;
+  if (!state.factor_given && m != RopeMethod::kNone && m != RopeMethod::kLongRope) {
+    return absl::InvalidArgumentError(absl::StrCat("rope.factor is required for rope.method=",
+                                                   rope_method_name(m)));
+  }
   if (absl::Status st = validate_rope(s.rope, s.head_dim); !st.ok()) return st;
   if (absl::Status st = validate_logit_scale(s.logit_scale); !st.ok()) return st;
   return state.settings;
@@ -502,7 +512,7 @@ int run_rope_command(const std::vector<std::string>& args, std::ostream& out, st
   const int64_t layers = parsed->layers.value_or(default_rope_layers(settings->logit_scale));
   absl::StatusOr<nlohmann::json> json = rope_json(*settings, positions, layers);
   if (!json.ok()) return fail(json.status());
-  out << json->dump(2) << "\n";
+  out << json->dump() << "\n";
   return out.good() ? 0 : fail(absl::DataLossError("cannot write the output"));
 }
 

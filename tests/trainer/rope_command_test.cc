@@ -88,8 +88,9 @@ TEST(RopeCommand, OverridesFillSettingsAndDefaults) {
   EXPECT_EQ(y.logit_scale.skip_layers, (std::vector<int64_t>{3}));
   // null unsets the attention factor again.
   EXPECT_FALSE(
-      parse_or_fail({"model.head_dim=8", "rope.method=yarn", "rope.original_max_position=64",
-                     "rope.attention_factor=1.5", "rope.attention_factor=null"})
+      parse_or_fail({"model.head_dim=8", "rope.method=yarn", "rope.factor=2",
+                     "rope.original_max_position=64", "rope.attention_factor=1.5",
+                     "rope.attention_factor=null"})
           .rope.attention_factor.has_value());
 
   const RopeSettings l =
@@ -151,6 +152,8 @@ TEST(RopeCommand, ErrorsNameTheKey) {
   EXPECT_EQ(parse_error({"model.head_dim=128", "rope.factor=0.5"}),
             "rope.factor must be >= 1, got 0.5");
   EXPECT_EQ(parse_error({"model.head_dim=63"}), "model.head_dim must be even, got 63");
+  EXPECT_EQ(parse_error({"model.head_dim=128", "rope.method=linear"}),
+            "rope.factor is required for rope.method=linear");
   EXPECT_EQ(parse_error({"model.head_dim=128", "rope.factor=abc"}),
             "rope.factor: expected a number, got 'abc'");
   EXPECT_EQ(parse_error({"model.head_dim=128.5"}),
@@ -179,7 +182,8 @@ TEST(RopeCommand, ErrorsNameTheKey) {
   EXPECT_EQ(parse_error({"model.head_dim"}), "--set expects KEY=VALUE, got 'model.head_dim'");
   EXPECT_EQ(parse_error({"=3"}), "--set expects KEY=VALUE, got '=3'");
   EXPECT_NE(
-      parse_error({"model.head_dim=128", "rope.method=yarn"}).find("rope.original_max_position"),
+      parse_error({"model.head_dim=128", "rope.method=yarn", "rope.factor=4"})
+          .find("rope.original_max_position"),
       std::string::npos);
   EXPECT_NE(
       parse_error({"model.head_dim=128", "rope.attention_factor=2"}).find("rope.attention_factor"),
