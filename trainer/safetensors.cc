@@ -1,0 +1,300 @@
+#include "trainer/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace rotor {
+
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
+absl::Status bad(const std::string& path, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+}
+
+// Element size of a safetensors dtype, 0 if unknown.
+size_t element_size(const std::string& dtype) {
+  static const std::map<std::string, size_t> sizes = {
+      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
+      {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U16", 2}, {"U32", 4}, {"U64", 8},
+      {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+  auto it = sizes.find(dtype);
+  return it == sizes.end() ? 0 : it->second;
+}
+
+const char* safetensors_dtype(DType d) {
+  switch (d) {
+    case DType::kF32: return "F32";
+    case DType::kBF16: return "BF16";
+    case DType::kF64: return "F64";
+    case DType::kI32: return "I32";
+    case DType::kI64: return "I64";
+  }
+  return "?";
+}
+
+// IEEE binary16 -> float.
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while (!(mant & 0x400u)) {
+        mant <<= 1;
+        --exp;
+      }
+      bits = sign | (exp << 23) | ((mant & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+}  // namespace
+
+struct SafetensorsFile::Mapping {
+  void* addr = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (addr && addr != MAP_FAILED) munmap(addr, size);
+  }
+};
+
+absl::StatusOr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    ::close(fd);
+    return absl::InternalError(absl::StrCat(path, ": fstat: ", std::strerror(errno)));
+  }
+  SafetensorsFile f;
+  f.path_ = path;
+  f.map_ = std::make_shared<Mapping>();
+  f.map_->size = static_cast<size_t>(st.st_size);
+  if (f.map_->size < 8) {
+    ::close(fd);
+    return bad(path, absl::StrCat("file is ", f.map_->size, " bytes, shorter than the 8-byte header length"));
+  }
+  f.map_->addr = mmap(nullptr, f.map_->size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (f.map_->addr == MAP_FAILED) return absl::InternalError(absl::StrCat(path, ": mmap: ", std::strerror(errno)));
+  const uint8_t* base = static_cast<const uint8_t*>(f.map_->addr);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | base[i];  // little-endian
+  if (n > kMaxHeaderBytes || n > f.map_->size - 8) {
+    return bad(path, absl::StrCat("header length ", n, " exceeds the file (", f.map_->size,
+                                  " bytes) or the 100 MB limit: truncated or not a safetensors file"));
+  }
+  nlohmann::json header = nlohmann::json::parse(base + 8, base + 8 + n, nullptr, false);
+  if (header.is_discarded() || !header.is_object()) {
+    return bad(path, "header is not a valid JSON object");
+  }
+  f.data_ = base + 8 + n;
+  const uint64_t buffer = f.map_->size - 8 - n;
+  for (auto& [name, value] : header.items()) {
+    if (name == "__metadata__") {
+      if (!value.is_object()) return bad(path, "__metadata__ must be an object of strings");
+      for (auto& [k, v] : value.items()) {
+        if (!v.is_string()) return bad(path, absl::StrCat("__metadata__.", k, " must be a string"));
+        f.metadata_[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = absl::StrCat("tensor '", name, "': ");
+    if (!value.is_object() || !value.contains("dtype") || !value.contains("shape") ||
+        !value.contains("data_offsets")) {
+      return bad(path, where + "needs dtype, shape and data_offsets");
+    }
+    SafetensorsEntry e;
+    e.name = name;
+    if (!value["dtype"].is_string()) return bad(path, where + "dtype must be a string");
+    e.dtype = value["dtype"].get<std::string>();
+    const size_t esize = element_size(e.dtype);
+    if (esize == 0) return bad(path, where + "unknown dtype '" + e.dtype + "'");
+    const auto& shape = value["shape"];
+    const auto& offs = value["data_offsets"];
+    if (!shape.is_array()) return bad(path, where + "shape must be a list");
+    uint64_t numel = 1;
+    for (const auto& s : shape) {
+      if (!s.is_number_integer() || s.get<int64_t>() < 0) return bad(path, where + "shape entries must be integers >= 0");
+      e.shape.push_back(s.get<int64_t>());
+      numel *= static_cast<uint64_t>(s.get<int64_t>());
+    }
+    if (!offs.is_array() || offs.size() != 2 || !offs[0].is_number_unsigned() ||
+        !offs[1].is_number_unsigned()) {
+      return bad(path, where + "data_offsets must be [begin, end] with integers >= 0");
+    }
+    e.begin = offs[0].get<uint64_t>();
+    e.end = offs[1].get<uint64_t>();
+    if (e.end < e.begin || e.end - e.begin != numel * esize) {
+      return bad(path, absl::StrCat(where, "data_offsets [", e.begin, ", ", e.end, ") hold ",
+                                    e.end < e.begin ? 0 : e.end - e.begin, " bytes, shape and ",
+                                    e.dtype, " need ", numel * esize));
+    }
+    if (e.end > buffer) {
+      return bad(path, absl::StrCat(where, "data_offsets end ", e.end, " is past the data (",
+                                    buffer, " bytes): the file is truncated"));
+    }
+    f.entries_.push_back(std::move(e));
+  }
+  std::vector<const SafetensorsEntry*> by_offset;
+  for (const auto& e : f.entries_) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t expect = 0;
+  for (const SafetensorsEntry* e : by_offset) {
+    if (e->begin != expect) {
+      return bad(path, absl::StrCat("tensor '", e->name, "' starts at ", e->begin, " but the previous one ends at ",
+                                    expect, e->begin < expect ? ": overlapping offsets" : ": gap in the data"));
+    }
+    expect = e->end;
+  }
+  if (expect != buffer) {
+    return bad(path, absl::StrCat("tensors cover ", expect, " bytes but the data is ", buffer,
+                                  " bytes: trailing bytes after the last tensor"));
+  }
+  return f;
+}
+
+const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
+  for (const auto& e : entries_)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+absl::Status SafetensorsFile::read_into(const std::string& name, const Tensor& dst,
+                                        bool allow_reshape) const {
+  const SafetensorsEntry* e = find(name);
+  if (!e) return absl::NotFoundError(absl::StrCat(path_, ": no tensor '", name, "'"));
+  int64_t numel = 1;
+  for (int64_t s : e->shape) numel *= s;
+  const bool same_dims = Shape(e->shape) == dst.shape();
+  if (numel != dst.numel() || (!allow_reshape && !same_dims)) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "' has shape ",
+                                                   Shape(e->shape).str(), ", expected ", dst.shape().str()));
+  }
+  const uint8_t* src = data_ + e->begin;
+  const bool dst_float = dst.dtype() == DType::kF32 || dst.dtype() == DType::kF64 || dst.dtype() == DType::kBF16;
+  if (e->dtype == "F32" || e->dtype == "BF16" || e->dtype == "F64") {
+    if (!dst_float) return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "' is ", e->dtype, ", destination is ", dtype_name(dst.dtype())));
+    const DType sd = e->dtype == "F32" ? DType::kF32 : e->dtype == "BF16" ? DType::kBF16 : DType::kF64;
+    // Files from writers that do not pad the header can leave data unaligned:
+    // copy such bytes to aligned memory before typed access.
+    Tensor source = Tensor::wrap(const_cast<uint8_t*>(src), dst.shape(), sd);
+    if (reinterpret_cast<uintptr_t>(src) % dtype_size(sd) != 0) {
+      source = Tensor::empty(dst.shape(), sd);
+      std::memcpy(source.raw(), src, source.nbytes());
+    }
+    dst.copy_from(source);
+    return absl::OkStatus();
+  }
+  if (e->dtype == "F16") {
+    if (!dst_float) return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "' is F16, destination is ", dtype_name(dst.dtype())));
+    Tensor tmp = Tensor::empty(dst.shape(), DType::kF32);
+    for (int64_t i = 0; i < numel; ++i) {
+      uint16_t h;
+      std::memcpy(&h, src + 2 * i, 2);
+      tmp.data<float>()[i] = half_to_float(h);
+    }
+    dst.copy_from(tmp);
+    return absl::OkStatus();
+  }
+  if ((e->dtype == "I32" && dst.dtype() == DType::kI32) || (e->dtype == "I64" && dst.dtype() == DType::kI64)) {
+    std::memcpy(dst.raw(), src, dst.nbytes());
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "' of dtype ", e->dtype,
+                                                 " cannot be read into ", dtype_name(dst.dtype())));
+}
+
+absl::Status write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                               const std::map<std::string, std::string>& metadata,
+                               std::optional<DType> float_dtype) {
+  if (float_dtype && *float_dtype != DType::kF32 && *float_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError("safetensors: float_dtype must be f32 or bf16");
+  }
+  struct Item {
+    const NamedTensor* t;
+    DType out;
+  };
+  std::vector<Item> items;
+  for (const NamedTensor& t : tensors) {
+    if (t.name.empty() || t.name == "__metadata__") {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": invalid tensor name '", t.name, "'"));
+    }
+    const bool is_float = t.tensor.dtype() == DType::kF32 || t.tensor.dtype() == DType::kBF16 ||
+                          t.tensor.dtype() == DType::kF64;
+    items.push_back({&t, is_float && float_dtype ? *float_dtype : t.tensor.dtype()});
+  }
+  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+    if (dtype_size(a.out) != dtype_size(b.out)) return dtype_size(a.out) > dtype_size(b.out);
+    return a.t->name < b.t->name;
+  });
+  nlohmann::ordered_json header;
+  nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+  meta["format"] = "pt";
+  for (const auto& [k, v] : metadata) meta[k] = v;
+  header["__metadata__"] = meta;
+  uint64_t offset = 0;
+  for (const Item& it : items) {
+    const uint64_t bytes = static_cast<uint64_t>(it.t->tensor.numel()) * dtype_size(it.out);
+    if (header.contains(it.t->name)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": duplicate tensor name '", it.t->name, "'"));
+    }
+    header[it.t->name] = {{"dtype", safetensors_dtype(it.out)},
+                          {"shape", it.t->tensor.shape().vec()},
+                          {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot open for writing"));
+    uint8_t len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+    out.write(reinterpret_cast<const char*>(len), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    for (const Item& it : items) {
+      Tensor src = it.t->tensor;
+      if (src.dtype() != it.out) {
+        Tensor converted = Tensor::empty(src.shape(), it.out);
+        converted.copy_from(src);
+        src = converted;
+      }
+      out.write(static_cast<const char*>(src.raw()), static_cast<std::streamsize>(src.nbytes()));
+    }
+    out.flush();
+    if (!out) return absl::DataLossError(absl::StrCat(tmp, ": write failed (disk full?)"));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("rename ", tmp, " -> ", path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace rotor
