@@ -1,0 +1,124 @@
+#include "data/llmc_shard.h"
+
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/check.h"
+
+namespace rotor {
+
+namespace {
+
+absl::Status corrupt(const std::string& path, const std::string& what) {
+  return absl::DataLossError(absl::StrCat(path, ": ", what));
+}
+
+}  // namespace
+
+absl::StatusOr<LlmcShard> LlmcShard::open(const std::string& path) {
+  auto file = MappedFile::open(path);
+  if (!file.ok()) return file.status();
+  LlmcShard shard;
+  shard.file_ = *std::move(file);
+  const size_t size = shard.file_.size();
+  if (size < kLlmcHeaderBytes) {
+    return corrupt(path, absl::StrCat("truncated llm.c shard: ", size,
+                                      " bytes, shorter than the 1024-byte header"));
+  }
+  int32_t header[3];
+  std::memcpy(header, shard.file_.data(), sizeof(header));
+  int32_t want_version = 0;
+  if (header[0] == kLlmcMagicUint16) {
+    shard.width_ = LlmcTokenWidth::kUint16;
+    want_version = kLlmcVersionUint16;
+  } else if (header[0] == kLlmcMagicUint32) {
+    shard.width_ = LlmcTokenWidth::kUint32;
+    want_version = kLlmcVersionUint32;
+  } else {
+    return corrupt(path, absl::StrCat("bad magic ", header[0], ": not an llm.c token shard (",
+                                      "expected ", kLlmcMagicUint16, " or ", kLlmcMagicUint32,
+                                      ")"));
+  }
+  if (header[1] != want_version) {
+    return corrupt(path, absl::StrCat("unsupported version ", header[1], " for magic ",
+                                      header[0], " (expected ", want_version, ")"));
+  }
+  if (header[2] < 0) {
+    return corrupt(path, absl::StrCat("negative token count ", header[2]));
+  }
+  shard.num_tokens_ = header[2];
+  const uint64_t expected =
+      kLlmcHeaderBytes + static_cast<uint64_t>(shard.num_tokens_) * static_cast<int>(shard.width_);
+  if (size != expected) {
+    return corrupt(path, absl::StrCat(size < expected ? "truncated" : "oversized",
+                                      " llm.c shard: ", size, " bytes, but the header's ",
+                                      shard.num_tokens_, " tokens need ", expected));
+  }
+  return shard;
+}
+
+uint32_t LlmcShard::token(int64_t k) const {
+  ROTOR_CHECK(k >= 0 && k < num_tokens_) << "token " << k << " of " << num_tokens_;
+  const std::byte* p = file_.data() + kLlmcHeaderBytes;
+  if (width_ == LlmcTokenWidth::kUint16) {
+    uint16_t v;
+    std::memcpy(&v, p + 2 * k, 2);
+    return v;
+  }
+  uint32_t v;
+  std::memcpy(&v, p + 4 * k, 4);
+  return v;
+}
+
+absl::Status LlmcShard::read(int64_t offset, int64_t length, int32_t* out) const {
+  if (offset < 0 || length < 0 || offset > num_tokens_ || length > num_tokens_ - offset) {
+    return absl::OutOfRangeError(absl::StrCat(path(), ": tokens [", offset, ", ",
+                                              offset + length, ") out of range [0, ",
+                                              num_tokens_, ")"));
+  }
+  for (int64_t k = 0; k < length; ++k) {
+    const uint32_t t = token(offset + k);
+    if (t > static_cast<uint32_t>(std::numeric_limits<int32_t>::max())) {
+      return absl::OutOfRangeError(
+          absl::StrCat(path(), ": token ", offset + k, " = ", t, " does not fit int32"));
+    }
+    out[k] = static_cast<int32_t>(t);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status write_llmc_shard(const std::string& path, std::span<const int64_t> tokens,
+                              LlmcTokenWidth width) {
+  if (tokens.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", tokens.size(), " tokens exceed an llm.c shard's 2^31 - 1"));
+  }
+  const int w = static_cast<int>(width);
+  const int64_t hi = width == LlmcTokenWidth::kUint16 ? 65535 : 4294967295LL;
+  std::vector<std::byte> bytes(kLlmcHeaderBytes + tokens.size() * w);
+  int32_t header[kLlmcHeaderInts] = {};
+  header[0] = width == LlmcTokenWidth::kUint16 ? kLlmcMagicUint16 : kLlmcMagicUint32;
+  header[1] = width == LlmcTokenWidth::kUint16 ? kLlmcVersionUint16 : kLlmcVersionUint32;
+  header[2] = static_cast<int32_t>(tokens.size());
+  std::memcpy(bytes.data(), header, kLlmcHeaderBytes);
+  std::byte* p = bytes.data() + kLlmcHeaderBytes;
+  for (size_t k = 0; k < tokens.size(); ++k) {
+    if (tokens[k] < 0 || tokens[k] > hi) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": token ", tokens[k],
+                                                     " at position ", k, " does not fit uint",
+                                                     8 * w));
+    }
+    if (width == LlmcTokenWidth::kUint16) {
+      const auto v = static_cast<uint16_t>(tokens[k]);
+      std::memcpy(p + 2 * k, &v, 2);
+    } else {
+      const auto v = static_cast<uint32_t>(tokens[k]);
+      std::memcpy(p + 4 * k, &v, 4);
+    }
+  }
+  return write_file_atomically(path, bytes.data(), bytes.size());
+}
+
+}  // namespace rotor
