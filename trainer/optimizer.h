@@ -28,6 +28,12 @@ class AdamWOptimizer {
   int64_t steps_taken() const { return step_; }
   const AdamWHyper& hyper() const { return hyper_; }
 
+  // State for checkpoints: first and second moments of parameter i (same
+  // order as the parameter list), and the step count used for bias correction.
+  const Tensor& first_moment(size_t i) const { return m_.at(i); }
+  const Tensor& second_moment(size_t i) const { return v_.at(i); }
+  void restore_steps_taken(int64_t steps) { step_ = steps; }
+
  private:
   AdamWHyper hyper_;
   int64_t step_ = 0;

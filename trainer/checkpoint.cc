@@ -1,0 +1,185 @@
+#include "trainer/checkpoint.h"
+
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "trainer/safetensors.h"
+
+namespace rotor {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kModelFile = "model.safetensors";
+constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr const char* kRecipeFile = "recipe.yaml";
+constexpr const char* kStateFile = "state.json";
+
+std::string step_dir_name(int64_t step) { return absl::StrFormat("step_%08d", step); }
+
+// CRC-32 (zlib) of a whole file, read in 1 MiB blocks.
+absl::StatusOr<uint32_t> file_crc32(const fs::path& path, uint64_t* bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot open"));
+  std::vector<char> buf(1 << 20);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  *bytes = 0;
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const std::streamsize got = in.gcount();
+    if (got <= 0) break;
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), static_cast<uInt>(got));
+    *bytes += static_cast<uint64_t>(got);
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+absl::Status write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.flush();
+  if (!out) return absl::DataLossError(absl::StrCat(path.string(), ": write failed"));
+  return absl::OkStatus();
+}
+
+std::vector<fs::path> complete_checkpoints(const fs::path& root) {
+  std::vector<fs::path> dirs;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("step_", 0) == 0 && name.find(".tmp") == std::string::npos)
+      dirs.push_back(e.path());
+  }
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
+}
+
+}  // namespace
+
+absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& info,
+                             const std::vector<Parameter>& params,
+                             const AdamWOptimizer& optimizer, int keep) {
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(root.string(), ": ", ec.message()));
+  // Leftovers of a save that was killed.
+  for (const auto& e : fs::directory_iterator(root, ec))
+    if (e.path().filename().string().find(".tmp-") != std::string::npos) fs::remove_all(e.path(), ec);
+
+  const std::string name = step_dir_name(info.step);
+  const fs::path tmp = root / absl::StrCat(name, ".tmp-", getpid());
+  fs::create_directories(tmp, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(tmp.string(), ": ", ec.message()));
+
+  std::vector<NamedTensor> model, moments;
+  for (size_t i = 0; i < params.size(); ++i) {
+    model.push_back({params[i].name, params[i].value});
+    moments.push_back({"m." + params[i].name, optimizer.first_moment(i)});
+    moments.push_back({"v." + params[i].name, optimizer.second_moment(i)});
+  }
+  const std::map<std::string, std::string> meta = {{"step", std::to_string(info.step)}};
+  if (auto s = write_safetensors((tmp / kModelFile).string(), model, meta); !s.ok()) return s;
+  if (auto s = write_safetensors((tmp / kOptimizerFile).string(), moments, meta); !s.ok()) return s;
+  if (auto s = write_text(tmp / kRecipeFile, info.recipe_yaml); !s.ok()) return s;
+
+  nlohmann::json state;
+  state["step"] = info.step;
+  state["optimizer_steps"] = optimizer.steps_taken();
+  state["sampler"] = info.sampler;
+  for (const char* f : {kModelFile, kOptimizerFile, kRecipeFile}) {
+    uint64_t bytes = 0;
+    absl::StatusOr<uint32_t> crc = file_crc32(tmp / f, &bytes);
+    if (!crc.ok()) return crc.status();
+    state["files"][f] = {{"bytes", bytes}, {"crc32", *crc}};
+  }
+  if (auto s = write_text(tmp / kStateFile, state.dump(1)); !s.ok()) return s;
+
+  const fs::path final_dir = root / name;
+  if (fs::exists(final_dir)) fs::remove_all(final_dir, ec);
+  fs::rename(tmp, final_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("rename ", tmp.string(), ": ", ec.message()));
+  const fs::path latest_tmp = root / absl::StrCat("latest.tmp-", getpid());
+  if (auto s = write_text(latest_tmp, name + "\n"); !s.ok()) return s;
+  fs::rename(latest_tmp, root / "latest", ec);
+  if (ec) return absl::InternalError(absl::StrCat("rename latest: ", ec.message()));
+
+  if (keep > 0) {
+    std::vector<fs::path> dirs = complete_checkpoints(root);
+    for (size_t i = 0; i + static_cast<size_t>(keep) < dirs.size(); ++i) {
+      if (dirs[i].filename() != name) fs::remove_all(dirs[i], ec);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> latest_checkpoint(const std::string& run_dir) {
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  std::ifstream in(root / "latest");
+  if (!in) return std::string();
+  std::string name;
+  std::getline(in, name);
+  const fs::path dir = root / name;
+  if (name.empty() || !fs::is_directory(dir)) {
+    return absl::DataLossError(absl::StrCat((root / "latest").string(), " names '", name,
+                                            "', which is not a checkpoint directory"));
+  }
+  return dir.string();
+}
+
+absl::StatusOr<CheckpointInfo> load_checkpoint(const std::string& dir,
+                                               std::vector<Parameter>& params,
+                                               AdamWOptimizer* optimizer) {
+  const fs::path d(dir);
+  std::ifstream sf(d / kStateFile);
+  if (!sf) return absl::NotFoundError(absl::StrCat((d / kStateFile).string(), ": missing"));
+  nlohmann::json state = nlohmann::json::parse(sf, nullptr, false);
+  if (state.is_discarded() || !state.contains("files") || !state.contains("step")) {
+    return absl::DataLossError(absl::StrCat((d / kStateFile).string(), ": not valid checkpoint state JSON"));
+  }
+  for (auto& [file, want] : state["files"].items()) {
+    uint64_t bytes = 0;
+    absl::StatusOr<uint32_t> crc = file_crc32(d / file, &bytes);
+    if (!crc.ok()) return crc.status();
+    if (bytes != want["bytes"].get<uint64_t>() || *crc != want["crc32"].get<uint32_t>()) {
+      return absl::DataLossError(absl::StrCat(
+          (d / file).string(), ": checksum mismatch (", bytes, " bytes, crc32 ", *crc,
+          "; state.json says ", want["bytes"].get<uint64_t>(), " bytes, crc32 ",
+          want["crc32"].get<uint32_t>(), "): the file is truncated or corrupted"));
+    }
+  }
+  absl::StatusOr<SafetensorsFile> model = SafetensorsFile::open((d / kModelFile).string());
+  if (!model.ok()) return model.status();
+  for (Parameter& p : params) {
+    if (auto s = model->read_into(p.name, p.value); !s.ok()) return s;
+  }
+  if (optimizer) {
+    absl::StatusOr<SafetensorsFile> opt = SafetensorsFile::open((d / kOptimizerFile).string());
+    if (!opt.ok()) return opt.status();
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (auto s = opt->read_into("m." + params[i].name, optimizer->first_moment(i)); !s.ok()) return s;
+      if (auto s = opt->read_into("v." + params[i].name, optimizer->second_moment(i)); !s.ok()) return s;
+    }
+    optimizer->restore_steps_taken(state.value("optimizer_steps", int64_t{0}));
+  }
+  CheckpointInfo info;
+  info.step = state["step"].get<int64_t>();
+  info.sampler = state.value("sampler", nlohmann::json());
+  info.dir = dir;
+  std::ifstream rf(d / kRecipeFile);
+  std::stringstream ss;
+  ss << rf.rdbuf();
+  info.recipe_yaml = ss.str();
+  return info;
+}
+
+}  // namespace rotor

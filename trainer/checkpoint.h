@@ -1,0 +1,56 @@
+// Training checkpoints: everything needed to continue a run exactly.
+//
+//   <run_dir>/checkpoints/step_<8 digits>/
+//     model.safetensors      parameters (HF names, f32 master weights)
+//     optimizer.safetensors  "m.<name>", "v.<name>": AdamW moments
+//     recipe.yaml            the resolved recipe the run used
+//     state.json             {"step", "optimizer_steps", "sampler": {...},
+//                             "files": {name: {"bytes", "crc32"}}}
+//   <run_dir>/checkpoints/latest   name of the newest complete checkpoint
+//
+// A checkpoint is written into "step_<N>.tmp-<pid>" and renamed into place
+// only when every file is written and flushed; `latest` is then replaced
+// atomically. A kill at any point leaves the previous checkpoint intact and
+// at most a stale .tmp directory (removed by the next save). Loading checks
+// every file's size and CRC-32 against state.json, so a truncated or
+// corrupted file is an error naming it, never silently wrong weights.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "model/llama.h"
+#include "trainer/optimizer.h"
+
+namespace rotor {
+
+struct CheckpointInfo {
+  int64_t step = 0;
+  nlohmann::json sampler;  // data sampler position (opaque to this layer)
+  std::string recipe_yaml;
+  std::string dir;         // the checkpoint directory
+};
+
+// Saves step `info.step`, then deletes the oldest complete checkpoints so
+// that at most `keep` remain (keep <= 0: keep all).
+absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& info,
+                             const std::vector<Parameter>& params,
+                             const AdamWOptimizer& optimizer, int keep);
+
+// The directory named by <run_dir>/checkpoints/latest, or "" when the run has
+// no checkpoint yet.
+absl::StatusOr<std::string> latest_checkpoint(const std::string& run_dir);
+
+// Verifies checksums, then loads parameters (matched by name and shape) and,
+// if `optimizer` is non-null, its moments and step count. Returns the step,
+// sampler state and recipe.
+absl::StatusOr<CheckpointInfo> load_checkpoint(const std::string& dir,
+                                               std::vector<Parameter>& params,
+                                               AdamWOptimizer* optimizer);
+
+}  // namespace rotor
