@@ -1,0 +1,122 @@
+#include "data/packing.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/random.h"
+
+namespace rotor {
+
+std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed, uint64_t stream) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  std::iota(p.begin(), p.end(), int64_t{0});
+  const uint64_t s = mix64(seed ^ mix64(stream + 0x243f6a8885a308d3ull));
+  for (int64_t i = n - 1; i > 0; --i) {
+    const int64_t j = static_cast<int64_t>(uniform01(s, static_cast<uint64_t>(i)) * (i + 1));
+    std::swap(p[i], p[std::min(j, i)]);
+  }
+  return p;
+}
+
+PackedSampler::PackedSampler(const IndexedDataset* dataset, const PackingOptions& options)
+    : dataset_(dataset), options_(options) {}
+
+absl::StatusOr<PackedSampler> PackedSampler::create(const IndexedDataset* dataset,
+                                                    const PackingOptions& options) {
+  if (options.sequence_length < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.sequence_length must be >= 1, got ", options.sequence_length));
+  }
+  PackedSampler s(dataset, options);
+  for (int64_t d = 0; d < dataset->num_documents(); ++d) {
+    const auto [a, b] = dataset->document_range(d);
+    int64_t n = 0;
+    for (int64_t i = a; i < b; ++i) n += dataset->sequence_length(i);
+    s.doc_tokens_.push_back(n);
+    s.total_tokens_ += n;
+  }
+  const int64_t L = options.sequence_length;
+  if (s.total_tokens_ < L + 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dataset->prefix(), ": ", s.total_tokens_, " tokens cannot fill one sample of ",
+        "data.sequence_length + 1 = ", L + 1, " tokens"));
+  }
+  s.samples_per_epoch_ = (s.total_tokens_ - 1) / L;
+  return s;
+}
+
+void PackedSampler::prepare_epoch(int64_t epoch) {
+  if (epoch == epoch_) return;
+  epoch_ = epoch;
+  doc_order_ = seeded_permutation(static_cast<int64_t>(doc_tokens_.size()), options_.seed,
+                                  2 * static_cast<uint64_t>(epoch));
+  doc_start_.assign(doc_order_.size() + 1, 0);
+  for (size_t i = 0; i < doc_order_.size(); ++i)
+    doc_start_[i + 1] = doc_start_[i] + doc_tokens_[static_cast<size_t>(doc_order_[i])];
+  sample_order_ = seeded_permutation(samples_per_epoch_, options_.seed,
+                                     2 * static_cast<uint64_t>(epoch) + 1);
+}
+
+absl::Status PackedSampler::read_stream(int64_t start, int64_t count, std::vector<int32_t>& tokens,
+                                        std::vector<int64_t>& doc_of_token) {
+  tokens.resize(static_cast<size_t>(count));
+  doc_of_token.resize(static_cast<size_t>(count));
+  // First document overlapping `start` (skipping empty documents).
+  size_t k = static_cast<size_t>(
+      std::upper_bound(doc_start_.begin(), doc_start_.end(), start) - doc_start_.begin() - 1);
+  int64_t filled = 0;
+  while (filled < count) {
+    ROTOR_CHECK_LT(k, doc_order_.size()) << "read past the epoch's stream";
+    const int64_t doc = doc_order_[k];
+    int64_t offset = start + filled - doc_start_[k];  // offset inside this document
+    const auto [a, b] = dataset_->document_range(doc);
+    for (int64_t seq = a; seq < b && filled < count; ++seq) {
+      const int64_t len = dataset_->sequence_length(seq);
+      if (offset >= len) {
+        offset -= len;
+        continue;
+      }
+      const int64_t take = std::min(len - offset, count - filled);
+      if (absl::Status st = dataset_->read(seq, offset, take, tokens.data() + filled); !st.ok())
+        return st;
+      std::fill_n(doc_of_token.begin() + filled, take, static_cast<int64_t>(k));
+      filled += take;
+      offset = 0;
+    }
+    ++k;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PackedSample> PackedSampler::sample(int64_t index) {
+  if (index < 0) return absl::InvalidArgumentError("sample index must be >= 0");
+  prepare_epoch(index / samples_per_epoch_);
+  const int64_t L = options_.sequence_length;
+  const int64_t j = sample_order_[static_cast<size_t>(index % samples_per_epoch_)];
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> doc;
+  if (absl::Status st = read_stream(j * L, L + 1, tokens, doc); !st.ok()) return st;
+  PackedSample s;
+  s.ids.assign(tokens.begin(), tokens.begin() + L);
+  s.targets.assign(tokens.begin() + 1, tokens.end());
+  s.positions.resize(static_cast<size_t>(L));
+  s.segments.assign(static_cast<size_t>(L), 0);
+  int32_t segment = 0, position = 0;
+  for (int64_t t = 0; t < L; ++t) {
+    if (!options_.document_masking) {
+      s.positions[t] = static_cast<int32_t>(t);
+      continue;
+    }
+    if (t > 0 && doc[t] != doc[t - 1]) {
+      ++segment;
+      position = 0;
+    }
+    s.segments[t] = segment;
+    s.positions[t] = position++;
+    if (doc[t + 1] != doc[t]) s.targets[t] = -1;  // next token belongs to another document
+  }
+  return s;
+}
+
+}  // namespace rotor

@@ -1,0 +1,75 @@
+// Packing documents of an indexed dataset into training samples of a fixed
+// length, in a deterministic shuffled order that can be resumed.
+//
+// Epoch e is the stream of all documents (each the concatenation of its
+// sequences; prep appends the end-of-document token) in the order of a
+// permutation drawn from (seed, e). Sample j of the epoch covers stream tokens
+// [j L, j L + L + 1): L inputs and the L next-token targets (so consecutive
+// samples share one token, as in Megatron's GPT dataset). The samples of an
+// epoch are visited in the order of a second permutation from (seed, e), so a
+// sample's contents depend only on (dataset, L, seed, global index): resuming
+// needs nothing but the index of the next sample.
+//
+// Per sample (all [L] i32):
+//   ids        input tokens
+//   targets    next tokens; with document_masking, the target that would cross
+//              into the next document is -1 (not counted in the loss)
+//   positions  0..L-1; with document_masking, the position inside the current
+//              document, restarting at 0 where a document starts (a document
+//              already running when the sample starts counts from 0 there)
+//   segments   all 0; with document_masking, 0, 1, 2, ... per document in the
+//              sample, so attention stays inside a document
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/indexed_dataset.h"
+
+namespace rotor {
+
+struct PackingOptions {
+  int64_t sequence_length = 0;  // L
+  uint64_t seed = 0;
+  bool document_masking = false;
+};
+
+struct PackedSample {
+  std::vector<int32_t> ids, targets, positions, segments;  // [L] each
+};
+
+class PackedSampler {
+ public:
+  // `dataset` must outlive the sampler. Errors if the dataset holds fewer
+  // than L + 1 tokens.
+  static absl::StatusOr<PackedSampler> create(const IndexedDataset* dataset,
+                                              const PackingOptions& options);
+
+  int64_t samples_per_epoch() const { return samples_per_epoch_; }
+  // Sample number `index` (epoch index / samples_per_epoch).
+  absl::StatusOr<PackedSample> sample(int64_t index);
+
+ private:
+  PackedSampler(const IndexedDataset* dataset, const PackingOptions& options);
+  void prepare_epoch(int64_t epoch);
+  // Reads stream tokens [start, start + count) of the current epoch.
+  absl::Status read_stream(int64_t start, int64_t count, std::vector<int32_t>& tokens,
+                           std::vector<int64_t>& doc_of_token);
+
+  const IndexedDataset* dataset_;
+  PackingOptions options_;
+  std::vector<int64_t> doc_tokens_;   // tokens per document (dataset order)
+  int64_t total_tokens_ = 0;
+  int64_t samples_per_epoch_ = 0;
+  int64_t epoch_ = -1;
+  std::vector<int64_t> doc_order_;    // permutation of documents for epoch_
+  std::vector<int64_t> doc_start_;    // stream offset of doc_order_[i]; size docs + 1
+  std::vector<int64_t> sample_order_; // permutation of the epoch's samples
+};
+
+// The permutation of [0, n) drawn from (seed, stream) by Fisher-Yates with
+// counter-based random numbers (kernels/random.h): the same on every machine.
+std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed, uint64_t stream);
+
+}  // namespace rotor
