@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "trainer/prep_command.h"
 #include "trainer/rope_command.h"
+#include "trainer/train.h"
 
 namespace {
 
@@ -26,8 +28,10 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"train", "train (or resume) the run a recipe describes", rotor::run_train_command},
     {"rope", "print a recipe's RoPE inverse frequencies and logit scalars as JSON",
      rotor::run_rope_command},
+    {"prep", "tokenize text or JSONL into a Megatron indexed dataset", rotor::run_prep_command},
 };
 
 void print_usage(std::ostream& os) {

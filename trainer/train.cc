@@ -1,0 +1,269 @@
+#include "trainer/train.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "data/indexed_dataset.h"
+#include "data/packing.h"
+#include "kernels/random.h"
+#include "model/llama.h"
+#include "trainer/checkpoint.h"
+#include "trainer/optimizer.h"
+
+namespace rotor {
+
+namespace fs = std::filesystem;
+
+double schedule_lr(const recipe::TrainSection& t, int64_t step) {
+  const double lr = t.lr(), min_lr = t.min_lr();
+  const int64_t warmup = t.warmup_steps(), total = t.steps();
+  if (warmup > 0 && step <= warmup) return lr * static_cast<double>(step) / static_cast<double>(warmup);
+  if (t.schedule() == recipe::TrainSection::constant || total <= warmup) return lr;
+  const double progress =
+      std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(total - warmup));
+  const double shape = t.schedule() == recipe::TrainSection::linear
+                           ? 1.0 - progress
+                           : 0.5 * (1.0 + std::cos(M_PI * progress));
+  return min_lr + (lr - min_lr) * shape;
+}
+
+namespace {
+
+struct DataStream {
+  std::vector<std::unique_ptr<IndexedDataset>> datasets;
+  std::vector<PackedSampler> samplers;
+  std::vector<double> cumulative;  // normalised cumulative weights
+  uint64_t seed = 0;
+
+  absl::StatusOr<PackedSample> sample(int64_t index) {
+    const double u = uniform01(seed ^ 0x6a09e667f3bcc908ull, static_cast<uint64_t>(index));
+    size_t d = 0;
+    while (d + 1 < cumulative.size() && u >= cumulative[d]) ++d;
+    return samplers[d].sample(index);
+  }
+};
+
+absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r) {
+  DataStream s;
+  s.seed = static_cast<uint64_t>(r.train().seed());
+  double total = 0;
+  for (const recipe::Dataset& d : r.data().datasets()) {
+    absl::StatusOr<IndexedDataset> ds = IndexedDataset::open(d.path());
+    if (!ds.ok()) return ds.status();
+    s.datasets.push_back(std::make_unique<IndexedDataset>(std::move(*ds)));
+    absl::StatusOr<PackedSampler> sampler = PackedSampler::create(
+        s.datasets.back().get(), {.sequence_length = r.data().sequence_length(),
+                                  .seed = s.seed,
+                                  .document_masking = r.data().document_masking()});
+    if (!sampler.ok()) return sampler.status();
+    s.samplers.push_back(std::move(*sampler));
+    total += d.has_weight() ? d.weight() : 1.0;
+    s.cumulative.push_back(total);
+  }
+  for (double& c : s.cumulative) c /= total;
+  return s;
+}
+
+// Stacks samples [first, first + count) of the stream into a [count, L] batch.
+absl::StatusOr<Batch> make_batch(DataStream& stream, int64_t first, int64_t count, int64_t len,
+                                 bool masking) {
+  Batch b;
+  b.input_ids = Tensor::empty({count, len}, DType::kI32);
+  b.targets = Tensor::empty({count, len}, DType::kI32);
+  b.positions = Tensor::empty({count, len}, DType::kI32);
+  if (masking) b.segments = Tensor::empty({count, len}, DType::kI32);
+  for (int64_t r = 0; r < count; ++r) {
+    absl::StatusOr<PackedSample> s = stream.sample(first + r);
+    if (!s.ok()) return s.status();
+    std::copy(s->ids.begin(), s->ids.end(), b.input_ids.data<int32_t>() + r * len);
+    std::copy(s->targets.begin(), s->targets.end(), b.targets.data<int32_t>() + r * len);
+    std::copy(s->positions.begin(), s->positions.end(), b.positions.data<int32_t>() + r * len);
+    if (masking) std::copy(s->segments.begin(), s->segments.end(), b.segments.data<int32_t>() + r * len);
+  }
+  return b;
+}
+
+// Mean held-out loss over the first few windows of `length` tokens.
+absl::StatusOr<double> heldout_loss(LlamaModel& model, const IndexedDataset& heldout, int64_t length) {
+  absl::StatusOr<PackedSampler> s = PackedSampler::create(&heldout, {.sequence_length = length, .seed = 0});
+  if (!s.ok()) return s.status();
+  LossSum total;
+  for (int64_t i = 0; i < std::min<int64_t>(4, s->samples_per_epoch()); ++i) {
+    absl::StatusOr<PackedSample> x = s->sample(i);
+    if (!x.ok()) return x.status();
+    Batch b;
+    b.input_ids = Tensor::empty({1, length}, DType::kI32);
+    b.targets = Tensor::empty({1, length}, DType::kI32);
+    std::copy(x->ids.begin(), x->ids.end(), b.input_ids.data<int32_t>());
+    std::copy(x->targets.begin(), x->targets.end(), b.targets.data<int32_t>());
+    const LossSum l = model.forward(b);
+    total.sum += l.sum;
+    total.count += l.count;
+  }
+  return total.mean();
+}
+
+std::string duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+}
+
+}  // namespace
+
+absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
+  const recipe::Recipe& r = loaded.proto;
+  if (r.device() == recipe::Recipe::cuda) {
+    return absl::UnimplementedError("device: cuda is not available yet (CUDA backend: issue 7)");
+  }
+  if (r.parallel().tp() > 1 || r.parallel().cp() > 1) {
+    return absl::UnimplementedError("parallel.tp/cp > 1 need the parallel layer (issue 4)");
+  }
+  if (!r.model().init_from().empty()) {
+    return absl::UnimplementedError("model.init_from needs checkpoint import (issue 5)");
+  }
+  const std::string run_dir = r.run().dir();
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(run_dir, ": ", ec.message()));
+  const std::string recipe_yaml = recipe_to_yaml(r);
+  std::ofstream(fs::path(run_dir) / "recipe.yaml") << recipe_yaml;
+
+  LlamaOptions opts;
+  opts.rope = loaded.rope;
+  opts.logit_scale = loaded.logit_scale;
+  opts.recompute = r.train().recompute();
+  absl::StatusOr<LlamaModel> model = LlamaModel::create(loaded.model, opts);
+  if (!model.ok()) return model.status();
+  model->init_weights(static_cast<uint64_t>(r.train().seed()));
+  AdamWOptimizer opt(model->parameters(),
+                     AdamWHyper{.lr = r.train().lr(), .beta1 = r.train().beta1(),
+                                .beta2 = r.train().beta2(), .eps = 1e-8,
+                                .weight_decay = r.train().weight_decay()});
+
+  absl::StatusOr<DataStream> stream = open_stream(r);
+  if (!stream.ok()) return stream.status();
+  std::unique_ptr<IndexedDataset> heldout;
+  if (!r.data().heldout().empty()) {
+    absl::StatusOr<IndexedDataset> h = IndexedDataset::open(r.data().heldout());
+    if (!h.ok()) return h.status();
+    heldout = std::make_unique<IndexedDataset>(std::move(*h));
+  }
+
+  const int64_t len = r.data().sequence_length();
+  const int64_t global = r.train().has_global_batch_tokens() ? r.train().global_batch_tokens() / len
+                                                             : r.train().global_batch_size();
+  const int64_t micro = r.train().micro_batch_size();
+  const int64_t steps = r.train().steps();
+
+  int64_t start = 0;
+  absl::StatusOr<std::string> latest = latest_checkpoint(run_dir);
+  if (!latest.ok()) return latest.status();
+  if (!latest->empty()) {
+    absl::StatusOr<CheckpointInfo> info = load_checkpoint(*latest, model->parameters(), &opt);
+    if (!info.ok()) return info.status();
+    start = info->step;
+    out << "resumed from " << *latest << " (step " << start << ")\n";
+  }
+  std::ofstream metrics(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t step = start + 1; step <= steps; ++step) {
+    const auto ts = std::chrono::steady_clock::now();
+    std::vector<Batch> batches;
+    int64_t counted = 0;
+    for (int64_t m = 0; m < global; m += micro) {
+      absl::StatusOr<Batch> b = make_batch(*stream, (step - 1) * global + m, std::min(micro, global - m),
+                                           len, r.data().document_masking());
+      if (!b.ok()) return b.status();
+      for (int64_t i = 0; i < b->targets.numel(); ++i) counted += b->targets.data<int32_t>()[i] >= 0;
+      batches.push_back(std::move(*b));
+    }
+    if (counted == 0) return absl::DataLossError(absl::StrCat("step ", step, ": no counted target tokens"));
+    model->zero_grad();
+    LossSum loss;
+    for (const Batch& b : batches) {
+      const LossSum l = model->forward_backward(b, 1.0 / static_cast<double>(counted));
+      loss.sum += l.sum;
+      loss.count += l.count;
+    }
+    const double lr = schedule_lr(r.train(), step);
+    const OptimizerStepInfo info = opt.step(model->parameters(), lr, r.train().grad_clip());
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double tps = static_cast<double>(global * len) / dt;
+    if (!std::isfinite(loss.mean())) {
+      return absl::DataLossError(absl::StrCat("step ", step, ": loss is ", loss.mean(), "; stopping before a checkpoint"));
+    }
+    nlohmann::json rec = {{"step", step}, {"loss", loss.mean()}, {"lr", lr},
+                          {"grad_norm", info.grad_norm}, {"tokens_per_s", tps}};
+    if (heldout && r.eval().interval() > 0 && (step % r.eval().interval() == 0 || step == steps)) {
+      for (int64_t l : r.eval().lengths()) {
+        absl::StatusOr<double> e = heldout_loss(*model, *heldout, l);
+        if (!e.ok()) return e.status();
+        rec[absl::StrCat("eval_loss_", l)] = *e;
+      }
+    }
+    metrics << rec.dump() << "\n";
+    metrics.flush();
+    out << absl::StrFormat("step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s",
+                           step, steps, loss.mean(), lr, info.grad_norm, tps,
+                           duration(elapsed / static_cast<double>(step - start) * static_cast<double>(steps - step)));
+    for (int64_t l : r.eval().lengths())
+      if (rec.contains(absl::StrCat("eval_loss_", l)))
+        out << absl::StrFormat(" | eval@%d %.4f", l, rec[absl::StrCat("eval_loss_", l)].get<double>());
+    out << std::endl;
+    const int64_t interval = r.checkpoint().interval();
+    if (step == steps || (interval > 0 && step % interval == 0)) {
+      CheckpointInfo ck{.step = step, .sampler = {{"next_sample", step * global}}, .recipe_yaml = recipe_yaml};
+      if (absl::Status s = save_checkpoint(run_dir, ck, model->parameters(), opt,
+                                           static_cast<int>(r.checkpoint().keep()));
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+int run_train_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  std::string path;
+  std::vector<std::string> overrides;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--set" && i + 1 < args.size()) {
+      overrides.push_back(args[++i]);
+    } else if (args[i].rfind("--set=", 0) == 0) {
+      overrides.push_back(args[i].substr(6));
+    } else if (args[i] == "--help" || args[i] == "-h") {
+      out << "usage: rotor train RECIPE.yaml [--set KEY=VALUE ...]\n";
+      return 0;
+    } else if (path.empty() && args[i].rfind("--", 0) != 0) {
+      path = args[i];
+    } else {
+      err << "rotor train: unexpected argument '" << args[i] << "'\n";
+      return 2;
+    }
+  }
+  if (path.empty()) {
+    err << "usage: rotor train RECIPE.yaml [--set KEY=VALUE ...]\n";
+    return 2;
+  }
+  absl::StatusOr<LoadedRecipe> recipe = load_recipe(path, overrides);
+  if (!recipe.ok()) {
+    err << "rotor train: " << recipe.status().message() << "\n";
+    return 2;
+  }
+  if (absl::Status s = train(*recipe, out); !s.ok()) {
+    err << "rotor train: " << s.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace rotor

@@ -1,0 +1,42 @@
+// `rotor train RECIPE [--set KEY=VALUE ...]`: the single-process training
+// loop on the CPU (parallel layouts and CUDA come with their issues).
+//
+// Per step: the global batch (train.global_batch_tokens / sequence_length or
+// train.global_batch_size sequences) is cut into micro-batches of
+// train.micro_batch_size; the loss is the sum of token losses over the whole
+// global batch divided by its counted-token total, so gradient accumulation
+// gives the same gradient as one big batch. Then global-norm clipping and
+// AdamW with the schedule's learning rate (linear warmup from 0, then cosine,
+// linear or constant down to train.min_lr at train.steps).
+//
+// Data: each dataset of data.datasets is packed (data/packing.h); sample i of
+// the run comes from the dataset chosen by weight with uniform01(seed, i), at
+// that dataset's sample index i, so the stream is a function of (recipe, i)
+// and resuming needs only the step.
+//
+// Run directory (run.dir): recipe.yaml (resolved), metrics.jsonl (one JSON
+// object per step: step, loss, lr, grad_norm, tokens_per_s, and
+// eval_loss_<length> when evaluated), checkpoints/ (trainer/checkpoint.h).
+// If the run directory holds a checkpoint, training continues from it.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "trainer/recipe.h"
+
+namespace rotor {
+
+// Learning rate at 1-based `step`.
+double schedule_lr(const recipe::TrainSection& train, int64_t step);
+
+// Runs (or resumes) the recipe's training; progress lines go to `out`.
+absl::Status train(const LoadedRecipe& recipe, std::ostream& out);
+
+// CLI entry: returns the exit code (2 for usage and recipe errors).
+int run_train_command(const std::vector<std::string>& args, std::ostream& out,
+                      std::ostream& err);
+
+}  // namespace rotor
