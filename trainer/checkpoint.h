@@ -33,7 +33,7 @@ struct CheckpointInfo {
   int64_t step = 0;
   nlohmann::json sampler;  // data sampler position (opaque to this layer)
   std::string recipe_yaml;
-  std::string dir;         // the checkpoint directory
+  std::string dir = {};    // the checkpoint directory (set by load_checkpoint)
 };
 
 // Saves step `info.step`, then deletes the oldest complete checkpoints so
