@@ -144,7 +144,9 @@ Recipe with_defaults(const Recipe& given, const std::string& path) {
   Recipe r = given;
   auto* m = r.mutable_model();
   const LlamaConfig d;
-  if (!m->has_init_from()) {
+  // init_from with the sizes written out (e.g. inherited with base:) is
+  // completed and validated like a model trained from scratch.
+  if (!m->has_init_from() || m->has_hidden_size()) {
     if (!m->has_num_key_value_heads() && m->has_num_attention_heads())
       m->set_num_key_value_heads(m->num_attention_heads());
     if (!m->has_head_dim() && m->has_hidden_size() && m->has_num_attention_heads() &&
@@ -396,7 +398,7 @@ absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, Recip
   if (m.has_max_position_embeddings()) cfg.max_position_embeddings = m.max_position_embeddings();
   if (m.has_tie_word_embeddings()) cfg.tie_word_embeddings = m.tie_word_embeddings();
   if (m.has_initializer_range()) cfg.initializer_range = m.initializer_range();
-  if (!m.has_init_from()) {
+  if (!m.has_init_from() || m.has_hidden_size()) {
     if (absl::Status s = cfg.validate(); !s.ok()) {
       const std::string msg = absl::StrCat("model: ", s.message());
       RecipeSourceMap model_keys;

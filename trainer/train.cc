@@ -126,8 +126,12 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
   if (r.parallel().tp() > 1 || r.parallel().cp() > 1) {
     return absl::UnimplementedError("parallel.tp/cp > 1 need the parallel layer (issue 4)");
   }
-  if (!r.model().init_from().empty()) {
-    return absl::UnimplementedError("model.init_from needs checkpoint import (issue 5)");
+  const bool init_from = !r.model().init_from().empty();
+  if (init_from && (!loaded.head_dim_known || !r.model().has_hidden_size())) {
+    // Reading sizes from the source checkpoint's config comes with HF import (issue 5).
+    return absl::UnimplementedError(
+        "model.init_from currently needs the model sizes in the recipe too (inherit them from "
+        "the base model's recipe with base:)");
   }
   const std::string run_dir = r.run().dir();
   std::error_code ec;
@@ -171,6 +175,23 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
     if (!info.ok()) return info.status();
     start = info->step;
     out << "resumed from " << *latest << " (step " << start << ")\n";
+  } else if (init_from) {
+    // Continual pretraining: the weights of another run's checkpoint (a
+    // checkpoint directory, or a run directory whose latest is taken); fresh
+    // optimizer state and schedule.
+    std::string source = r.model().init_from();
+    if (!fs::exists(fs::path(source) / "state.json")) {
+      absl::StatusOr<std::string> l = latest_checkpoint(source);
+      if (!l.ok()) return l.status();
+      if (l->empty()) {
+        return absl::NotFoundError(absl::StrCat(
+            "model.init_from: ", source, " is neither a checkpoint directory nor a run with checkpoints"));
+      }
+      source = *l;
+    }
+    absl::StatusOr<CheckpointInfo> info = load_checkpoint(source, model->parameters(), nullptr);
+    if (!info.ok()) return absl::Status(info.status().code(), absl::StrCat("model.init_from: ", info.status().message()));
+    out << "initialised from " << source << " (its step " << info->step << ")\n";
   }
   std::ofstream metrics(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
   const auto t0 = std::chrono::steady_clock::now();

@@ -98,6 +98,37 @@ TEST(Train, LossFallsAndResumeIsExact) {
   }
 }
 
+// Continual pretraining: a second run starts from the first run's weights
+// (model.init_from) with a longer sequence and another RoPE base, and its
+// first loss is far below a fresh model's.
+TEST(Train, InitFromAnotherRun) {
+  const std::string dir = ::testing::TempDir() + "/train_init_from";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string corpus = write_corpus(dir);
+  const std::string recipe = write_recipe(dir, corpus);
+  std::ostringstream out, err;
+  ASSERT_EQ(run_train_command({recipe, "--set", "run.dir=" + dir + "/base"}, out, err), 0) << err.str();
+  const double base_first = read_metrics(dir + "/base").front()["loss"].get<double>();
+  const double base_last = read_metrics(dir + "/base").back()["loss"].get<double>();
+  ASSERT_EQ(run_train_command({recipe, "--set", "run.dir=" + dir + "/long", "--set",
+                               "model.init_from=" + dir + "/base", "--set", "data.sequence_length=128",
+                               "--set", "rope.theta=40000", "--set", "train.steps=2"},
+                              out, err),
+            0)
+      << err.str();
+  EXPECT_NE(out.str().find("initialised from " + dir + "/base/checkpoints/step_00000012"),
+            std::string::npos)
+      << out.str();
+  const double long_first = read_metrics(dir + "/long").front()["loss"].get<double>();
+  EXPECT_LT(long_first, base_first - 0.5 * (base_first - base_last)) << "weights were not loaded";
+  EXPECT_EQ(run_train_command({recipe, "--set", "run.dir=" + dir + "/bad", "--set",
+                               "model.init_from=" + dir + "/nothing"},
+                              out, err),
+            1);
+  EXPECT_NE(err.str().find("model.init_from"), std::string::npos) << err.str();
+}
+
 TEST(Train, RecipeErrorsExitWithStatus2) {
   std::ostringstream out, err;
   EXPECT_EQ(run_train_command({"/nonexistent/recipe.yaml"}, out, err), 2);
