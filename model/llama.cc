@@ -20,7 +20,7 @@ const char* const kBlockParamNames[kParamsPerBlock] = {
     "mlp.gate_proj.weight",    "mlp.up_proj.weight",
     "mlp.down_proj.weight"};
 
-// Sum and count of the per-token losses [N] whose target [N] is counted (>= 0).
+// Sum and count of the per-token losses [N] whose target is counted (>= 0).
 LossSum sum_token_losses(const Tensor& loss, const Tensor& targets) {
   LossSum out;
   const int32_t* tg = targets.data<int32_t>();
@@ -30,6 +30,12 @@ LossSum sum_token_losses(const Tensor& loss, const Tensor& targets) {
     ++out.count;
   }
   return out;
+}
+
+void check_targets(const Batch& batch) {
+  ROTOR_CHECK(batch.targets.defined() && batch.targets.shape() == batch.input_ids.shape() &&
+              batch.targets.dtype() == DType::kI32)
+      << "targets must be [B, T] i32 like input_ids, got " << batch.targets.str();
 }
 
 }  // namespace
@@ -176,11 +182,9 @@ Tensor LlamaModel::forward_hidden(const Batch& batch) {
 }
 
 LossSum LlamaModel::forward(const Batch& batch) {
+  check_targets(batch);
   Tensor h = forward_hidden(batch);
   const int64_t n = h.dim(0);
-  ROTOR_CHECK(batch.targets.defined() && batch.targets.shape() == batch.input_ids.shape() &&
-              batch.targets.dtype() == DType::kI32)
-      << "targets must be [B, T] i32 like input_ids, got " << batch.targets.str();
   Tensor loss = Tensor::empty({n}, options_.dtype);
   ce_lse_ = Tensor::empty({n}, options_.dtype);
   cross_entropy_forward(h, head_weight(false), batch.targets.view({n}), loss, ce_lse_,
@@ -221,11 +225,9 @@ void LlamaModel::backward_from_hidden(const Tensor& dh) {
 }
 
 LossSum LlamaModel::forward_backward(const Batch& batch, double grad_scale) {
+  check_targets(batch);
   Tensor h = forward_hidden(batch);
   const int64_t n = h.dim(0);
-  ROTOR_CHECK(batch.targets.defined() && batch.targets.shape() == batch.input_ids.shape() &&
-              batch.targets.dtype() == DType::kI32)
-      << "targets must be [B, T] i32 like input_ids, got " << batch.targets.str();
   Tensor loss = Tensor::empty({n}, options_.dtype), lse = Tensor::empty({n}, options_.dtype);
   Tensor dloss = Tensor::empty({n}, options_.dtype);
   dloss.fill(grad_scale);

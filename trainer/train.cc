@@ -72,21 +72,34 @@ absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r) {
   return s;
 }
 
+// A [rows, len] batch; segment ids only with document masking.
+Batch empty_batch(int64_t rows, int64_t len, bool masking) {
+  Batch b;
+  b.input_ids = Tensor::empty({rows, len}, DType::kI32);
+  b.targets = Tensor::empty({rows, len}, DType::kI32);
+  b.positions = Tensor::empty({rows, len}, DType::kI32);
+  if (masking) b.segments = Tensor::empty({rows, len}, DType::kI32);
+  return b;
+}
+
+// Copies a packed sample into row `r` of `b`.
+void put_sample(const Batch& b, int64_t r, const PackedSample& s) {
+  const int64_t len = b.input_ids.dim(1);
+  std::copy(s.ids.begin(), s.ids.end(), b.input_ids.data<int32_t>() + r * len);
+  std::copy(s.targets.begin(), s.targets.end(), b.targets.data<int32_t>() + r * len);
+  std::copy(s.positions.begin(), s.positions.end(), b.positions.data<int32_t>() + r * len);
+  if (b.segments.defined())
+    std::copy(s.segments.begin(), s.segments.end(), b.segments.data<int32_t>() + r * len);
+}
+
 // Stacks samples [first, first + count) of the stream into a [count, L] batch.
 absl::StatusOr<Batch> make_batch(DataStream& stream, int64_t first, int64_t count, int64_t len,
                                  bool masking) {
-  Batch b;
-  b.input_ids = Tensor::empty({count, len}, DType::kI32);
-  b.targets = Tensor::empty({count, len}, DType::kI32);
-  b.positions = Tensor::empty({count, len}, DType::kI32);
-  if (masking) b.segments = Tensor::empty({count, len}, DType::kI32);
+  Batch b = empty_batch(count, len, masking);
   for (int64_t r = 0; r < count; ++r) {
     absl::StatusOr<PackedSample> s = stream.sample(first + r);
     if (!s.ok()) return s.status();
-    std::copy(s->ids.begin(), s->ids.end(), b.input_ids.data<int32_t>() + r * len);
-    std::copy(s->targets.begin(), s->targets.end(), b.targets.data<int32_t>() + r * len);
-    std::copy(s->positions.begin(), s->positions.end(), b.positions.data<int32_t>() + r * len);
-    if (masking) std::copy(s->segments.begin(), s->segments.end(), b.segments.data<int32_t>() + r * len);
+    put_sample(b, r, *s);
   }
   return b;
 }
@@ -99,11 +112,8 @@ absl::StatusOr<double> heldout_loss(LlamaModel& model, const IndexedDataset& hel
   for (int64_t i = 0; i < std::min<int64_t>(4, s->samples_per_epoch()); ++i) {
     absl::StatusOr<PackedSample> x = s->sample(i);
     if (!x.ok()) return x.status();
-    Batch b;
-    b.input_ids = Tensor::empty({1, length}, DType::kI32);
-    b.targets = Tensor::empty({1, length}, DType::kI32);
-    std::copy(x->ids.begin(), x->ids.end(), b.input_ids.data<int32_t>());
-    std::copy(x->targets.begin(), x->targets.end(), b.targets.data<int32_t>());
+    Batch b = empty_batch(1, length, /*masking=*/false);
+    put_sample(b, 0, *x);
     const LossSum l = model.forward(b);
     total.sum += l.sum;
     total.count += l.count;

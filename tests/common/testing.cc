@@ -1,6 +1,8 @@
 #include "tests/common/testing.h"
 
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "kernels/random.h"
@@ -82,6 +84,16 @@ void expect_gradient_matches(const Tensor& input, const Tensor& analytic,
     fd.data<double>()[i] = (up - down) / (2 * h);
   }
   expect_close(analytic, fd, atol, rtol, what + " (analytic vs finite differences)");
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_file_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
 double weighted_sum(const Tensor& y, const Tensor& w) {

@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "kernels/tensor.h"
 
@@ -40,6 +42,10 @@ void expect_close(const Tensor& got, const Tensor& want, double atol, double rto
 void expect_gradient_matches(const Tensor& input, const Tensor& analytic,
                              const std::function<double()>& loss, const std::string& what,
                              double h = 1e-6, double atol = 1e-6, double rtol = 1e-6);
+
+// Whole-file byte access, for tests that inspect or corrupt file layouts.
+std::vector<uint8_t> read_file_bytes(const std::string& path);
+void write_file_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
 
 // sum_i w_i * y_i in f64: turns a tensor output into a scalar loss with
 // random weights, so every output element's gradient path is exercised.

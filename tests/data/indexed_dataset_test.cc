@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/common/testing.h"
+
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -23,15 +25,8 @@ std::string temp_prefix(const std::string& name) {
   return ::testing::TempDir() + "/rotor_idx_" + info->name() + "_" + name;
 }
 
-Bytes read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_bytes(const std::string& path, const Bytes& b) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
+using testing::read_file_bytes;
+using testing::write_file_bytes;
 
 template <class T>
 void put(Bytes& out, T v) {
@@ -153,9 +148,9 @@ TEST(IndexedDataset, MegatronByteLayout) {
   put<int64_t>(idx, 1);
   put<int64_t>(idx, 2);
   ASSERT_EQ(idx.size(), 34u + 2 * 4 + 2 * 8 + 3 * 8);
-  EXPECT_EQ(read_bytes(prefix + ".idx"), idx);
+  EXPECT_EQ(read_file_bytes(prefix + ".idx"), idx);
   const Bytes bin = {1, 0, 2, 0, 3, 0, 4, 0, 5, 0};
-  EXPECT_EQ(read_bytes(prefix + ".bin"), bin);
+  EXPECT_EQ(read_file_bytes(prefix + ".bin"), bin);
   // No temporaries are left behind.
   EXPECT_FALSE(std::filesystem::exists(prefix + ".bin.tmp"));
   EXPECT_FALSE(std::filesystem::exists(prefix + ".idx.tmp"));
@@ -212,7 +207,7 @@ class CorruptIndex : public ::testing::Test {
   void SetUp() override {
     prefix_ = temp_prefix("c");
     write_dataset(prefix_, TokenDType::kUint16, {{{1, 2, 3}}, {{4, 5}}, {{6}}});
-    idx_ = read_bytes(prefix_ + ".idx");
+    idx_ = read_file_bytes(prefix_ + ".idx");
     ASSERT_EQ(idx_.size(), 34u + 3 * 12 + 4 * 8);
     ASSERT_TRUE(IndexedDataset::open(prefix_).ok());
   }
@@ -221,7 +216,7 @@ class CorruptIndex : public ::testing::Test {
     std::memcpy(idx_.data() + offset, &v, sizeof(T));
   }
   absl::Status reopen() {
-    write_bytes(prefix_ + ".idx", idx_);
+    write_file_bytes(prefix_ + ".idx", idx_);
     return IndexedDataset::open(prefix_).status();
   }
   static constexpr size_t kPointers = 34 + 3 * 4;
@@ -281,10 +276,10 @@ TEST_F(CorruptIndex, NegativeLength) {
 }
 
 TEST_F(CorruptIndex, TruncatedBin) {
-  Bytes bin = read_bytes(prefix_ + ".bin");
+  Bytes bin = read_file_bytes(prefix_ + ".bin");
   ASSERT_EQ(bin.size(), 12u);
   bin.resize(9);
-  write_bytes(prefix_ + ".bin", bin);
+  write_file_bytes(prefix_ + ".bin", bin);
   expect_error(IndexedDataset::open(prefix_).status(), prefix_ + ".bin",
                "sequence 1 (byte pointer 6, 2 tokens of uint16) runs past the end");
 }

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/common/testing.h"
+
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -20,15 +22,8 @@ std::string temp_path(const std::string& name) {
   return ::testing::TempDir() + "/rotor_llmc_" + info->name() + "_" + name + ".bin";
 }
 
-Bytes read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_bytes(const std::string& path, const Bytes& b) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
+using testing::read_file_bytes;
+using testing::write_file_bytes;
 
 void expect_error(const absl::Status& s, const std::string& path, const std::string& what) {
   ASSERT_FALSE(s.ok()) << "expected an error about " << what;
@@ -47,7 +42,7 @@ TEST(LlmcShard, RoundTripUint16) {
   const std::string path = temp_path("u16");
   const std::vector<int64_t> tokens = {50256, 15496, 995, 0, 65535, 50256, 7};
   ASSERT_TRUE(write_llmc_shard(path, tokens).ok());
-  const Bytes b = read_bytes(path);
+  const Bytes b = read_file_bytes(path);
   ASSERT_EQ(b.size(), 1024 + 2 * tokens.size());
   EXPECT_EQ(header_int(b, 0), 20240520);
   EXPECT_EQ(header_int(b, 1), 1);
@@ -73,7 +68,7 @@ TEST(LlmcShard, RoundTripUint32Llama3) {
   const std::string path = temp_path("u32");
   const std::vector<int64_t> tokens = {128000, 9906, 1917, 128000, 0};
   ASSERT_TRUE(write_llmc_shard(path, tokens, LlmcTokenWidth::kUint32).ok());
-  const Bytes b = read_bytes(path);
+  const Bytes b = read_file_bytes(path);
   ASSERT_EQ(b.size(), 1024 + 4 * tokens.size());
   EXPECT_EQ(header_int(b, 0), 20240801);
   EXPECT_EQ(header_int(b, 1), 7);
@@ -97,10 +92,10 @@ class CorruptShard : public ::testing::Test {
     path_ = temp_path("c");
     const std::vector<int64_t> tokens = {1, 2, 3, 4};
     ASSERT_TRUE(write_llmc_shard(path_, tokens).ok());
-    bytes_ = read_bytes(path_);
+    bytes_ = read_file_bytes(path_);
   }
   absl::Status reopen() {
-    write_bytes(path_, bytes_);
+    write_file_bytes(path_, bytes_);
     return LlmcShard::open(path_).status();
   }
   void poke(int k, int32_t v) { std::memcpy(bytes_.data() + 4 * k, &v, 4); }
