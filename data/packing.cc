@@ -49,13 +49,17 @@ absl::StatusOr<PackedSampler> PackedSampler::create(const IndexedDataset* datase
 void PackedSampler::prepare_epoch(int64_t epoch) {
   if (epoch == epoch_) return;
   epoch_ = epoch;
-  doc_order_ = seeded_permutation(static_cast<int64_t>(doc_tokens_.size()), options_.seed,
-                                  2 * static_cast<uint64_t>(epoch));
+  const auto order = [&](int64_t n, uint64_t stream) {
+    if (options_.shuffle) return seeded_permutation(n, options_.seed, stream);
+    std::vector<int64_t> identity(static_cast<size_t>(n));
+    std::iota(identity.begin(), identity.end(), int64_t{0});
+    return identity;
+  };
+  doc_order_ = order(static_cast<int64_t>(doc_tokens_.size()), 2 * static_cast<uint64_t>(epoch));
   doc_start_.assign(doc_order_.size() + 1, 0);
   for (size_t i = 0; i < doc_order_.size(); ++i)
     doc_start_[i + 1] = doc_start_[i] + doc_tokens_[static_cast<size_t>(doc_order_[i])];
-  sample_order_ = seeded_permutation(samples_per_epoch_, options_.seed,
-                                     2 * static_cast<uint64_t>(epoch) + 1);
+  sample_order_ = order(samples_per_epoch_, 2 * static_cast<uint64_t>(epoch) + 1);
 }
 
 absl::Status PackedSampler::read_stream(int64_t start, int64_t count, std::vector<int32_t>& tokens,

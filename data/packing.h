@@ -33,6 +33,9 @@ struct PackingOptions {
   int64_t sequence_length = 0;  // L
   uint64_t seed = 0;
   bool document_masking = false;
+  // false: documents and samples in dataset order (sample j = stream tokens
+  // [jL, jL + L]), for evaluation windows that cover the same text at every L.
+  bool shuffle = true;
 };
 
 struct PackedSample {

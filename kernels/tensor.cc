@@ -1,5 +1,6 @@
 #include "kernels/tensor.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -91,7 +92,25 @@ Storage::~Storage() {
   if (deleter && data) deleter(data);
 }
 
+namespace {
+
+// glibc serves blocks above a (dynamic) threshold with mmap and returns them to
+// the kernel on free, and trims the heap top; a training step that allocates
+// and frees the same activation-sized buffers every micro-batch then pays a
+// page fault per 4 KiB on every step (seen in `perf`: sgemm writing into fresh
+// pages; 2x on the demo model). Raising both thresholds once keeps freed
+// buffers in the process for reuse, as a caching allocator would. Process-wide
+// and idempotent; a program that must return memory can set them back.
+bool keep_freed_host_buffers() {
+  mallopt(M_MMAP_THRESHOLD, 512 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  return true;
+}
+
+}  // namespace
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  [[maybe_unused]] static const bool tuned = keep_freed_host_buffers();
   ROTOR_CHECK(device.is_cpu()) << "allocation on " << device.str()
                                << " needs the CUDA backend";
   Tensor t;

@@ -59,4 +59,16 @@ int64_t LlamaConfig::num_parameters() const {
          hidden_size;
 }
 
+double LlamaConfig::training_flops_per_token(int64_t sequence_length) const {
+  const double hd = static_cast<double>(resolved_head_dim());
+  const double d = static_cast<double>(hidden_size);
+  const double attn = d * hd * static_cast<double>(num_attention_heads + 2 * num_key_value_heads) +
+                      static_cast<double>(num_attention_heads) * hd * d;
+  const double mlp = 3.0 * d * static_cast<double>(intermediate_size);
+  const double matmul_weights =
+      static_cast<double>(num_hidden_layers) * (attn + mlp) + static_cast<double>(vocab_size) * d;
+  return 6.0 * matmul_weights + 12.0 * static_cast<double>(num_hidden_layers * num_attention_heads) *
+                                    hd * static_cast<double>(sequence_length);
+}
+
 }  // namespace rotor

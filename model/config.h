@@ -35,6 +35,14 @@ struct LlamaConfig {
   absl::Status validate() const;
   // Total parameter count (embedding, blocks, norm, untied head).
   int64_t num_parameters() const;
+  // Model FLOPs of one training token (forward + backward) at `sequence_length`,
+  // the PaLM (Chowdhery et al. 2022, appendix B) count used for MFU:
+  //   6 * N + 12 * layers * heads * head_dim * sequence_length
+  // where N counts the weights that take part in matmuls (blocks and output
+  // head; the input embedding is a lookup and is left out) and the second term
+  // is QK^T and PV over the whole (unmasked) sequence. Recompute is not counted
+  // (that would be hardware FLOPs, not model FLOPs).
+  double training_flops_per_token(int64_t sequence_length) const;
 };
 
 }  // namespace rotor

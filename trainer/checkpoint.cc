@@ -91,12 +91,18 @@ absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& i
   if (auto s = write_safetensors((tmp / kModelFile).string(), model, meta); !s.ok()) return s;
   if (auto s = write_safetensors((tmp / kOptimizerFile).string(), moments, meta); !s.ok()) return s;
   if (auto s = write_text(tmp / kRecipeFile, info.recipe_yaml); !s.ok()) return s;
+  std::vector<std::string> files = {kModelFile, kOptimizerFile, kRecipeFile};
+  for (const auto& [file, source] : info.extra_files) {
+    fs::copy_file(source, tmp / file, fs::copy_options::overwrite_existing, ec);
+    if (ec) return absl::NotFoundError(absl::StrCat("copy ", source, " into the checkpoint: ", ec.message()));
+    files.push_back(file);
+  }
 
   nlohmann::json state;
   state["step"] = info.step;
   state["optimizer_steps"] = optimizer.steps_taken();
   state["sampler"] = info.sampler;
-  for (const char* f : {kModelFile, kOptimizerFile, kRecipeFile}) {
+  for (const std::string& f : files) {
     uint64_t bytes = 0;
     absl::StatusOr<uint32_t> crc = file_crc32(tmp / f, &bytes);
     if (!crc.ok()) return crc.status();

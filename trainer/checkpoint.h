@@ -4,6 +4,8 @@
 //     model.safetensors      parameters (HF names, f32 master weights)
 //     optimizer.safetensors  "m.<name>", "v.<name>": AdamW moments
 //     recipe.yaml            the resolved recipe the run used
+//     tokenizer.model        the SentencePiece model of data.tokenizer (spm: only),
+//                            so the checkpoint scores text on its own
 //     state.json             {"step", "optimizer_steps", "sampler": {...},
 //                             "files": {name: {"bytes", "crc32"}}}
 //   <run_dir>/checkpoints/latest   name of the newest complete checkpoint
@@ -17,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -33,6 +36,8 @@ struct CheckpointInfo {
   int64_t step = 0;
   nlohmann::json sampler;  // data sampler position (opaque to this layer)
   std::string recipe_yaml;
+  // Files copied into the checkpoint (and checksummed): name there -> source path.
+  std::map<std::string, std::string> extra_files = {};
   std::string dir = {};    // the checkpoint directory (set by load_checkpoint)
 };
 

@@ -14,6 +14,8 @@
 
 #include "trainer/prep_command.h"
 #include "trainer/rope_command.h"
+#include "trainer/score_command.h"
+#include "trainer/sweep_command.h"
 #include "trainer/train.h"
 
 namespace {
@@ -31,6 +33,9 @@ constexpr Command kCommands[] = {
     {"train", "train (or resume) the run a recipe describes", rotor::run_train_command},
     {"rope", "print a recipe's RoPE inverse frequencies and logit scalars as JSON",
      rotor::run_rope_command},
+    {"sweep", "list the runs of a recipe's sweep grid, or --run them one after another",
+     rotor::run_sweep_command},
+    {"score", "per-token log-probabilities of a text under a checkpoint", rotor::run_score_command},
     {"prep", "tokenize text or JSONL into a Megatron indexed dataset", rotor::run_prep_command},
 };
 

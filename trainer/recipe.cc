@@ -178,6 +178,7 @@ Recipe with_defaults(const Recipe& given, const std::string& path) {
   if (!r.checkpoint().has_interval()) r.mutable_checkpoint()->set_interval(0);
   if (!r.checkpoint().has_keep()) r.mutable_checkpoint()->set_keep(0);
   if (!r.eval().has_interval()) r.mutable_eval()->set_interval(0);
+  if (!r.eval().has_tokens()) r.mutable_eval()->set_tokens(32768);
   if (!r.run().has_dir()) r.mutable_run()->set_dir(absl::StrCat("runs/", recipe_stem(path)));
   if (!r.has_device()) r.set_device(Recipe::cpu);
   return r;
@@ -319,6 +320,10 @@ void check_recipe(const Recipe& r, Checker& c) {
     c.require(r.checkpoint().interval() >= 0, {"checkpoint.interval"}, "checkpoint.interval must be >= 0");
   if (r.checkpoint().has_keep())
     c.require(r.checkpoint().keep() >= 0, {"checkpoint.keep"}, "checkpoint.keep must be >= 0");
+  check_positive(c, r.run().has_log_interval(), r.run().log_interval(), "run.log_interval", false);
+  if (r.run().has_peak_tflops())
+    c.require(r.run().peak_tflops() > 0, {"run.peak_tflops"}, "run.peak_tflops must be > 0");
+  check_positive(c, r.eval().has_tokens(), r.eval().tokens(), "eval.tokens", false);
   if (r.eval().has_interval())
     c.require(r.eval().interval() >= 0, {"eval.interval"}, "eval.interval must be >= 0");
   for (int i = 0; i < r.eval().lengths_size(); ++i)
@@ -478,6 +483,7 @@ absl::StatusOr<std::vector<NamedRun>> expand_sweep(const LoadedRecipe& recipe) {
     given.clear_sweep();
     RecipeSourceMap where = recipe.where;
     std::string name = stem;
+    std::vector<std::pair<std::string, std::string>> values;
     for (int a = 0; a < axes.size(); ++a) {
       const std::string& text = axes[a].values(index[a]);
       const std::string loc = where[absl::StrCat("sweep.", axes[a].key())];
@@ -485,6 +491,7 @@ absl::StatusOr<std::vector<NamedRun>> expand_sweep(const LoadedRecipe& recipe) {
           !s.ok())
         return s;
       absl::StrAppend(&name, "-", axes[a].key(), "=", text);
+      values.emplace_back(axes[a].key(), text);
     }
     name = sanitize(name);
     const std::string dir =
@@ -494,7 +501,7 @@ absl::StatusOr<std::vector<NamedRun>> expand_sweep(const LoadedRecipe& recipe) {
     if (!loaded.ok())
       return absl::Status(loaded.status().code(),
                           absl::StrCat("sweep run ", name, ": ", loaded.status().message()));
-    runs.push_back(NamedRun{name, *std::move(loaded)});
+    runs.push_back(NamedRun{name, *std::move(loaded), std::move(values)});
     int a = axes.size() - 1;  // odometer, last axis fastest
     while (a >= 0 && ++index[a] == axes[a].values_size()) index[a--] = 0;
     if (a < 0) break;

@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <yaml-cpp/yaml.h>
@@ -71,6 +72,8 @@ struct LoadedRecipe {
 struct NamedRun {
   std::string name;  // "<stem>-<key>=<value>-..." (sanitized), or "<stem>" without a sweep
   LoadedRecipe recipe;  // resolved, validated, no sweep, run.dir = <run.dir>/<name>
+  // The swept keys and this run's values (YAML text), in axis order.
+  std::vector<std::pair<std::string, std::string>> values = {};
 };
 
 absl::StatusOr<LoadedRecipe> load_recipe(const std::string& path,

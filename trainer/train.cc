@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "data/indexed_dataset.h"
@@ -17,6 +18,7 @@
 #include "model/llama.h"
 #include "trainer/checkpoint.h"
 #include "trainer/optimizer.h"
+#include "trainer/tensorboard.h"
 
 namespace rotor {
 
@@ -104,16 +106,25 @@ absl::StatusOr<Batch> make_batch(DataStream& stream, int64_t first, int64_t coun
   return b;
 }
 
-// Mean held-out loss over the first few windows of `length` tokens.
-absl::StatusOr<double> heldout_loss(LlamaModel& model, const IndexedDataset& heldout, int64_t length) {
-  absl::StatusOr<PackedSampler> s = PackedSampler::create(&heldout, {.sequence_length = length, .seed = 0});
+// Mean held-out loss per token at `length`: the first `tokens` tokens of the
+// held-out stream (documents in dataset order, no shuffling, no document
+// masking) in windows of `length`, several windows per forward pass.
+absl::StatusOr<double> heldout_loss(LlamaModel& model, const IndexedDataset& heldout, int64_t length,
+                                    int64_t tokens) {
+  absl::StatusOr<PackedSampler> s =
+      PackedSampler::create(&heldout, {.sequence_length = length, .seed = 0, .shuffle = false});
   if (!s.ok()) return s.status();
+  const int64_t windows = std::min(std::max<int64_t>(1, tokens / length), s->samples_per_epoch());
+  const int64_t rows_per_pass = std::max<int64_t>(1, 16384 / length);
   LossSum total;
-  for (int64_t i = 0; i < std::min<int64_t>(4, s->samples_per_epoch()); ++i) {
-    absl::StatusOr<PackedSample> x = s->sample(i);
-    if (!x.ok()) return x.status();
-    Batch b = empty_batch(1, length, /*masking=*/false);
-    put_sample(b, 0, *x);
+  for (int64_t first = 0; first < windows; first += rows_per_pass) {
+    const int64_t rows = std::min(rows_per_pass, windows - first);
+    Batch b = empty_batch(rows, length, /*masking=*/false);
+    for (int64_t i = 0; i < rows; ++i) {
+      absl::StatusOr<PackedSample> x = s->sample(first + i);
+      if (!x.ok()) return x.status();
+      put_sample(b, i, *x);
+    }
     const LossSum l = model.forward(b);
     total.sum += l.sum;
     total.count += l.count;
@@ -204,6 +215,13 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
     out << "initialised from " << source << " (its step " << info->step << ")\n";
   }
   std::ofstream metrics(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
+  // TensorBoard: one events file per (re)start of the run, all in <run.dir>/tb.
+  absl::StatusOr<TensorBoardWriter> tb = TensorBoardWriter::open((fs::path(run_dir) / "tb").string());
+  if (!tb.ok()) return tb.status();
+  const double flops_per_token = loaded.model.training_flops_per_token(len);
+  // The device's peak for MFU: the recipe's run.peak_tflops; none is assumed on the CPU.
+  const double peak_tflops = r.run().has_peak_tflops() ? r.run().peak_tflops() : 0.0;
+  const int64_t log_every = r.run().has_log_interval() ? r.run().log_interval() : 1;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = start + 1; step <= steps; ++step) {
     const auto ts = std::chrono::steady_clock::now();
@@ -229,30 +247,49 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = static_cast<double>(global * len) / dt;
+    const double tflops = tps * flops_per_token / 1e12;  // model FLOPs (see LlamaConfig)
     if (!std::isfinite(loss.mean())) {
       return absl::DataLossError(absl::StrCat("step ", step, ": loss is ", loss.mean(), "; stopping before a checkpoint"));
     }
     nlohmann::json rec = {{"step", step}, {"loss", loss.mean()}, {"lr", lr},
-                          {"grad_norm", info.grad_norm}, {"tokens_per_s", tps}};
-    if (heldout && r.eval().interval() > 0 && (step % r.eval().interval() == 0 || step == steps)) {
+                          {"grad_norm", info.grad_norm}, {"tokens_per_s", tps}, {"tflops", tflops}};
+    if (peak_tflops > 0) rec["mfu"] = tflops / peak_tflops;
+    const bool evaluated =
+        heldout && r.eval().interval() > 0 && (step % r.eval().interval() == 0 || step == steps);
+    if (evaluated) {
       for (int64_t l : r.eval().lengths()) {
-        absl::StatusOr<double> e = heldout_loss(*model, *heldout, l);
+        absl::StatusOr<double> e = heldout_loss(*model, *heldout, l, r.eval().tokens());
         if (!e.ok()) return e.status();
         rec[absl::StrCat("eval_loss_", l)] = *e;
       }
     }
     metrics << rec.dump() << "\n";
     metrics.flush();
-    out << absl::StrFormat("step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s",
-                           step, steps, loss.mean(), lr, info.grad_norm, tps,
-                           duration(elapsed / static_cast<double>(step - start) * static_cast<double>(steps - step)));
-    for (int64_t l : r.eval().lengths())
-      if (rec.contains(absl::StrCat("eval_loss_", l)))
-        out << absl::StrFormat(" | eval@%d %.4f", l, rec[absl::StrCat("eval_loss_", l)].get<double>());
-    out << std::endl;
+    // Tags: train/<key> for the step's numbers, eval/loss_<length> for held-out losses.
+    std::vector<std::pair<std::string, double>> scalars;
+    for (const auto& [key, value] : rec.items()) {
+      if (key == "step" || !value.is_number()) continue;
+      scalars.emplace_back(absl::StartsWith(key, "eval_") ? "eval/" + key.substr(5) : "train/" + key,
+                           value.get<double>());
+    }
+    const double wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    if (absl::Status st = tb->add_scalars(step, scalars, wall); !st.ok()) return st;
+    if (step == start + 1 || step == steps || step % log_every == 0 || evaluated) {
+      out << absl::StrFormat("step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | %.3g TFLOP/s",
+                             step, steps, loss.mean(), lr, info.grad_norm, tps, tflops);
+      if (peak_tflops > 0) out << absl::StrFormat(" | MFU %.1f%%", 100 * tflops / peak_tflops);
+      out << " | ETA "
+          << duration(elapsed / static_cast<double>(step - start) * static_cast<double>(steps - step));
+      for (int64_t l : r.eval().lengths())
+        if (rec.contains(absl::StrCat("eval_loss_", l)))
+          out << absl::StrFormat(" | eval@%d %.4f", l, rec[absl::StrCat("eval_loss_", l)].get<double>());
+      out << std::endl;
+    }
     const int64_t interval = r.checkpoint().interval();
     if (step == steps || (interval > 0 && step % interval == 0)) {
       CheckpointInfo ck{.step = step, .sampler = {{"next_sample", step * global}}, .recipe_yaml = recipe_yaml};
+      if (absl::StartsWith(r.data().tokenizer(), "spm:"))
+        ck.extra_files["tokenizer.model"] = r.data().tokenizer().substr(4);
       if (absl::Status s = save_checkpoint(run_dir, ck, model->parameters(), opt,
                                            static_cast<int>(r.checkpoint().keep()));
           !s.ok()) {

@@ -98,6 +98,29 @@ TEST(Packing, DeterministicFromSeedAndIndexAcrossEpochs) {
   EXPECT_TRUE(epochs_differ) << "each epoch is reshuffled";
 }
 
+// shuffle = false (evaluation windows): sample j is stream tokens [4j, 4j + 5)
+// of the documents in dataset order, whatever the seed.
+TEST(Packing, UnshuffledSamplesFollowTheDataset) {
+  IndexedDataset ds = make_dataset("pack_unshuffled");
+  std::vector<int32_t> stream;
+  for (int d = 0; d < 5; ++d) {
+    for (int k = 0; k < 2 + d; ++k) stream.push_back(100 * (d + 1) + k);
+    stream.push_back(9);
+  }
+  for (uint64_t seed : {0ull, 7ull}) {
+    auto s = PackedSampler::create(&ds, {.sequence_length = 4, .seed = seed, .shuffle = false});
+    ASSERT_TRUE(s.ok()) << s.status();
+    for (int64_t j = 0; j < s->samples_per_epoch(); ++j) {
+      auto x = s->sample(j);
+      ASSERT_TRUE(x.ok()) << x.status();
+      for (int t = 0; t < 4; ++t) {
+        EXPECT_EQ(x->ids[t], stream[4 * j + t]) << "sample " << j;
+        EXPECT_EQ(x->targets[t], stream[4 * j + t + 1]) << "sample " << j;
+      }
+    }
+  }
+}
+
 TEST(Packing, TooFewTokensIsAnError) {
   IndexedDataset ds = make_dataset("pack_small");
   auto s = PackedSampler::create(&ds, {.sequence_length = 25, .seed = 1});

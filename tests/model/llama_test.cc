@@ -158,5 +158,19 @@ TEST(LlamaConfigErrors, NameTheField) {
   EXPECT_NE(m.status().message().find("rope.factor"), std::string::npos) << m.status();
 }
 
+// The MFU numerator on Llama-2-7B (LlamaConfig's defaults) at 4096 tokens:
+// 6 * 6.607e9 matmul weights (all parameters but the input embedding and the
+// norms) + 12 * 32 layers * 32 heads * 128 * 4096 = 46.08 GFLOP per token.
+TEST(LlamaConfig, TrainingFlopsPerToken) {
+  const LlamaConfig c;
+  const int64_t norms = c.hidden_size * (2 * c.num_hidden_layers + 1);
+  const double matmul_weights =
+      static_cast<double>(c.num_parameters() - c.vocab_size * c.hidden_size - norms);
+  EXPECT_NEAR(matmul_weights, 6.607e9, 1e6);
+  const double want = 6 * matmul_weights + 12.0 * 32 * 32 * 128 * 4096;
+  EXPECT_DOUBLE_EQ(c.training_flops_per_token(4096), want);
+  EXPECT_NEAR(c.training_flops_per_token(4096) / 1e9, 46.08, 0.01);
+}
+
 }  // namespace
 }  // namespace rotor

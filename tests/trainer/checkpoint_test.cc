@@ -10,6 +10,7 @@
 #include "kernels/random.h"
 #include "model/llama.h"
 #include "trainer/checkpoint.h"
+#include "tests/common/testing.h"
 #include "trainer/optimizer.h"
 
 namespace rotor {
@@ -70,7 +71,17 @@ TEST(Checkpoint, ResumeGivesIdenticalLosses) {
   TrainRun first = make_run();
   for (int64_t s = 1; s <= 5; ++s) EXPECT_EQ(train_step(first, s), want[s - 1]);
   CheckpointInfo info{.step = 5, .sampler = {{"position", 5}}, .recipe_yaml = "train:\n  steps: 8\n"};
+  // A file copied in (the trainer copies a SentencePiece model this way).
+  fs::create_directories(dir);
+  const std::vector<uint8_t> spm = {'s', 'p', 'm', 0, 1, 2, 255};
+  testing::write_file_bytes(dir + "/source.model", spm);
+  info.extra_files["tokenizer.model"] = dir + "/source.model";
   ASSERT_TRUE(save_checkpoint(dir, info, first.model.parameters(), first.opt, 2).ok());
+  EXPECT_EQ(testing::read_file_bytes(dir + "/checkpoints/step_00000005/tokenizer.model"), spm);
+  CheckpointInfo missing = info;
+  missing.extra_files["tokenizer.model"] = dir + "/nowhere.model";
+  absl::Status no_source = save_checkpoint(dir + "/other", missing, first.model.parameters(), first.opt, 2);
+  EXPECT_NE(no_source.message().find(dir + "/nowhere.model"), std::string::npos) << no_source;
 
   TrainRun resumed = make_run();  // fresh process state, other init would not matter
   auto latest = latest_checkpoint(dir);
@@ -81,6 +92,11 @@ TEST(Checkpoint, ResumeGivesIdenticalLosses) {
   EXPECT_EQ(loaded->sampler["position"], 5);
   EXPECT_EQ(loaded->recipe_yaml, info.recipe_yaml);
   for (int64_t s = 6; s <= 8; ++s) EXPECT_EQ(train_step(resumed, s), want[s - 1]) << "step " << s;
+  // The copied file is checksummed like the others.
+  testing::write_file_bytes(dir + "/checkpoints/step_00000005/tokenizer.model", {'s', 'p', 'm'});
+  auto bad = load_checkpoint(*latest, resumed.model.parameters(), nullptr);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("tokenizer.model: checksum mismatch"), std::string::npos) << bad.status();
 }
 
 TEST(Checkpoint, KeepLatestAndCorruption) {

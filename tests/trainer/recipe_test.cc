@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -90,14 +91,41 @@ TEST_F(RecipeTest, GoodRecipeLoadsWithDefaults) {
   EXPECT_EQ(r.where.at("train.lr"), (dir_ / "good.yaml").string() + ":17:7");
 }
 
-TEST_F(RecipeTest, DemoRecipeLoads) {
-  const fs::path demo =
-      fs::path(__FILE__).parent_path().parent_path().parent_path() / "recipes/demo/base.yaml";
-  const LoadedRecipe r = load_or_fail(demo.string());
-  EXPECT_EQ(r.proto.data().sequence_length(), 256);
-  EXPECT_GE(r.model.vocab_size, 256);
-  EXPECT_TRUE(r.model.validate().ok());
-  EXPECT_EQ(r.proto.run().dir(), "runs/base");
+// Every recipe of recipes/demo loads and validates; the continued-pretraining
+// ones start from the base run at 4x its length and differ from each other
+// only in rope and logit_scale (and run.dir).
+TEST_F(RecipeTest, DemoRecipesLoad) {
+  const fs::path demo = fs::path(__FILE__).parent_path().parent_path().parent_path() / "recipes/demo";
+  const LoadedRecipe base = load_or_fail((demo / "base.yaml").string());
+  EXPECT_EQ(base.proto.data().sequence_length(), 128);
+  EXPECT_GE(base.model.vocab_size, 256);
+  EXPECT_TRUE(base.model.validate().ok());
+  EXPECT_EQ(base.proto.run().dir(), "runs/demo/base");
+  EXPECT_FALSE(base.proto.model().has_init_from()) << "the base model trains from scratch";
+  const std::map<std::string, RopeMethod> methods = {{"direct", RopeMethod::kNone},
+                                                     {"pi", RopeMethod::kLinear},
+                                                     {"yarn", RopeMethod::kYarn},
+                                                     {"abf", RopeMethod::kNone},
+                                                     {"eabf", RopeMethod::kNone}};
+  for (const auto& [name, method] : methods) {
+    SCOPED_TRACE(name);
+    const LoadedRecipe r = load_or_fail((demo / (name + ".yaml")).string());
+    EXPECT_EQ(r.proto.model().init_from(), "runs/demo/base");
+    EXPECT_EQ(r.proto.data().sequence_length(), 4 * base.proto.data().sequence_length());
+    EXPECT_EQ(r.proto.run().dir(), "runs/demo/" + name);
+    EXPECT_EQ(r.rope.method, method);
+    EXPECT_EQ(r.rope.theta, name == "abf" || name == "eabf" ? 500000.0 : 10000.0);
+    EXPECT_EQ(r.logit_scale.kind == LogitScaleKind::kLogPosition, name == "eabf");
+    recipe::Recipe common = r.proto;
+    common.clear_rope();
+    common.clear_logit_scale();
+    common.mutable_run()->clear_dir();
+    recipe::Recipe direct = load_or_fail((demo / "direct.yaml").string()).proto;
+    direct.clear_rope();
+    direct.clear_logit_scale();
+    direct.mutable_run()->clear_dir();
+    EXPECT_EQ(recipe_to_yaml(common), recipe_to_yaml(direct));
+  }
 }
 
 TEST_F(RecipeTest, RopeAndLogitScaleUseRotorRopeConversion) {
@@ -309,6 +337,10 @@ TEST_F(RecipeTest, SweepExpandsTheGrid) {
     EXPECT_EQ(run.recipe.rope.method, methods[i % 3]);
     EXPECT_EQ(run.recipe.proto.run().dir(), "out/" + names[i]);
     EXPECT_EQ(run.recipe.proto.sweep_size(), 0);
+    ASSERT_EQ(run.values.size(), 3u);
+    EXPECT_EQ(run.values[0], std::make_pair(std::string("data.sequence_length"),
+                                            std::string(i < 3 ? "512" : "1024")));
+    EXPECT_EQ(run.values[2], std::make_pair(std::string("rope.factor"), std::string("2")));
     EXPECT_TRUE(validate(run.recipe.proto).ok());
   }
   // A bad sweep key or value is an error at its line.

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "data/indexed_dataset.h"
+#include "trainer/sweep_command.h"
+#include "trainer/tensorboard.h"
 #include "trainer/train.h"
 
 namespace rotor {
@@ -76,6 +78,28 @@ TEST(Train, LossFallsAndResumeIsExact) {
       << "byte-level loss should fall by > 1 nat in 12 steps";
   EXPECT_TRUE(a[5].contains("eval_loss_128")) << a[5].dump();
   EXPECT_NE(out.str().find("step 12/12 | loss"), std::string::npos) << out.str();
+  EXPECT_GT(a.back()["tflops"].get<double>(), 0.0);
+  EXPECT_FALSE(a.back().contains("mfu")) << "no peak is known on the CPU";
+  EXPECT_EQ(out.str().find("MFU"), std::string::npos);
+  // TensorBoard: the same numbers, one event per step.
+  std::vector<fs::path> events;
+  for (const fs::directory_entry& e : fs::directory_iterator(run_a + "/tb")) events.push_back(e.path());
+  ASSERT_EQ(events.size(), 1u);
+  absl::StatusOr<std::vector<TbScalar>> tb = read_tensorboard_scalars(events[0].string());
+  ASSERT_TRUE(tb.ok()) << tb.status();
+  int losses = 0, evals = 0;
+  for (const TbScalar& x : *tb) {
+    if (x.tag == "train/loss") {
+      EXPECT_FLOAT_EQ(x.value, a[x.step - 1]["loss"].get<double>());
+      ++losses;
+    }
+    if (x.tag == "eval/loss_128") {
+      EXPECT_FLOAT_EQ(x.value, a[x.step - 1]["eval_loss_128"].get<double>());
+      ++evals;
+    }
+  }
+  EXPECT_EQ(losses, 12);
+  EXPECT_EQ(evals, 2) << "eval at steps 6 and 12";
 
   // Run B: the same recipe, "killed" after the step-6 checkpoint.
   const std::string run_b = dir + "/b";
@@ -113,7 +137,8 @@ TEST(Train, InitFromAnotherRun) {
   const double base_last = read_metrics(dir + "/base").back()["loss"].get<double>();
   ASSERT_EQ(run_train_command({recipe, "--set", "run.dir=" + dir + "/long", "--set",
                                "model.init_from=" + dir + "/base", "--set", "data.sequence_length=128",
-                               "--set", "rope.theta=40000", "--set", "train.steps=2"},
+                               "--set", "rope.theta=40000", "--set", "train.steps=2",
+                               "--set", "run.peak_tflops=0.5"},
                               out, err),
             0)
       << err.str();
@@ -121,12 +146,68 @@ TEST(Train, InitFromAnotherRun) {
             std::string::npos)
       << out.str();
   const double long_first = read_metrics(dir + "/long").front()["loss"].get<double>();
+  // With a peak given, MFU = model TFLOP/s / peak.
+  const nlohmann::json rec = read_metrics(dir + "/long").back();
+  EXPECT_DOUBLE_EQ(rec["mfu"].get<double>(), rec["tflops"].get<double>() / 0.5);
+  EXPECT_NE(out.str().find("% | ETA"), std::string::npos) << out.str();
   EXPECT_LT(long_first, base_first - 0.5 * (base_first - base_last)) << "weights were not loaded";
   EXPECT_EQ(run_train_command({recipe, "--set", "run.dir=" + dir + "/bad", "--set",
                                "model.init_from=" + dir + "/nothing"},
                               out, err),
             1);
   EXPECT_NE(err.str().find("model.init_from"), std::string::npos) << err.str();
+}
+
+// `rotor sweep`: the listing names each run and its values; --run trains them
+// one after another in their own directories, goes on past a failed run (exit
+// 1), and a second --run resumes: finished runs add nothing.
+TEST(Sweep, ListsAndRunsTheGrid) {
+  const std::string dir = ::testing::TempDir() + "/sweep_e2e";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string corpus = write_corpus(dir);
+  const std::string recipe = dir + "/grid.yaml";
+  {
+    std::ifstream in(write_recipe(dir, corpus));
+    std::stringstream text;
+    text << in.rdbuf();
+    std::ofstream(recipe) << text.str() << "sweep:\n  data.datasets: [[{path: " << corpus
+                          << "}], [{path: " << dir << "/missing}]]\n  rope.theta: [10000, 40000]\n";
+  }
+  const std::vector<std::string> common = {recipe, "--set", "run.dir=" + dir + "/runs", "--set",
+                                           "train.steps=2", "--set", "checkpoint.interval=2"};
+  std::ostringstream list, err;
+  ASSERT_EQ(run_sweep_command(common, list, err), 0) << err.str();
+  std::vector<std::string> lines;
+  std::istringstream ls(list.str());
+  for (std::string line; std::getline(ls, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 4u) << list.str();
+  EXPECT_EQ(lines[0].rfind("grid-data.datasets=", 0), 0u) << lines[0];
+  EXPECT_NE(lines[1].find("\trope.theta=40000"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[0].find("\trope.theta=10000"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\t" + dir + "/runs/"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[3].find("missing"), std::string::npos) << lines[3];
+
+  std::vector<std::string> with_run = common;
+  with_run.push_back("--run");
+  std::ostringstream out;
+  err.str("");
+  EXPECT_EQ(run_sweep_command(with_run, out, err), 1) << "two runs read a missing dataset";
+  EXPECT_NE(err.str().find(dir + "/missing"), std::string::npos) << err.str();
+  EXPECT_NE(err.str().find("2 of 4 run(s) failed"), std::string::npos) << err.str();
+  int trained = 0;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir + "/runs")) {
+    if (!fs::exists(e.path() / "metrics.jsonl")) continue;
+    EXPECT_EQ(read_metrics(e.path().string()).size(), 2u) << e.path();
+    ++trained;
+  }
+  EXPECT_EQ(trained, 2);
+  // Again: the finished runs resume at their last step and train nothing.
+  std::ostringstream again;
+  EXPECT_EQ(run_sweep_command(with_run, again, err), 1);
+  EXPECT_NE(again.str().find("resumed from"), std::string::npos) << again.str();
+  for (const fs::directory_entry& e : fs::directory_iterator(dir + "/runs"))
+    if (fs::exists(e.path() / "metrics.jsonl")) EXPECT_EQ(read_metrics(e.path().string()).size(), 2u);
 }
 
 TEST(Train, RecipeErrorsExitWithStatus2) {

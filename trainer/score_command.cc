@@ -1,0 +1,370 @@
+// `rotor score`: checkpoint + ids -> log-probabilities. See score_command.h.
+#include "trainer/score_command.h"
+
+#include <algorithm>
+#include <bit>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "trainer/checkpoint.h"
+
+namespace rotor {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kUsage[] =
+    "usage: rotor score CHECKPOINT_DIR (--tokens FILE | --text FILE) [--logits OUT]\n"
+    "\n"
+    "Per-token log-probabilities of a text under a checkpoint, one JSON line per token:\n"
+    "  {\"index\": i, \"token\": id, \"logprob\": log p(token i | tokens before i)}\n"
+    "(null for index 0; with --text also \"text\", the token's piece). A summary (mean\n"
+    "negative log-likelihood in nats, perplexity) goes to stderr.\n"
+    "  CHECKPOINT_DIR  a checkpoint directory, or a run directory (its latest checkpoint)\n"
+    "  --tokens FILE   whitespace-separated token ids\n"
+    "  --text FILE     text, tokenized with the checkpoint's tokenizer (no bos/eos added)\n"
+    "  --logits OUT    also write the logits: little-endian float32 [tokens, vocab_size]\n"
+    "The sequence is one forward pass with the logits materialised (tokens * vocab_size\n"
+    "* 4 bytes), so it suits texts up to a few thousand tokens.\n";
+
+struct ScoreArgs {
+  std::string checkpoint;
+  std::string tokens;  // --tokens FILE
+  std::string text;    // --text FILE
+  std::string logits;  // --logits OUT
+};
+
+bool is_option(const std::string& word) { return word.size() > 1 && word[0] == '-'; }
+
+absl::StatusOr<ScoreArgs> parse_score_args(const std::vector<std::string>& args) {
+  ScoreArgs a;
+  bool have_tokens = false, have_text = false, have_logits = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string name = args[i];
+    std::string inline_value;
+    bool has_inline = false;
+    if (const size_t eq = name.find('='); absl::StartsWith(name, "--") && eq != std::string::npos) {
+      inline_value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_inline = true;
+    }
+    auto value = [&]() -> absl::StatusOr<std::string> {
+      if (has_inline) {
+        if (inline_value.empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
+        return inline_value;
+      }
+      if (i + 1 >= args.size() || is_option(args[i + 1])) {
+        return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
+      }
+      return args[++i];
+    };
+    auto take = [&](std::string& field, bool& seen) -> absl::Status {
+      if (seen) return absl::InvalidArgumentError(absl::StrCat(name, " given twice"));
+      absl::StatusOr<std::string> v = value();
+      if (!v.ok()) return v.status();
+      field = *std::move(v);
+      seen = true;
+      return absl::OkStatus();
+    };
+    if (name == "--tokens") {
+      if (absl::Status s = take(a.tokens, have_tokens); !s.ok()) return s;
+    } else if (name == "--text") {
+      if (absl::Status s = take(a.text, have_text); !s.ok()) return s;
+    } else if (name == "--logits") {
+      if (absl::Status s = take(a.logits, have_logits); !s.ok()) return s;
+    } else if (is_option(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown option '", name, "'"));
+    } else if (a.checkpoint.empty()) {
+      a.checkpoint = name;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument '", name, "' (one CHECKPOINT_DIR only)"));
+    }
+  }
+  if (a.checkpoint.empty()) return absl::InvalidArgumentError("CHECKPOINT_DIR is required");
+  if (have_tokens == have_text) {
+    return absl::InvalidArgumentError(have_tokens ? "give one of --tokens and --text, not both"
+                                                  : "one of --tokens FILE or --text FILE is required");
+  }
+  return a;
+}
+
+absl::StatusOr<std::string> read_file(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory"));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return ss.str();
+}
+
+// Exit status of a failed step: usage/input errors 2, everything else 1.
+int exit_code(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+int fail(std::ostream& err, const absl::Status& s, int code) {
+  err << "rotor score: " << s.message() << "\n";
+  return code;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> resolve_checkpoint_dir(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such directory"));
+  }
+  if (fs::exists(fs::path(path) / "state.json", ec)) return path;
+  absl::StatusOr<std::string> latest = latest_checkpoint(path);
+  if (!latest.ok()) return absl::NotFoundError(latest.status().message());
+  if (latest->empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        path, " is neither a checkpoint directory (no state.json) nor a run directory with checkpoints"));
+  }
+  return *latest;
+}
+
+absl::StatusOr<ScoringModel> load_scoring_model(const std::string& path, bool load_weights) {
+  absl::StatusOr<std::string> dir = resolve_checkpoint_dir(path);
+  if (!dir.ok()) return dir.status();
+  const std::string recipe_path = (fs::path(*dir) / "recipe.yaml").string();
+  std::error_code ec;
+  if (!fs::exists(recipe_path, ec)) {
+    return absl::NotFoundError(absl::StrCat(recipe_path, ": missing (not a rotor checkpoint?)"));
+  }
+  // The resolved recipe the run wrote: model sizes, RoPE and logit scaling.
+  // model.init_from (if any) is not followed: the weights are the checkpoint's.
+  absl::StatusOr<LoadedRecipe> recipe = load_recipe(recipe_path, {});
+  if (!recipe.ok()) return absl::InvalidArgumentError(recipe.status().message());
+  if (!recipe->head_dim_known || !recipe->proto.model().has_hidden_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(recipe_path, ": the recipe has no model sizes (model.init_from without sizes)"));
+  }
+  LlamaOptions options;
+  options.rope = recipe->rope;
+  options.logit_scale = recipe->logit_scale;
+  options.recompute = true;  // forward only: keep no per-block activations
+  absl::StatusOr<LlamaModel> model = LlamaModel::create(recipe->model, options);
+  if (!model.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(recipe_path, ": ", model.status().message()));
+  }
+  ScoringModel m{.dir = *dir, .step = 0, .recipe = *std::move(recipe), .model = *std::move(model)};
+  if (load_weights) {
+    if (absl::Status s = load_scoring_weights(m); !s.ok()) return s;
+  }
+  return m;
+}
+
+absl::Status load_scoring_weights(ScoringModel& m) {
+  absl::StatusOr<CheckpointInfo> info = load_checkpoint(m.dir, m.model.parameters(), nullptr);
+  if (!info.ok()) return info.status();
+  m.step = info->step;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> checkpoint_tokenizer(const ScoringModel& m) {
+  const fs::path spm = fs::path(m.dir) / "tokenizer.model";
+  std::error_code ec;
+  const std::string spec = fs::exists(spm, ec) ? absl::StrCat("spm:", spm.string())
+                                               : m.recipe.proto.data().tokenizer();
+  absl::StatusOr<std::unique_ptr<Tokenizer>> t = make_tokenizer(spec);
+  if (!t.ok()) {
+    return absl::Status(t.status().code(), absl::StrCat("tokenizer: ", t.status().message()));
+  }
+  return t;
+}
+
+absl::StatusOr<ScoreResult> score_ids(LlamaModel& model, std::span<const int32_t> ids,
+                                      bool keep_logits) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const int64_t v = model.config().vocab_size;
+  if (n < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("need at least 2 tokens to score, got ", n));
+  }
+  if (n > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat(n, " tokens: too many for i32 positions"));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= v) {
+      return absl::InvalidArgumentError(absl::StrCat("token ", i + 1, ": id ", ids[i],
+                                                     " outside [0, ", v, ")"));
+    }
+  }
+  Batch batch;
+  batch.input_ids = Tensor::empty({1, n}, DType::kI32);
+  batch.positions = Tensor::empty({1, n}, DType::kI32);
+  for (int64_t i = 0; i < n; ++i) {
+    batch.input_ids.data<int32_t>()[i] = ids[i];
+    batch.positions.data<int32_t>()[i] = static_cast<int32_t>(i);
+  }
+  // logits() needs no targets; it is the forward pass and the full head matmul.
+  const Tensor logits = model.logits(batch);
+  if (logits.dtype() != DType::kF32 || logits.dim(0) != n || logits.dim(1) != v) {
+    return absl::InternalError(absl::StrCat("unexpected logits ", logits.str()));
+  }
+  const float* l = logits.data<float>();
+  ScoreResult r;
+  r.vocab_size = v;
+  r.scored = n - 1;
+  r.logprobs.assign(static_cast<size_t>(n), std::numeric_limits<double>::quiet_NaN());
+  for (int64_t i = 1; i < n; ++i) {
+    const float* row = l + (i - 1) * v;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int64_t k = 0; k < v; ++k) mx = std::max(mx, static_cast<double>(row[k]));
+    double sum = 0;
+    for (int64_t k = 0; k < v; ++k) sum += std::exp(static_cast<double>(row[k]) - mx);
+    const double lp = static_cast<double>(row[ids[i]]) - (mx + std::log(sum));
+    r.logprobs[static_cast<size_t>(i)] = lp;
+    r.nll_sum -= lp;
+  }
+  if (keep_logits) r.logits.assign(l, l + n * v);
+  return r;
+}
+
+absl::StatusOr<ScoreResult> score_tokens(const std::string& checkpoint_dir,
+                                         std::span<const int32_t> ids, bool keep_logits) {
+  absl::StatusOr<ScoringModel> m = load_scoring_model(checkpoint_dir);
+  if (!m.ok()) return m.status();
+  absl::StatusOr<ScoreResult> r = score_ids(m->model, ids, keep_logits);
+  if (!r.ok()) return r.status();
+  r->checkpoint = m->dir;
+  r->step = m->step;
+  return r;
+}
+
+absl::StatusOr<std::vector<int32_t>> read_token_file(const std::string& path, int64_t vocab_size) {
+  absl::StatusOr<std::string> text = read_file(path);
+  if (!text.ok()) return text.status();
+  std::vector<int32_t> ids;
+  std::istringstream in(*text);
+  for (std::string word; in >> word;) {
+    const size_t index = ids.size() + 1;
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(word, &id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": token ", index, ": '", word, "' is not an integer"));
+    }
+    if (id < 0 || id >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": token ", index, ": id ", id,
+                                                     " outside the vocabulary [0, ", vocab_size, ")"));
+    }
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  return ids;
+}
+
+int run_score_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  static_assert(std::endian::native == std::endian::little, "--logits writes host floats as little-endian");
+  for (const std::string& a : args) {
+    if (a == "--help" || a == "-h") {
+      out << kUsage;
+      return 0;
+    }
+  }
+  absl::StatusOr<ScoreArgs> a = parse_score_args(args);
+  if (!a.ok()) {
+    err << "rotor score: " << a.status().message() << "\n" << kUsage;
+    return 2;
+  }
+  // Input files first (cheap), then the recipe and model, then the weights.
+  const std::string& input = a->tokens.empty() ? a->text : a->tokens;
+  if (std::error_code ec; !fs::exists(input, ec)) {
+    return fail(err, absl::NotFoundError(absl::StrCat(input, ": no such file")), 2);
+  }
+  absl::StatusOr<ScoringModel> m = load_scoring_model(a->checkpoint, /*load_weights=*/false);
+  if (!m.ok()) return fail(err, m.status(), exit_code(m.status()));
+  const int64_t vocab = m->model.config().vocab_size;
+
+  std::vector<int32_t> ids;
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!a->tokens.empty()) {
+    absl::StatusOr<std::vector<int32_t>> t = read_token_file(a->tokens, vocab);
+    if (!t.ok()) return fail(err, t.status(), 2);
+    ids = *std::move(t);
+  } else {
+    absl::StatusOr<std::unique_ptr<Tokenizer>> t = checkpoint_tokenizer(*m);
+    if (!t.ok()) return fail(err, t.status(), 2);
+    tokenizer = *std::move(t);
+    absl::StatusOr<std::string> text = read_file(a->text);
+    if (!text.ok()) return fail(err, text.status(), 2);
+    absl::StatusOr<std::vector<int32_t>> e = tokenizer->encode(*text);
+    if (!e.ok()) return fail(err, e.status(), 2);
+    ids = *std::move(e);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] < 0 || ids[i] >= vocab) {
+        return fail(err, absl::InvalidArgumentError(absl::StrCat(
+                             a->text, ": token ", i + 1, ": the tokenizer (", tokenizer->spec(),
+                             ") gave id ", ids[i], ", outside the model's vocabulary [0, ", vocab, ")")),
+                    2);
+      }
+    }
+  }
+  if (ids.size() < 2) {
+    return fail(err, absl::InvalidArgumentError(absl::StrCat(
+                         input, ": need at least 2 tokens to score, got ", ids.size())),
+                2);
+  }
+
+  if (absl::Status s = load_scoring_weights(*m); !s.ok()) return fail(err, s, exit_code(s));
+  std::ofstream logits_file;
+  if (!a->logits.empty()) {
+    logits_file.open(a->logits, std::ios::binary | std::ios::trunc);
+    if (!logits_file) {
+      return fail(err, absl::PermissionDeniedError(absl::StrCat(a->logits, ": cannot open for writing")), 1);
+    }
+  }
+  absl::StatusOr<ScoreResult> r = score_ids(m->model, ids, !a->logits.empty());
+  if (!r.ok()) return fail(err, r.status(), 1);
+  r->checkpoint = m->dir;
+  r->step = m->step;
+
+  for (size_t i = 0; i < ids.size(); ++i) {
+    nlohmann::ordered_json j;
+    j["index"] = i;
+    j["token"] = ids[i];
+    j["logprob"] = i == 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(r->logprobs[i]);
+    if (tokenizer) {
+      absl::StatusOr<std::string> piece = tokenizer->decode(std::span<const int32_t>(&ids[i], 1));
+      if (!piece.ok()) return fail(err, piece.status(), 1);
+      j["text"] = *piece;
+    }
+    out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  }
+  out.flush();
+  if (logits_file.is_open()) {
+    logits_file.write(reinterpret_cast<const char*>(r->logits.data()),
+                      static_cast<std::streamsize>(r->logits.size() * sizeof(float)));
+    logits_file.close();
+    if (!logits_file) {
+      return fail(err, absl::DataLossError(absl::StrCat(a->logits, ": write failed")), 1);
+    }
+  }
+  err << absl::StrFormat(
+      "scored %d tokens (the first of %d has no context) | mean nll %.6f nats | perplexity %.4f | "
+      "checkpoint %s (step %d)\n",
+      r->scored, ids.size(), r->mean_nll(), r->perplexity(), r->checkpoint, r->step);
+  return out ? 0 : 1;
+}
+
+}  // namespace rotor
