@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "data/blend.h"
 #include "data/indexed_dataset.h"
 #include "data/packing.h"
 #include "kernels/random.h"
@@ -39,38 +40,37 @@ double schedule_lr(const recipe::TrainSection& t, int64_t step) {
 
 namespace {
 
+// The training stream: the recipe's datasets, each packed and shuffled with
+// its own seed, blended by weight (data/blend.h).
 struct DataStream {
-  std::vector<std::unique_ptr<IndexedDataset>> datasets;
-  std::vector<PackedSampler> samplers;
-  std::vector<double> cumulative;  // normalised cumulative weights
-  uint64_t seed = 0;
+  std::vector<std::unique_ptr<IndexedDataset>> datasets;  // outlive the samplers
+  std::unique_ptr<BlendedSampler> blend;
 
-  absl::StatusOr<PackedSample> sample(int64_t index) {
-    const double u = uniform01(seed ^ 0x6a09e667f3bcc908ull, static_cast<uint64_t>(index));
-    size_t d = 0;
-    while (d + 1 < cumulative.size() && u >= cumulative[d]) ++d;
-    return samplers[d].sample(index);
-  }
+  absl::StatusOr<PackedSample> sample(int64_t index) { return blend->sample(index); }
 };
 
 absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r) {
   DataStream s;
-  s.seed = static_cast<uint64_t>(r.train().seed());
-  double total = 0;
+  const uint64_t seed = static_cast<uint64_t>(r.train().seed());
+  std::vector<PackedSampler> samplers;
+  std::vector<double> weights;
   for (const recipe::Dataset& d : r.data().datasets()) {
     absl::StatusOr<IndexedDataset> ds = IndexedDataset::open(d.path());
     if (!ds.ok()) return ds.status();
     s.datasets.push_back(std::make_unique<IndexedDataset>(std::move(*ds)));
+    // Dataset 0 keeps the recipe's seed; the others get their own shuffles.
+    const uint64_t dataset_seed = samplers.empty() ? seed : mix64(seed ^ mix64(samplers.size()));
     absl::StatusOr<PackedSampler> sampler = PackedSampler::create(
         s.datasets.back().get(), {.sequence_length = r.data().sequence_length(),
-                                  .seed = s.seed,
+                                  .seed = dataset_seed,
                                   .document_masking = r.data().document_masking()});
-    if (!sampler.ok()) return sampler.status();
-    s.samplers.push_back(std::move(*sampler));
-    total += d.has_weight() ? d.weight() : 1.0;
-    s.cumulative.push_back(total);
+    if (!sampler.ok()) return absl::Status(sampler.status().code(), absl::StrCat(d.path(), ": ", sampler.status().message()));
+    samplers.push_back(std::move(*sampler));
+    weights.push_back(d.has_weight() ? d.weight() : 1.0);
   }
-  for (double& c : s.cumulative) c /= total;
+  absl::StatusOr<BlendedSampler> blend = BlendedSampler::create(std::move(samplers), std::move(weights));
+  if (!blend.ok()) return blend.status();
+  s.blend = std::make_unique<BlendedSampler>(std::move(*blend));
   return s;
 }
 

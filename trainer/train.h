@@ -9,10 +9,10 @@
 // AdamW with the schedule's learning rate (linear warmup from 0, then cosine,
 // linear or constant down to train.min_lr at train.steps).
 //
-// Data: each dataset of data.datasets is packed (data/packing.h); sample i of
-// the run comes from the dataset chosen by weight with uniform01(seed, i), at
-// that dataset's sample index i, so the stream is a function of (recipe, i)
-// and resuming needs only the step.
+// Data: each dataset of data.datasets is packed and shuffled (data/packing.h)
+// and the datasets are blended in exact proportion to their weights
+// (data/blend.h, Megatron's scheme), so sample i of the run is a function of
+// (recipe, i) and resuming needs only the step.
 //
 // Run directory (run.dir): recipe.yaml (resolved), metrics.jsonl (one JSON
 // object per step: step, loss, lr, grad_norm, tokens_per_s, tflops (model

@@ -1,0 +1,44 @@
+// Blending packed datasets by weight, as Megatron-LM does (its
+// build_blending_indices): exact proportions, deterministic, no randomness.
+//
+// Blend sample i comes from the dataset d with the largest deficit
+//   w_d * max(i, 1) - n_d(i)
+// (w normalised to sum 1, n_d(i) the samples already drawn from d; ties go to
+// the lower index) and is that dataset's sample number n_d(i). So after any
+// prefix of i samples, dataset d has supplied w_d * i samples up to less than
+// one, each dataset is read in its own shuffled order (PackedSampler) without
+// skipping or repeating within an epoch, and sample i is a function of
+// (datasets, weights, i) only: a resumed run needs nothing but i.
+//
+// Sequential access costs O(datasets) per sample; asking for an earlier index
+// replays from 0 (O(i * datasets), milliseconds for millions of samples).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/packing.h"
+
+namespace rotor {
+
+class BlendedSampler {
+ public:
+  // Errors: no samplers, a weight count that differs, a weight <= 0.
+  static absl::StatusOr<BlendedSampler> create(std::vector<PackedSampler> samplers,
+                                               std::vector<double> weights);
+
+  // Blend sample `index` (>= 0).
+  absl::StatusOr<PackedSample> sample(int64_t index);
+  // Which dataset blend sample `index` comes from, and its sample number there.
+  std::pair<int, int64_t> source(int64_t index);
+
+ private:
+  BlendedSampler() = default;
+  std::vector<PackedSampler> samplers_;
+  std::vector<double> weights_;  // normalised
+  std::vector<int64_t> drawn_;   // n_d(next_)
+  int64_t next_ = 0;             // the next blend index to assign
+};
+
+}  // namespace rotor
