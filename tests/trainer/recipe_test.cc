@@ -126,6 +126,12 @@ TEST_F(RecipeTest, DemoRecipesLoad) {
     direct.mutable_run()->clear_dir();
     EXPECT_EQ(recipe_to_yaml(common), recipe_to_yaml(direct));
   }
+  absl::StatusOr<std::vector<NamedRun>> grid = expand_sweep(load_or_fail((demo / "ablation.yaml").string()));
+  ASSERT_TRUE(grid.ok()) << grid.status();
+  ASSERT_EQ(grid->size(), 6u);
+  EXPECT_EQ((*grid)[0].name, "ablation-data.sequence_length=256-rope.theta=10000");
+  EXPECT_EQ((*grid)[5].recipe.proto.run().dir(),
+            "runs/demo/ablation/ablation-data.sequence_length=512-rope.theta=500000");
 }
 
 TEST_F(RecipeTest, RopeAndLogitScaleUseRotorRopeConversion) {
