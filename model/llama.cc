@@ -115,6 +115,10 @@ void LlamaModel::prepare_context(const Batch& batch) {
       << "input_ids must be [B, T] i32, got " << batch.input_ids.str();
   const int64_t b = batch.input_ids.dim(0), t = batch.input_ids.dim(1);
   batch_ = batch;
+  Communicator* cp = options_.parallel.cp;
+  const bool ring = cp != nullptr && cp->size() > 1;
+  ROTOR_CHECK(!ring || batch.positions.defined())
+      << "with context parallelism the batch must carry the shard's global positions";
   if (!batch_.positions.defined()) {
     batch_.positions = Tensor::empty({b, t}, DType::kI32);
     for (int64_t i = 0; i < b * t; ++i) batch_.positions.data<int32_t>()[i] = static_cast<int32_t>(i % t);
@@ -134,10 +138,16 @@ void LlamaModel::prepare_context(const Batch& batch) {
     ctx_.mask.q_seg = ctx_.mask.k_seg = batch_.segments;
   }
   ctx_.mask.causal = true;
+  ctx_.cp = ring ? cp : nullptr;
 
   // RoPE tables; dynamic and longrope depend on the current length.
   const int32_t* pos = batch_.positions.data<int32_t>();
-  const int64_t max_pos = b * t > 0 ? *std::max_element(pos, pos + b * t) : 0;
+  int64_t max_pos = b * t > 0 ? *std::max_element(pos, pos + b * t) : 0;
+  if (ring) {  // dynamic NTK and LongRoPE depend on the whole sequence's length
+    Tensor m = Tensor::from_vector({static_cast<double>(max_pos)}, {1}, DType::kI64);
+    cp->all_reduce(m, ReduceOp::kMax);
+    max_pos = static_cast<int64_t>(m.item());
+  }
   RopeConfig rope = options_.rope;
   rope.sequence_length = max_pos + 1;
   absl::StatusOr<RopeTables> tables = compute_rope(rope, config_.resolved_head_dim());

@@ -29,6 +29,7 @@
 #include "model/config.h"
 #include "model/llama_block.h"
 #include "model/rope.h"
+#include "parallel/context.h"
 
 namespace rotor {
 
@@ -38,6 +39,12 @@ struct LlamaOptions {
   bool recompute = false;          // keep only block inputs; re-run blocks in backward
   DType dtype = DType::kF32;       // f32 (CPU reference) or f64 (gradient checks)
   CrossEntropyChunks ce_chunks;
+  // Communicators (not owned). With parallel.cp of more than one rank, a
+  // batch holds this rank's zigzag shard of each sequence
+  // (parallel/ring_attention.h: context_shard) with global positions, and
+  // attention runs as ring attention over cp; the loss and gradients are this
+  // rank's share (the trainer sums them over dp_cp).
+  ParallelContext parallel;
 };
 
 // One micro-batch. Tokens are [B, T] i32.

@@ -7,6 +7,7 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/rope_apply.h"
 #include "kernels/swiglu.h"
+#include "parallel/ring_attention.h"
 
 namespace rotor {
 
@@ -41,8 +42,12 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
 
   a.attn = like({b, t, hq, hd}, x);
   a.lse = like({b, hq, t}, x);
-  attention_forward(a.q, a.k, a.v, ctx.mask, 1.0 / std::sqrt(static_cast<double>(hd)), a.attn,
-                    a.lse);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  if (ctx.cp != nullptr && ctx.cp->size() > 1) {
+    ring_attention_forward(*ctx.cp, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse);
+  } else {
+    attention_forward(a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse);
+  }
 
   a.h = like({n, d}, x);
   matmul(a.attn.view({n, hq * hd}), w.o_proj, a.h, false, true);
@@ -101,8 +106,12 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
   Tensor dq = Tensor::zeros({b, t, hq, hd}, dy.dtype());
   Tensor dk = Tensor::zeros({b, t, hkv, hd}, dy.dtype());
   Tensor dv = Tensor::zeros({b, t, hkv, hd}, dy.dtype());
-  attention_backward(a.q, a.k, a.v, ctx.mask, 1.0 / std::sqrt(static_cast<double>(hd)), a.attn,
-                     a.lse, dattn, dq, dk, dv);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  if (ctx.cp != nullptr && ctx.cp->size() > 1) {
+    ring_attention_backward(*ctx.cp, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, dattn, dq, dk, dv);
+  } else {
+    attention_backward(a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, dattn, dq, dk, dv);
+  }
   rope_backward(dq, ctx.positions, ctx.inv_freq, ctx.attention_factor, q_scale, dq);
   rope_backward(dk, ctx.positions, ctx.inv_freq, ctx.attention_factor, Tensor(), dk);
   const Tensor dq2 = dq.view({n, hq * hd}), dk2 = dk.view({n, hkv * hd}),

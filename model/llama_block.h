@@ -20,6 +20,7 @@
 #include "kernels/attention.h"
 #include "kernels/tensor.h"
 #include "model/config.h"
+#include "parallel/communicator.h"
 
 namespace rotor {
 
@@ -44,6 +45,7 @@ struct BlockContext {
   AttentionMask mask;        // positions (and segment ids) for attention
   Tensor inv_freq;           // [hd / 2] f32
   double attention_factor = 1.0;
+  Communicator* cp = nullptr;  // context-parallel ring; null or one rank: local attention
 };
 
 // What backward needs from forward. All [N, ...] with N = B * T.

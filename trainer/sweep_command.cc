@@ -1,8 +1,10 @@
 // `rotor sweep`: see sweep_command.h.
 #include "trainer/sweep_command.h"
 
+#include "absl/strings/str_cat.h"
 #include "trainer/recipe.h"
 #include "trainer/train.h"
+#include "trainer/world.h"
 
 namespace rotor {
 namespace {
@@ -59,12 +61,15 @@ int run_sweep_command(const std::vector<std::string>& args, std::ostream& out, s
     }
     return 0;
   }
+  ProcessWorld world;
   int failed = 0;
   for (size_t i = 0; i < runs->size(); ++i) {
     const NamedRun& r = (*runs)[i];
     out << "== sweep run " << i + 1 << "/" << runs->size() << ": " << r.name << " ("
         << r.recipe.proto.run().dir() << ")" << std::endl;
-    if (absl::Status s = train(r.recipe, out); !s.ok()) {
+    if (absl::Status s = train(r.recipe, out, world.comm()); !s.ok()) {
+      if (world.comm().size() > 1)  // the other ranks may be inside a collective
+        world.comm().abort(absl::StrCat("rotor sweep: run ", r.name, ": ", s.message()));
       err << "rotor sweep: run " << r.name << ": " << s.message() << "\n";
       ++failed;
     }

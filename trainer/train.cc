@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -20,6 +22,10 @@
 #include "trainer/checkpoint.h"
 #include "trainer/optimizer.h"
 #include "trainer/tensorboard.h"
+#include "trainer/world.h"
+#include "parallel/context.h"
+#include "parallel/data_parallel.h"
+#include "parallel/ring_attention.h"
 
 namespace rotor {
 
@@ -94,6 +100,32 @@ void put_sample(const Batch& b, int64_t r, const PackedSample& s) {
     std::copy(s.segments.begin(), s.segments.end(), b.segments.data<int32_t>() + r * len);
 }
 
+std::vector<Tensor> gradients_of(const std::vector<Parameter>& params) {
+  std::vector<Tensor> g;
+  for (const Parameter& p : params) g.push_back(p.grad);
+  return g;
+}
+
+// This rank's zigzag share of every sequence of `b` (parallel/ring_attention.h).
+Batch shard_for_context(const Batch& b, const ParallelContext& par) {
+  if (par.cp_size() == 1) return b;
+  const int cp = par.cp_size(), r = par.cp_rank();
+  Batch s;
+  s.input_ids = context_shard(b.input_ids, cp, r);
+  s.targets = context_shard(b.targets, cp, r);
+  s.positions = context_shard(b.positions, cp, r);
+  if (b.segments.defined()) s.segments = context_shard(b.segments, cp, r);
+  return s;
+}
+
+// (sum, count) added over `comm` (null: unchanged).
+LossSum sum_over(Communicator* comm, LossSum l) {
+  if (comm == nullptr || comm->size() == 1) return l;
+  Tensor t = Tensor::from_vector({l.sum, static_cast<double>(l.count)}, {2}, DType::kF64);
+  comm->all_reduce(t);
+  return {t.item(0), static_cast<int64_t>(std::llround(t.item(1)))};
+}
+
 // Stacks samples [first, first + count) of the stream into a [count, L] batch.
 absl::StatusOr<Batch> make_batch(DataStream& stream, int64_t first, int64_t count, int64_t len,
                                  bool masking) {
@@ -108,27 +140,32 @@ absl::StatusOr<Batch> make_batch(DataStream& stream, int64_t first, int64_t coun
 
 // Mean held-out loss per token at `length`: the first `tokens` tokens of the
 // held-out stream (documents in dataset order, no shuffling, no document
-// masking) in windows of `length`, several windows per forward pass.
+// masking) in windows of `length`, several windows per forward pass. With
+// parallelism, window i is evaluated by dp rank i % dp, each window sharded
+// over cp like training; the sums are added over dp_cp.
 absl::StatusOr<double> heldout_loss(LlamaModel& model, const IndexedDataset& heldout, int64_t length,
-                                    int64_t tokens) {
+                                    int64_t tokens, const ParallelContext& par) {
   absl::StatusOr<PackedSampler> s =
       PackedSampler::create(&heldout, {.sequence_length = length, .seed = 0, .shuffle = false});
   if (!s.ok()) return s.status();
   const int64_t windows = std::min(std::max<int64_t>(1, tokens / length), s->samples_per_epoch());
+  std::vector<int64_t> mine;
+  for (int64_t i = par.dp_rank(); i < windows; i += par.dp_size()) mine.push_back(i);
   const int64_t rows_per_pass = std::max<int64_t>(1, 16384 / length);
   LossSum total;
-  for (int64_t first = 0; first < windows; first += rows_per_pass) {
-    const int64_t rows = std::min(rows_per_pass, windows - first);
+  for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(rows_per_pass)) {
+    const int64_t rows = std::min<int64_t>(rows_per_pass, static_cast<int64_t>(mine.size() - first));
     Batch b = empty_batch(rows, length, /*masking=*/false);
     for (int64_t i = 0; i < rows; ++i) {
-      absl::StatusOr<PackedSample> x = s->sample(first + i);
+      absl::StatusOr<PackedSample> x = s->sample(mine[first + static_cast<size_t>(i)]);
       if (!x.ok()) return x.status();
       put_sample(b, i, *x);
     }
-    const LossSum l = model.forward(b);
+    const LossSum l = model.forward(shard_for_context(b, par));
     total.sum += l.sum;
     total.count += l.count;
   }
+  total = sum_over(par.dp_cp, total);
   return total.mean();
 }
 
@@ -139,14 +176,23 @@ std::string duration(double seconds) {
 
 }  // namespace
 
-absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
+absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communicator& world) {
   const recipe::Recipe& r = loaded.proto;
   if (r.device() == recipe::Recipe::cuda) {
     return absl::UnimplementedError("device: cuda is not available yet (CUDA backend: issue 7)");
   }
-  if (r.parallel().tp() > 1 || r.parallel().cp() > 1) {
-    return absl::UnimplementedError("parallel.tp/cp > 1 need the parallel layer (issue 4)");
+  if (r.parallel().tp() > 1) {
+    return absl::UnimplementedError("parallel.tp > 1: tensor parallelism is not wired in yet (issue 4)");
   }
+  // The process grid (a duplicate of the world, so that sweeps can make one per run).
+  absl::StatusOr<std::unique_ptr<ProcessGrid>> grid = ProcessGrid::create(
+      world.split(0, world.rank(), "world"), static_cast<int>(r.parallel().tp()),
+      static_cast<int>(r.parallel().cp()));
+  if (!grid.ok()) return grid.status();
+  const ParallelContext par = ParallelContext::of(**grid, /*sequence_parallel=*/true);
+  const bool rank0 = world.rank() == 0;
+  std::ostringstream discard;
+  std::ostream& out = rank0 ? rank0_out : discard;
   const bool init_from = !r.model().init_from().empty();
   if (init_from && (!loaded.head_dim_known || !r.model().has_hidden_size())) {
     // Reading sizes from the source checkpoint's config comes with HF import (issue 5).
@@ -159,12 +205,13 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
   fs::create_directories(run_dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(run_dir, ": ", ec.message()));
   const std::string recipe_yaml = recipe_to_yaml(r);
-  std::ofstream(fs::path(run_dir) / "recipe.yaml") << recipe_yaml;
+  if (rank0) std::ofstream(fs::path(run_dir) / "recipe.yaml") << recipe_yaml;
 
   LlamaOptions opts;
   opts.rope = loaded.rope;
   opts.logit_scale = loaded.logit_scale;
   opts.recompute = r.train().recompute();
+  opts.parallel = par;
   absl::StatusOr<LlamaModel> model = LlamaModel::create(loaded.model, opts);
   if (!model.ok()) return model.status();
   model->init_weights(static_cast<uint64_t>(r.train().seed()));
@@ -187,6 +234,23 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
                                                              : r.train().global_batch_size();
   const int64_t micro = r.train().micro_batch_size();
   const int64_t steps = r.train().steps();
+  // Checks that need the world size. Each dp rank takes global / dp sequences
+  // of every step, cut into micro-batches; each cp rank of it a shard of them.
+  const int64_t dp = par.dp_size();
+  if (global % (dp * micro) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the global batch (", global, " sequences) must be a multiple of data-parallel size (", dp,
+        " = world ", world.size(), " / (tp ", r.parallel().tp(), " * cp ", r.parallel().cp(),
+        ")) * train.micro_batch_size (", micro, ")"));
+  }
+  for (int64_t l : r.eval().lengths()) {
+    if (l % (2 * par.cp_size()) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("eval.lengths: ", l, " must be a multiple of 2 * parallel.cp (",
+                                                     2 * par.cp_size(), ")"));
+    }
+  }
+  const int64_t per_rank = global / dp;
+  GradientReducer reducer(gradients_of(model->parameters()), par.dp_cp);
 
   int64_t start = 0;
   absl::StatusOr<std::string> latest = latest_checkpoint(run_dir);
@@ -214,10 +278,15 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
     if (!info.ok()) return absl::Status(info.status().code(), absl::StrCat("model.init_from: ", info.status().message()));
     out << "initialised from " << source << " (its step " << info->step << ")\n";
   }
-  std::ofstream metrics(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
-  // TensorBoard: one events file per (re)start of the run, all in <run.dir>/tb.
-  absl::StatusOr<TensorBoardWriter> tb = TensorBoardWriter::open((fs::path(run_dir) / "tb").string());
-  if (!tb.ok()) return tb.status();
+  // Rank 0 writes the metrics and TensorBoard events; one events file per (re)start.
+  std::ofstream metrics;
+  std::optional<TensorBoardWriter> tb;
+  if (rank0) {
+    metrics.open(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
+    absl::StatusOr<TensorBoardWriter> w = TensorBoardWriter::open((fs::path(run_dir) / "tb").string());
+    if (!w.ok()) return w.status();
+    tb = std::move(*w);
+  }
   const double flops_per_token = loaded.model.training_flops_per_token(len);
   // The device's peak for MFU: the recipe's run.peak_tflops; none is assumed on the CPU.
   const double peak_tflops = r.run().has_peak_tflops() ? r.run().peak_tflops() : 0.0;
@@ -227,13 +296,17 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
     const auto ts = std::chrono::steady_clock::now();
     std::vector<Batch> batches;
     int64_t counted = 0;
-    for (int64_t m = 0; m < global; m += micro) {
-      absl::StatusOr<Batch> b = make_batch(*stream, (step - 1) * global + m, std::min(micro, global - m),
-                                           len, r.data().document_masking());
+    const int64_t first = (step - 1) * global + par.dp_rank() * per_rank;
+    for (int64_t m = 0; m < per_rank; m += micro) {
+      absl::StatusOr<Batch> b = make_batch(*stream, first + m, micro, len, r.data().document_masking());
       if (!b.ok()) return b.status();
-      for (int64_t i = 0; i < b->targets.numel(); ++i) counted += b->targets.data<int32_t>()[i] >= 0;
-      batches.push_back(std::move(*b));
+      Batch local = shard_for_context(*b, par);
+      for (int64_t i = 0; i < local.targets.numel(); ++i) counted += local.targets.data<int32_t>()[i] >= 0;
+      batches.push_back(std::move(local));
     }
+    // The loss is the sum of token losses over every rank / the tokens counted
+    // over every rank; a rank with no counted token adds zero.
+    counted = sum_over(par.dp_cp, LossSum{0, counted}).count;
     if (counted == 0) return absl::DataLossError(absl::StrCat("step ", step, ": no counted target tokens"));
     model->zero_grad();
     LossSum loss;
@@ -242,12 +315,15 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
       loss.sum += l.sum;
       loss.count += l.count;
     }
+    loss = sum_over(par.dp_cp, loss);
+    reducer.reduce();
     const double lr = schedule_lr(r.train(), step);
     const OptimizerStepInfo info = opt.step(model->parameters(), lr, r.train().grad_clip());
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = static_cast<double>(global * len) / dt;
-    const double tflops = tps * flops_per_token / 1e12;  // model FLOPs (see LlamaConfig)
+    // Model FLOPs per second per rank (see LlamaConfig), the numerator of MFU.
+    const double tflops = tps * flops_per_token / 1e12 / static_cast<double>(world.size());
     if (!std::isfinite(loss.mean())) {
       return absl::DataLossError(absl::StrCat("step ", step, ": loss is ", loss.mean(), "; stopping before a checkpoint"));
     }
@@ -258,13 +334,15 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
         heldout && r.eval().interval() > 0 && (step % r.eval().interval() == 0 || step == steps);
     if (evaluated) {
       for (int64_t l : r.eval().lengths()) {
-        absl::StatusOr<double> e = heldout_loss(*model, *heldout, l, r.eval().tokens());
+        absl::StatusOr<double> e = heldout_loss(*model, *heldout, l, r.eval().tokens(), par);
         if (!e.ok()) return e.status();
         rec[absl::StrCat("eval_loss_", l)] = *e;
       }
     }
-    metrics << rec.dump() << "\n";
-    metrics.flush();
+    if (rank0) {
+      metrics << rec.dump() << "\n";
+      metrics.flush();
+    }
     // Tags: train/<key> for the step's numbers, eval/loss_<length> for held-out losses.
     std::vector<std::pair<std::string, double>> scalars;
     for (const auto& [key, value] : rec.items()) {
@@ -273,7 +351,9 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
                            value.get<double>());
     }
     const double wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    if (absl::Status st = tb->add_scalars(step, scalars, wall); !st.ok()) return st;
+    if (tb) {
+      if (absl::Status st = tb->add_scalars(step, scalars, wall); !st.ok()) return st;
+    }
     if (step == start + 1 || step == steps || step % log_every == 0 || evaluated) {
       out << absl::StrFormat("step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | %.3g TFLOP/s",
                              step, steps, loss.mean(), lr, info.grad_norm, tps, tflops);
@@ -286,7 +366,9 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& out) {
       out << std::endl;
     }
     const int64_t interval = r.checkpoint().interval();
-    if (step == steps || (interval > 0 && step % interval == 0)) {
+    // Every rank holds the full, identical parameters and optimizer state
+    // (no tensor parallelism or ZeRO yet), so rank 0 writes the checkpoint.
+    if (rank0 && (step == steps || (interval > 0 && step % interval == 0))) {
       CheckpointInfo ck{.step = step, .sampler = {{"next_sample", step * global}}, .recipe_yaml = recipe_yaml};
       if (absl::StartsWith(r.data().tokenizer(), "spm:"))
         ck.extra_files["tokenizer.model"] = r.data().tokenizer().substr(4);
@@ -327,7 +409,11 @@ int run_train_command(const std::vector<std::string>& args, std::ostream& out, s
     err << "rotor train: " << recipe.status().message() << "\n";
     return 2;
   }
-  if (absl::Status s = train(*recipe, out); !s.ok()) {
+  ProcessWorld world;
+  if (absl::Status s = train(*recipe, out, world.comm()); !s.ok()) {
+    // With several ranks, end them all (an error on one rank would leave the
+    // others waiting in a collective); the message names this rank.
+    if (world.comm().size() > 1) world.comm().abort(absl::StrCat("rotor train: ", s.message()));
     err << "rotor train: " << s.message() << "\n";
     return 1;
   }

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "parallel/communicator.h"
 #include "trainer/recipe.h"
 
 namespace rotor {
@@ -35,8 +36,13 @@ namespace rotor {
 // Learning rate at 1-based `step`.
 double schedule_lr(const recipe::TrainSection& train, int64_t step);
 
-// Runs (or resumes) the recipe's training; progress lines go to `out`.
-absl::Status train(const LoadedRecipe& recipe, std::ostream& out);
+// Runs (or resumes) the recipe's training over the ranks of `world` (a
+// one-rank local communicator without MPI); progress lines go to `out` on
+// world rank 0. Parallel layout: parallel.tp x parallel.cp, dp = world / (tp cp)
+// (parallel/process_grid.h). Each dp rank takes global_batch / dp sequences of
+// every step; the cp ranks of a dp rank share them as zigzag shards
+// (ring attention); gradients and losses are summed over dp x cp.
+absl::Status train(const LoadedRecipe& recipe, std::ostream& out, Communicator& world);
 
 // CLI entry: returns the exit code (2 for usage and recipe errors).
 int run_train_command(const std::vector<std::string>& args, std::ostream& out,
