@@ -28,12 +28,21 @@ struct CrossEntropyChunks {
   int64_t fused_tile_elements = int64_t{1} << 23;
 };
 
+// Vocabulary-parallel partials: with vocab_size > 0 (the whole vocabulary), w
+// holds rows [vocab_start, vocab_start + V_slice) of the head and targets are
+// ids of the whole vocabulary. Forward then gives this slice's lse and
+// loss = lse_slice - logit[target] where the target is in the slice, else
+// lse_slice (the caller combines slices: parallel/tensor_parallel.h).
+// Backward takes the *whole* row's lse, so its softmax is the global one, and
+// subtracts the one-hot only inside the slice. A target < 0 is ignored either way.
 void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targets,
                            const Tensor& loss, const Tensor& lse,
-                           CrossEntropyChunks chunks = {});
+                           CrossEntropyChunks chunks = {}, int64_t vocab_start = 0,
+                           int64_t vocab_size = 0);
 void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
                             const Tensor& lse, const Tensor& dloss, const Tensor& dh,
-                            const Tensor& dw, CrossEntropyChunks chunks = {});
+                            const Tensor& dw, CrossEntropyChunks chunks = {},
+                            int64_t vocab_start = 0, int64_t vocab_size = 0);
 
 // Training path: loss, lse, dh (=) and dw (+=) in one pass, for when dloss is
 // known before the forward (it is: the loss is the last op and the token

@@ -8,6 +8,7 @@
 #include "kernels/matmul.h"
 #include "kernels/random.h"
 #include "kernels/rmsnorm.h"
+#include "parallel/tensor_parallel.h"
 
 namespace rotor {
 
@@ -45,21 +46,37 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
   const int64_t v = config.vocab_size, d = config.hidden_size, f = config.intermediate_size;
   const int64_t hd = config.resolved_head_dim();
   const int64_t hq = config.num_attention_heads, hkv = config.num_key_value_heads;
-  auto add = [&](std::string name, const Shape& shape) {
-    params_.push_back({std::move(name), Tensor::zeros(shape, options.dtype),
-                       Tensor::zeros(shape, options.dtype)});
+  const int tp = options.parallel.tp_size();
+  if (tp > 1) {
+    tp_ = options.parallel.tp;
+    sp_ = options.parallel.sequence_parallel;
+    vocab_start_ = v / tp * options.parallel.tp_rank();
+  }
+  // shard_dim: 0 rows / 1 columns split over tp, -1 whole on every rank.
+  auto add = [&](std::string name, const Shape& shape, int shard_dim) {
+    std::vector<int64_t> local = shape.vec();
+    if (shard_dim >= 0) local[static_cast<size_t>(shard_dim)] /= tp;
+    params_.push_back({std::move(name), Tensor::zeros(Shape(local), options.dtype),
+                       Tensor::zeros(Shape(local), options.dtype), tp > 1 ? shard_dim : -1, shape});
   };
-  add("model.embed_tokens.weight", {v, d});
+  add("model.embed_tokens.weight", {v, d}, 0);
+  // A block computes with its rank's share of the heads and FFN columns.
+  LlamaConfig local = config;
+  local.head_dim = hd;
+  local.num_attention_heads = hq / tp;
+  local.num_key_value_heads = hkv / tp;
+  local.intermediate_size = f / tp;
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     const Shape shapes[kParamsPerBlock] = {{d},      {hq * hd, d}, {hkv * hd, d},
                                            {hkv * hd, d}, {d, hq * hd}, {d},
                                            {f, d},   {f, d},       {d, f}};
-    for (int k = 0; k < kParamsPerBlock; ++k) add(p + kBlockParamNames[k], shapes[k]);
-    blocks_.emplace_back(config, l);
+    const int shard[kParamsPerBlock] = {-1, 0, 0, 0, 1, -1, 0, 0, 1};
+    for (int k = 0; k < kParamsPerBlock; ++k) add(p + kBlockParamNames[k], shapes[k], shard[k]);
+    blocks_.emplace_back(local, l);
   }
-  add("model.norm.weight", {d});
-  if (!config.tie_word_embeddings) add("lm_head.weight", {v, d});
+  add("model.norm.weight", {d}, -1);
+  if (!config.tie_word_embeddings) add("lm_head.weight", {v, d}, 0);
 }
 
 absl::StatusOr<LlamaModel> LlamaModel::create(const LlamaConfig& config,
@@ -72,19 +89,44 @@ absl::StatusOr<LlamaModel> LlamaModel::create(const LlamaConfig& config,
         absl::StrCat("the CPU model computes in f32 (or f64 for tests), not ",
                      dtype_name(options.dtype)));
   }
+  if (const int tp = options.parallel.tp_size(); tp > 1) {
+    // Heads, kv heads, FFN columns and the vocabulary are split evenly.
+    for (auto [value, key] : {std::pair{config.num_attention_heads, "num_attention_heads"},
+                              std::pair{config.num_key_value_heads, "num_key_value_heads"},
+                              std::pair{config.intermediate_size, "intermediate_size"},
+                              std::pair{config.vocab_size, "vocab_size"}}) {
+      if (value % tp != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor parallelism: parallel.tp (", tp, ") must divide model.", key, " (", value, ")"));
+      }
+    }
+  }
   LlamaConfig resolved = config;
   resolved.rope_theta = options.rope.theta;  // one source of truth: the rope section
   return LlamaModel(resolved, options);
 }
 
 void LlamaModel::init_weights(uint64_t seed) {
+  const int tp_rank = options_.parallel.tp_rank();
   for (Parameter& p : params_) {
     const bool is_norm = p.value.ndim() == 1;
     if (is_norm) {
       p.value.fill(1.0);
-    } else {
-      fill_normal(p.value, seed ^ hash_name(p.name.c_str()), 0.0, config_.initializer_range);
+      continue;
     }
+    const uint64_t stream = seed ^ hash_name(p.name.c_str());
+    if (p.shard_dim < 0) {
+      fill_normal(p.value, stream, 0.0, config_.initializer_range);
+      continue;
+    }
+    // Element (r, c) of this shard is element (r0 + r, c0 + c) of the whole
+    // [R, C] tensor, drawn at its index there.
+    const int64_t rows = p.value.dim(0), cols = p.value.dim(1), whole_cols = p.global_shape[1];
+    const int64_t r0 = p.shard_dim == 0 ? rows * tp_rank : 0;
+    const int64_t c0 = p.shard_dim == 1 ? cols * tp_rank : 0;
+    for (int64_t r = 0; r < rows; ++r)
+      fill_normal(p.value.narrow(r, 1), stream, 0.0, config_.initializer_range,
+                  static_cast<uint64_t>((r0 + r) * whole_cols + c0));
   }
 }
 
@@ -139,6 +181,15 @@ void LlamaModel::prepare_context(const Batch& batch) {
   }
   ctx_.mask.causal = true;
   ctx_.cp = ring ? cp : nullptr;
+  ctx_.tp = tp_;
+  ctx_.sp = sp_;
+  rows_ = b * t;
+  if (tp_ != nullptr && sp_) {
+    ROTOR_CHECK(rows_ % tp_->size() == 0)
+        << "sequence parallelism: the batch's " << rows_ << " tokens do not split evenly over tp "
+        << tp_->size();
+    rows_ /= tp_->size();
+  }
 
   // RoPE tables; dynamic and longrope depend on the current length.
   const int32_t* pos = batch_.positions.data<int32_t>();
@@ -174,21 +225,33 @@ void LlamaModel::prepare_context(const Batch& batch) {
 Tensor LlamaModel::forward_hidden(const Batch& batch) {
   prepare_context(batch);
   const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
-  Tensor x = Tensor::empty({n, d}, options_.dtype);
-  embedding_forward(batch_.input_ids.view({n}), params_.front().value, x);
+  Tensor x;
+  if (tp_ == nullptr) {
+    x = Tensor::empty({n, d}, options_.dtype);
+    embedding_forward(batch_.input_ids.view({n}), params_.front().value, x);
+  } else {
+    // Vocabulary-parallel: each rank fills the rows of its ids; summed over tp.
+    Tensor partial = Tensor::empty({n, d}, options_.dtype);
+    vocab_parallel_embedding_forward(batch_.input_ids.view({n}), params_.front().value,
+                                     vocab_start_, partial);
+    x = sp_ ? Tensor::empty({rows_, d}, options_.dtype) : partial;
+    tp_sum_to_rows(tp_, sp_, partial, x);
+  }
   acts_.assign(blocks_.size(), BlockActivations());
   for (size_t l = 0; l < blocks_.size(); ++l) {
-    Tensor y = Tensor::empty({n, d}, options_.dtype);
+    Tensor y = Tensor::empty({rows_, d}, options_.dtype);
     blocks_[l].forward(block_weights(static_cast<int64_t>(l), false), ctx_, q_scales_[l], x, y,
                        acts_[l], !options_.recompute);
     x = y;
   }
   const Tensor& norm = params_[1 + blocks_.size() * kParamsPerBlock].value;
   final_in_ = x;
-  final_rstd_ = Tensor::empty({n}, options_.dtype);
-  final_out_ = Tensor::empty({n, d}, options_.dtype);
+  final_rstd_ = Tensor::empty({rows_}, options_.dtype);
+  final_out_ = Tensor::empty({rows_, d}, options_.dtype);
   rmsnorm_forward(x, norm, config_.rms_norm_eps, final_out_, final_rstd_);
-  return final_out_;
+  // The vocabulary-parallel head needs every row on every tp rank.
+  final_full_ = tp_rows_to_full(tp_, sp_, final_out_);
+  return final_full_;
 }
 
 LossSum LlamaModel::forward(const Batch& batch) {
@@ -197,8 +260,9 @@ LossSum LlamaModel::forward(const Batch& batch) {
   const int64_t n = h.dim(0);
   Tensor loss = Tensor::empty({n}, options_.dtype);
   ce_lse_ = Tensor::empty({n}, options_.dtype);
-  cross_entropy_forward(h, head_weight(false), batch.targets.view({n}), loss, ce_lse_,
-                        options_.ce_chunks);
+  vocab_parallel_cross_entropy(tp_, h, head_weight(false), vocab_start_, config_.vocab_size,
+                               batch.targets.view({n}), loss, ce_lse_, Tensor(), Tensor(), Tensor(),
+                               options_.ce_chunks);
   const LossSum out = sum_token_losses(loss, batch.targets);
   have_forward_ = true;
   return out;
@@ -210,28 +274,41 @@ void LlamaModel::backward(double grad_scale) {
   Tensor dloss = Tensor::empty({n}, options_.dtype);
   dloss.fill(grad_scale);  // ignored tokens get no gradient inside the kernel
   Tensor dh = Tensor::empty({n, d}, options_.dtype);
-  cross_entropy_backward(final_out_, head_weight(false), batch_.targets.view({n}), ce_lse_, dloss,
-                         dh, head_weight(true), options_.ce_chunks);
-  backward_from_hidden(dh);
+  cross_entropy_backward(final_full_, head_weight(false), batch_.targets.view({n}), ce_lse_, dloss,
+                         dh, head_weight(true), options_.ce_chunks, vocab_start_,
+                         tp_ != nullptr ? config_.vocab_size : 0);
+  backward_from_hidden(head_input_gradient(dh));
+}
+
+Tensor LlamaModel::head_input_gradient(const Tensor& dh_partial) const {
+  if (tp_ == nullptr) return dh_partial;
+  Tensor local = sp_ ? Tensor::empty({rows_, config_.hidden_size}, options_.dtype) : dh_partial;
+  tp_sum_to_rows(tp_, sp_, dh_partial, local);
+  return local;
 }
 
 void LlamaModel::backward_from_hidden(const Tensor& dh) {
   const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
   const size_t norm_index = 1 + blocks_.size() * kParamsPerBlock;
-  Tensor dx = Tensor::empty({n, d}, options_.dtype);
-  rmsnorm_backward(dh, final_in_, params_[norm_index].value, final_rstd_, dx,
-                   params_[norm_index].grad);
+  Tensor dx = Tensor::empty({rows_, d}, options_.dtype);
+  norm_backward(ctx_, dh, final_in_, params_[norm_index].value, final_rstd_, dx,
+                params_[norm_index].grad);
   for (size_t l = blocks_.size(); l-- > 0;) {
-    Tensor dprev = Tensor::empty({n, d}, options_.dtype);
+    Tensor dprev = Tensor::empty({rows_, d}, options_.dtype);
     blocks_[l].backward(block_weights(static_cast<int64_t>(l), false),
                         block_weights(static_cast<int64_t>(l), true), ctx_, q_scales_[l], acts_[l],
                         dx, dprev);
     acts_[l] = BlockActivations();  // free as we go
     dx = dprev;
   }
-  embedding_backward(batch_.input_ids.view({n}), dx, params_.front().grad);
+  if (tp_ == nullptr) {
+    embedding_backward(batch_.input_ids.view({n}), dx, params_.front().grad);
+  } else {
+    vocab_parallel_embedding_backward(batch_.input_ids.view({n}), tp_rows_to_full(tp_, sp_, dx),
+                                      vocab_start_, params_.front().grad);
+  }
   have_forward_ = false;
-  final_in_ = final_out_ = final_rstd_ = ce_lse_ = Tensor();
+  final_in_ = final_out_ = final_full_ = final_rstd_ = ce_lse_ = Tensor();
 }
 
 LossSum LlamaModel::forward_backward(const Batch& batch, double grad_scale) {
@@ -242,10 +319,16 @@ LossSum LlamaModel::forward_backward(const Batch& batch, double grad_scale) {
   Tensor dloss = Tensor::empty({n}, options_.dtype);
   dloss.fill(grad_scale);
   Tensor dh = Tensor::empty(h.shape(), options_.dtype);
-  cross_entropy_forward_backward(h, head_weight(false), batch.targets.view({n}), dloss, loss, lse,
-                                 dh, head_weight(true), options_.ce_chunks);
+  if (tp_ == nullptr) {
+    cross_entropy_forward_backward(h, head_weight(false), batch.targets.view({n}), dloss, loss, lse,
+                                   dh, head_weight(true), options_.ce_chunks);
+  } else {
+    vocab_parallel_cross_entropy(tp_, h, head_weight(false), vocab_start_, config_.vocab_size,
+                                 batch.targets.view({n}), loss, lse, dloss, dh, head_weight(true),
+                                 options_.ce_chunks);
+  }
   const LossSum out = sum_token_losses(loss, batch.targets);
-  backward_from_hidden(dh);
+  backward_from_hidden(head_input_gradient(dh));
   return out;
 }
 
@@ -259,6 +342,7 @@ double LlamaModel::forward_backward(const Batch& batch) {
 }
 
 Tensor LlamaModel::logits(const Batch& batch) {
+  ROTOR_CHECK(tp_ == nullptr) << "logits() materialises the whole vocabulary: not with tensor parallelism";
   Tensor h = forward_hidden(batch);
   Tensor out = Tensor::empty({h.dim(0), config_.vocab_size}, options_.dtype);
   matmul(h, head_weight(false), out, false, true);

@@ -6,6 +6,16 @@
 //   loss  = cross_entropy(RMSNorm(x_L) * norm, W_head)      fused, vocab-chunked
 //
 // W_head is lm_head.weight, or embed_tokens.weight when tie_word_embeddings.
+//
+// Tensor parallelism (options.parallel.tp of more than one rank): each rank
+// holds its shard of every weight (Parameter::shard_dim; q/k/v/gate/up and the
+// vocabulary rows of embed_tokens/lm_head split along dim 0, o/down along
+// dim 1, norms whole) and the layers combine partial results as
+// parallel/tensor_parallel.h describes; with parallel.sequence_parallel the
+// residual stream holds this rank's N/tp rows. Every tp rank of a group gets
+// the same batch and returns the same loss. Parameter i of every rank has the
+// same name; init draws each element from its index in the whole tensor, so
+// the shards of a tp run are slices of the one-rank weights.
 // RoPE frequencies and the per-(layer, position) query multiplier come from
 // model/rope from the positions of the batch, which are global positions (a
 // shard of a longer sequence passes its own). Parameters carry Hugging Face
@@ -63,8 +73,12 @@ struct LossSum {
 
 struct Parameter {
   std::string name;  // HF name
-  Tensor value;
+  Tensor value;      // this rank's shard (the whole tensor without tensor parallelism)
   Tensor grad;       // same shape; accumulated by backward
+  // Tensor parallelism: the dim split over the tp ranks (rank i holds the i-th
+  // of tp equal parts), or -1 for a tensor every tp rank holds whole (norms).
+  int shard_dim = -1;
+  Shape global_shape = {};  // the whole tensor's (HF) shape
 };
 
 class LlamaModel {
@@ -109,8 +123,17 @@ class LlamaModel {
   // Embedding + blocks + final norm; fills the saved state. Returns final hidden [N, D].
   Tensor forward_hidden(const Batch& batch);
   void prepare_context(const Batch& batch);
-  // From the gradient of the final hidden state [N, D] down to the embedding.
+  // From the gradient of the final hidden state (this rank's rows) down to the embedding.
   void backward_from_hidden(const Tensor& dh);
+  // The head's input gradient [N, D] (a partial sum under tp) -> this rank's rows, summed.
+  Tensor head_input_gradient(const Tensor& dh_partial) const;
+
+  // Tensor parallelism (parallel/tensor_parallel.h): tp_ null without it.
+  Communicator* tp_ = nullptr;
+  bool sp_ = false;             // sequence parallel: the residual stream holds N/tp rows
+  int64_t vocab_start_ = 0;     // first vocabulary id of this rank's embedding / head rows
+  int64_t rows_ = 0;            // residual-stream rows of this rank (N, or N/tp under SP)
+  Tensor final_full_;           // final normed hidden, all rows (gathered under SP)
 
   LlamaConfig config_;
   LlamaOptions options_;

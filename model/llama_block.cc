@@ -8,12 +8,26 @@
 #include "kernels/rope_apply.h"
 #include "kernels/swiglu.h"
 #include "parallel/ring_attention.h"
+#include "parallel/tensor_parallel.h"
 
 namespace rotor {
 
 namespace {
 Tensor like(const Shape& shape, const Tensor& ref) { return Tensor::empty(shape, ref.dtype()); }
 }  // namespace
+
+void norm_backward(const BlockContext& ctx, const Tensor& dy, const Tensor& x, const Tensor& weight,
+                   const Tensor& rstd, const Tensor& dx, const Tensor& dweight) {
+  if (!(ctx.sp && ctx.tp != nullptr && ctx.tp->size() > 1)) {
+    rmsnorm_backward(dy, x, weight, rstd, dx, dweight);
+    return;
+  }
+  // Under SP this rank saw only its rows: its weight gradient is a partial sum.
+  Tensor part = Tensor::zeros(dweight.shape(), dweight.dtype());
+  rmsnorm_backward(dy, x, weight, rstd, dx, part);
+  ctx.tp->all_reduce(part);
+  add(dweight, part, dweight);
+}
 
 void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const Tensor& q_scale,
                          const Tensor& x, const Tensor& y, BlockActivations& a,
@@ -22,13 +36,15 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
   const int64_t d = config_.hidden_size, f = config_.intermediate_size;
   const int64_t hd = config_.resolved_head_dim();
   const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
-  ROTOR_CHECK(x.ndim() == 2 && x.dim(0) == n && x.dim(1) == d)
-      << "block " << layer_ << ": x must be [" << n << ", " << d << "], got " << x.str();
+  const int64_t rows = ctx.sp && ctx.tp != nullptr ? n / ctx.tp->size() : n;  // this rank's rows
+  ROTOR_CHECK(x.ndim() == 2 && x.dim(0) == rows && x.dim(1) == d)
+      << "block " << layer_ << ": x must be [" << rows << ", " << d << "], got " << x.str();
 
   a.x = x;
-  a.rstd1 = like({n}, x);
-  a.xn1 = like({n, d}, x);
-  rmsnorm_forward(x, w.input_layernorm, config_.rms_norm_eps, a.xn1, a.rstd1);
+  a.rstd1 = like({rows}, x);
+  Tensor xn1 = like({rows, d}, x);
+  rmsnorm_forward(x, w.input_layernorm, config_.rms_norm_eps, xn1, a.rstd1);
+  a.xn1 = tp_rows_to_full(ctx.tp, ctx.sp, xn1);  // SP: all-gather before column-parallel q/k/v
 
   // Projections, then RoPE in place on q and k ([N, H*hd] viewed as [B, T, H, hd]).
   a.q = like({b, t, hq, hd}, x);
@@ -49,20 +65,31 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
     attention_forward(a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse);
   }
 
-  a.h = like({n, d}, x);
-  matmul(a.attn.view({n, hq * hd}), w.o_proj, a.h, false, true);
+  // Row-parallel o_proj: partial sums over tp -> this rank's rows.
+  Tensor o_partial = like({n, d}, x);
+  matmul(a.attn.view({n, hq * hd}), w.o_proj, o_partial, false, true);
+  a.h = ctx.sp && ctx.tp != nullptr ? like({rows, d}, x) : o_partial;
+  tp_sum_to_rows(ctx.tp, ctx.sp, o_partial, a.h);
   add(a.h, x, a.h);
 
-  a.rstd2 = like({n}, x);
-  a.xn2 = like({n, d}, x);
-  rmsnorm_forward(a.h, w.post_attention_layernorm, config_.rms_norm_eps, a.xn2, a.rstd2);
+  a.rstd2 = like({rows}, x);
+  Tensor xn2 = like({rows, d}, x);
+  rmsnorm_forward(a.h, w.post_attention_layernorm, config_.rms_norm_eps, xn2, a.rstd2);
+  a.xn2 = tp_rows_to_full(ctx.tp, ctx.sp, xn2);
   a.gate = like({n, f}, x);
   a.up = like({n, f}, x);
   matmul(a.xn2, w.gate_proj, a.gate, false, true);
   matmul(a.xn2, w.up_proj, a.up, false, true);
   a.act = like({n, f}, x);
   swiglu_forward(a.gate, a.up, a.act);
-  matmul(a.act, w.down_proj, y, false, true);
+  if (ctx.sp && ctx.tp != nullptr) {
+    Tensor down_partial = like({n, d}, x);
+    matmul(a.act, w.down_proj, down_partial, false, true);
+    tp_sum_to_rows(ctx.tp, ctx.sp, down_partial, y);
+  } else {
+    matmul(a.act, w.down_proj, y, false, true);
+    tp_sum_to_rows(ctx.tp, ctx.sp, y, y);
+  }
   add(y, a.h, y);
 
   if (!keep_all) {
@@ -84,25 +111,32 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
   const int64_t hd = config_.resolved_head_dim();
   const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
 
-  // MLP: y = h + act Wd^T
+  const bool sp = ctx.sp && ctx.tp != nullptr;
+  const int64_t rows = sp ? n / ctx.tp->size() : n;
+  // MLP: y = h + act Wd^T. Under SP the row-parallel output's gradient is gathered.
+  const Tensor dy_full = tp_rows_to_full(ctx.tp, ctx.sp, dy);
   Tensor dact = like({n, f}, dy);
-  matmul(dy, w.down_proj, dact);                          // [N, F]
-  matmul(dy, a.act, g.down_proj, true, false, 1.0, 1.0);  // dWd += dy^T act
+  matmul(dy_full, w.down_proj, dact);                          // [N, F]
+  matmul(dy_full, a.act, g.down_proj, true, false, 1.0, 1.0);  // dWd += dy^T act
   Tensor dgate = like({n, f}, dy), dup = like({n, f}, dy);
   swiglu_backward(dact, a.gate, a.up, dgate, dup);
-  Tensor dxn2 = like({n, d}, dy);
-  matmul(dgate, w.gate_proj, dxn2);
-  matmul(dup, w.up_proj, dxn2, false, false, 1.0, 1.0);
+  // Column-parallel gate/up: the input gradient is a partial sum over tp.
+  Tensor dxn2_partial = like({n, d}, dy);
+  matmul(dgate, w.gate_proj, dxn2_partial);
+  matmul(dup, w.up_proj, dxn2_partial, false, false, 1.0, 1.0);
   matmul(dgate, a.xn2, g.gate_proj, true, false, 1.0, 1.0);
   matmul(dup, a.xn2, g.up_proj, true, false, 1.0, 1.0);
-  Tensor dh = like({n, d}, dy);
-  rmsnorm_backward(dxn2, a.h, w.post_attention_layernorm, a.rstd2, dh, g.post_attention_layernorm);
+  Tensor dxn2 = sp ? like({rows, d}, dy) : dxn2_partial;
+  tp_sum_to_rows(ctx.tp, ctx.sp, dxn2_partial, dxn2);
+  Tensor dh = like({rows, d}, dy);
+  norm_backward(ctx, dxn2, a.h, w.post_attention_layernorm, a.rstd2, dh, g.post_attention_layernorm);
   add(dh, dy, dh);  // residual
 
   // Attention: h = x + attn Wo^T
+  const Tensor dh_full = tp_rows_to_full(ctx.tp, ctx.sp, dh);
   Tensor dattn = like({b, t, hq, hd}, dy);
-  matmul(dh, w.o_proj, dattn.view({n, hq * hd}));
-  matmul(dh, a.attn.view({n, hq * hd}), g.o_proj, true, false, 1.0, 1.0);
+  matmul(dh_full, w.o_proj, dattn.view({n, hq * hd}));
+  matmul(dh_full, a.attn.view({n, hq * hd}), g.o_proj, true, false, 1.0, 1.0);
   Tensor dq = Tensor::zeros({b, t, hq, hd}, dy.dtype());
   Tensor dk = Tensor::zeros({b, t, hkv, hd}, dy.dtype());
   Tensor dv = Tensor::zeros({b, t, hkv, hd}, dy.dtype());
@@ -116,14 +150,16 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
   rope_backward(dk, ctx.positions, ctx.inv_freq, ctx.attention_factor, Tensor(), dk);
   const Tensor dq2 = dq.view({n, hq * hd}), dk2 = dk.view({n, hkv * hd}),
                dv2 = dv.view({n, hkv * hd});
-  Tensor dxn1 = like({n, d}, dy);
-  matmul(dq2, w.q_proj, dxn1);
-  matmul(dk2, w.k_proj, dxn1, false, false, 1.0, 1.0);
-  matmul(dv2, w.v_proj, dxn1, false, false, 1.0, 1.0);
+  Tensor dxn1_partial = like({n, d}, dy);
+  matmul(dq2, w.q_proj, dxn1_partial);
+  matmul(dk2, w.k_proj, dxn1_partial, false, false, 1.0, 1.0);
+  matmul(dv2, w.v_proj, dxn1_partial, false, false, 1.0, 1.0);
   matmul(dq2, a.xn1, g.q_proj, true, false, 1.0, 1.0);
   matmul(dk2, a.xn1, g.k_proj, true, false, 1.0, 1.0);
   matmul(dv2, a.xn1, g.v_proj, true, false, 1.0, 1.0);
-  rmsnorm_backward(dxn1, a.x, w.input_layernorm, a.rstd1, dx, g.input_layernorm);
+  Tensor dxn1 = sp ? like({rows, d}, dy) : dxn1_partial;
+  tp_sum_to_rows(ctx.tp, ctx.sp, dxn1_partial, dxn1);
+  norm_backward(ctx, dxn1, a.x, w.input_layernorm, a.rstd1, dx, g.input_layernorm);
   add(dx, dh, dx);  // residual
 }
 

@@ -46,13 +46,15 @@ struct BlockContext {
   Tensor inv_freq;           // [hd / 2] f32
   double attention_factor = 1.0;
   Communicator* cp = nullptr;  // context-parallel ring; null or one rank: local attention
+  Communicator* tp = nullptr;  // tensor-parallel group (parallel/tensor_parallel.h)
+  bool sp = false;             // sequence parallel: x, h, y hold rows [N/tp) of this rank
 };
 
 // What backward needs from forward. All [N, ...] with N = B * T.
 struct BlockActivations {
-  Tensor x;         // [N, D] block input
+  Tensor x;         // [N, D] block input ([N/tp, D] under SP, as h, rstd1, rstd2)
   Tensor rstd1;     // [N]
-  Tensor xn1;       // [N, D]
+  Tensor xn1;       // [N, D] (all rows: gathered under SP)
   Tensor q;         // [B, T, Hq, hd] after RoPE and the logit scalar
   Tensor k;         // [B, T, Hkv, hd] after RoPE
   Tensor v;         // [B, T, Hkv, hd]
@@ -65,6 +67,16 @@ struct BlockActivations {
   Tensor up;        // [N, F]
   Tensor act;       // [N, F] silu(gate) * up
 };
+
+// With tensor parallelism the block is built with its rank's share of the
+// config (num_attention_heads, num_key_value_heads and intermediate_size
+// divided by tp, head_dim explicit) and holds that share of the weights;
+// ctx.tp and ctx.sp say where the partial sums are combined. The x, y, dy, dx
+// of forward/backward are [N, D], or [N/tp, D] (this rank's rows) under SP.
+// RMSNorm backward (dweight +=); under sequence parallelism the weight
+// gradient of this rank's rows is summed over tp first.
+void norm_backward(const BlockContext& ctx, const Tensor& dy, const Tensor& x, const Tensor& weight,
+                   const Tensor& rstd, const Tensor& dx, const Tensor& dweight);
 
 class LlamaBlock {
  public:

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "parallel/tensor_parallel.h"
 #include "trainer/safetensors.h"
 
 namespace rotor {
@@ -65,9 +66,27 @@ std::vector<fs::path> complete_checkpoints(const fs::path& root) {
 
 }  // namespace
 
+CheckpointTensors checkpoint_tensors(const std::vector<Parameter>& params,
+                                     const AdamWOptimizer& optimizer, Communicator* tp) {
+  CheckpointTensors t;
+  t.optimizer_steps = optimizer.steps_taken();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int dim = params[i].shard_dim;
+    t.model.push_back({params[i].name, tp_gather_whole(tp, params[i].value, dim)});
+    t.optimizer.push_back({"m." + params[i].name, tp_gather_whole(tp, optimizer.first_moment(i), dim)});
+    t.optimizer.push_back({"v." + params[i].name, tp_gather_whole(tp, optimizer.second_moment(i), dim)});
+  }
+  return t;
+}
+
 absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& info,
                              const std::vector<Parameter>& params,
                              const AdamWOptimizer& optimizer, int keep) {
+  return save_checkpoint(run_dir, info, checkpoint_tensors(params, optimizer), keep);
+}
+
+absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& info,
+                             const CheckpointTensors& tensors, int keep) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   std::error_code ec;
   fs::create_directories(root, ec);
@@ -81,15 +100,10 @@ absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& i
   fs::create_directories(tmp, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(tmp.string(), ": ", ec.message()));
 
-  std::vector<NamedTensor> model, moments;
-  for (size_t i = 0; i < params.size(); ++i) {
-    model.push_back({params[i].name, params[i].value});
-    moments.push_back({"m." + params[i].name, optimizer.first_moment(i)});
-    moments.push_back({"v." + params[i].name, optimizer.second_moment(i)});
-  }
   const std::map<std::string, std::string> meta = {{"step", std::to_string(info.step)}};
-  if (auto s = write_safetensors((tmp / kModelFile).string(), model, meta); !s.ok()) return s;
-  if (auto s = write_safetensors((tmp / kOptimizerFile).string(), moments, meta); !s.ok()) return s;
+  if (auto s = write_safetensors((tmp / kModelFile).string(), tensors.model, meta); !s.ok()) return s;
+  if (auto s = write_safetensors((tmp / kOptimizerFile).string(), tensors.optimizer, meta); !s.ok())
+    return s;
   if (auto s = write_text(tmp / kRecipeFile, info.recipe_yaml); !s.ok()) return s;
   std::vector<std::string> files = {kModelFile, kOptimizerFile, kRecipeFile};
   for (const auto& [file, source] : info.extra_files) {
@@ -100,7 +114,7 @@ absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& i
 
   nlohmann::json state;
   state["step"] = info.step;
-  state["optimizer_steps"] = optimizer.steps_taken();
+  state["optimizer_steps"] = tensors.optimizer_steps;
   state["sampler"] = info.sampler;
   for (const std::string& f : files) {
     uint64_t bytes = 0;
@@ -142,9 +156,25 @@ absl::StatusOr<std::string> latest_checkpoint(const std::string& run_dir) {
   return dir.string();
 }
 
+namespace {
+
+// Reads `name` into `dst`: directly when dst has the stored (global) shape,
+// else the whole tensor and then tp rank `tp_rank`'s shard of it.
+absl::Status read_param(const SafetensorsFile& file, const std::string& name, const Parameter& p,
+                        const Tensor& dst, int tp_rank) {
+  if (p.shard_dim < 0 || dst.shape() == p.global_shape) return file.read_into(name, dst);
+  Tensor whole = Tensor::empty(p.global_shape, dst.dtype());
+  if (absl::Status s = file.read_into(name, whole); !s.ok()) return s;
+  const int tp = static_cast<int>(p.global_shape[p.shard_dim] / dst.dim(p.shard_dim));
+  dst.copy_from(tp_shard_of(whole, p.shard_dim, tp, tp_rank));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<CheckpointInfo> load_checkpoint(const std::string& dir,
                                                std::vector<Parameter>& params,
-                                               AdamWOptimizer* optimizer) {
+                                               AdamWOptimizer* optimizer, int tp_rank) {
   const fs::path d(dir);
   std::ifstream sf(d / kStateFile);
   if (!sf) return absl::NotFoundError(absl::StrCat((d / kStateFile).string(), ": missing"));
@@ -166,14 +196,18 @@ absl::StatusOr<CheckpointInfo> load_checkpoint(const std::string& dir,
   absl::StatusOr<SafetensorsFile> model = SafetensorsFile::open((d / kModelFile).string());
   if (!model.ok()) return model.status();
   for (Parameter& p : params) {
-    if (auto s = model->read_into(p.name, p.value); !s.ok()) return s;
+    if (auto s = read_param(*model, p.name, p, p.value, tp_rank); !s.ok()) return s;
   }
   if (optimizer) {
     absl::StatusOr<SafetensorsFile> opt = SafetensorsFile::open((d / kOptimizerFile).string());
     if (!opt.ok()) return opt.status();
     for (size_t i = 0; i < params.size(); ++i) {
-      if (auto s = opt->read_into("m." + params[i].name, optimizer->first_moment(i)); !s.ok()) return s;
-      if (auto s = opt->read_into("v." + params[i].name, optimizer->second_moment(i)); !s.ok()) return s;
+      if (auto s = read_param(*opt, "m." + params[i].name, params[i], optimizer->first_moment(i), tp_rank);
+          !s.ok())
+        return s;
+      if (auto s = read_param(*opt, "v." + params[i].name, params[i], optimizer->second_moment(i), tp_rank);
+          !s.ok())
+        return s;
     }
     optimizer->restore_steps_taken(state.value("optimizer_steps", int64_t{0}));
   }

@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "model/llama.h"
 #include "trainer/optimizer.h"
+#include "trainer/safetensors.h"
 
 namespace rotor {
 
@@ -41,8 +42,24 @@ struct CheckpointInfo {
   std::string dir = {};    // the checkpoint directory (set by load_checkpoint)
 };
 
+// What a checkpoint stores: whole tensors (global shapes, whatever the
+// parallel layout that trained them), by HF name; moments as "m.<name>",
+// "v.<name>".
+struct CheckpointTensors {
+  std::vector<NamedTensor> model, optimizer;
+  int64_t optimizer_steps = 0;
+};
+
+// The tensors of a one-process model and optimizer (no copies). With tensor
+// parallelism every tp rank calls it with `tp`: the shards are gathered into
+// whole tensors (parallel/tensor_parallel.h), collectively.
+CheckpointTensors checkpoint_tensors(const std::vector<Parameter>& params,
+                                     const AdamWOptimizer& optimizer, Communicator* tp = nullptr);
+
 // Saves step `info.step`, then deletes the oldest complete checkpoints so
 // that at most `keep` remain (keep <= 0: keep all).
+absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& info,
+                             const CheckpointTensors& tensors, int keep);
 absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& info,
                              const std::vector<Parameter>& params,
                              const AdamWOptimizer& optimizer, int keep);
@@ -51,11 +68,13 @@ absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& i
 // no checkpoint yet.
 absl::StatusOr<std::string> latest_checkpoint(const std::string& run_dir);
 
-// Verifies checksums, then loads parameters (matched by name and shape) and,
-// if `optimizer` is non-null, its moments and step count. Returns the step,
-// sampler state and recipe.
+// Verifies checksums, then loads parameters (matched by name and global
+// shape) and, if `optimizer` is non-null, its moments and step count. A
+// parameter that is a tensor-parallel shard (Parameter::shard_dim) takes rank
+// `tp_rank`'s part of the stored whole tensor. Returns the step, sampler
+// state and recipe.
 absl::StatusOr<CheckpointInfo> load_checkpoint(const std::string& dir,
                                                std::vector<Parameter>& params,
-                                               AdamWOptimizer* optimizer);
+                                               AdamWOptimizer* optimizer, int tp_rank = 0);
 
 }  // namespace rotor

@@ -14,13 +14,22 @@ AdamWOptimizer::AdamWOptimizer(const std::vector<Parameter>& params, const AdamW
   }
 }
 
+double global_grad_norm(const std::vector<Parameter>& params, Communicator* tp) {
+  double sharded = 0, whole = 0;
+  for (const Parameter& p : params) (p.shard_dim >= 0 ? sharded : whole) += squared_norm(p.grad);
+  if (tp != nullptr && tp->size() > 1) {
+    Tensor t = Tensor::from_vector({sharded}, {1}, DType::kF64);
+    tp->all_reduce(t);
+    sharded = t.item();
+  }
+  return std::sqrt(sharded + whole);
+}
+
 OptimizerStepInfo AdamWOptimizer::step(std::vector<Parameter>& params, double lr,
-                                       double grad_clip) {
+                                       double grad_clip, Communicator* tp) {
   ROTOR_CHECK_EQ(params.size(), m_.size()) << "optimizer built for another parameter list";
   OptimizerStepInfo info;
-  double sq = 0;
-  for (const Parameter& p : params) sq += squared_norm(p.grad);
-  info.grad_norm = std::sqrt(sq);
+  info.grad_norm = global_grad_norm(params, tp);
   if (grad_clip > 0 && info.grad_norm > grad_clip) info.clip_scale = grad_clip / info.grad_norm;
   ++step_;
   for (size_t i = 0; i < params.size(); ++i) {

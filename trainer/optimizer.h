@@ -16,6 +16,9 @@ struct OptimizerStepInfo {
   double clip_scale = 1;   // factor applied to the gradients
 };
 
+// The L2 norm of all gradients of the model (over the tp shards, see step()).
+double global_grad_norm(const std::vector<Parameter>& params, Communicator* tp = nullptr);
+
 class AdamWOptimizer {
  public:
   AdamWOptimizer(const std::vector<Parameter>& params, const AdamWHyper& hyper);
@@ -23,7 +26,11 @@ class AdamWOptimizer {
   // One step with learning rate `lr` (the schedule's value). Gradients are
   // scaled by min(1, grad_clip / norm) when grad_clip > 0. Parameters whose
   // tensor is 1-D (norm weights) get no weight decay, as in Megatron/torchtitan.
-  OptimizerStepInfo step(std::vector<Parameter>& params, double lr, double grad_clip);
+  // With tensor parallelism pass the tp communicator: the global norm then sums
+  // the squares of the sharded parameters (Parameter::shard_dim >= 0) over tp
+  // and counts the whole (replicated) ones once.
+  OptimizerStepInfo step(std::vector<Parameter>& params, double lr, double grad_clip,
+                         Communicator* tp = nullptr);
 
   int64_t steps_taken() const { return step_; }
   const AdamWHyper& hyper() const { return hyper_; }

@@ -311,10 +311,17 @@ void check_recipe(const Recipe& r, Checker& c) {
   tp_divides(m.has_num_attention_heads(), m.num_attention_heads(), "model.num_attention_heads");
   tp_divides(m.has_num_key_value_heads(), m.num_key_value_heads(), "model.num_key_value_heads");
   tp_divides(m.has_intermediate_size(), m.intermediate_size(), "model.intermediate_size");
-  if (cp > 1 && d.sequence_length() > 0)
-    c.require(d.sequence_length() % (2 * cp) == 0, {"parallel.cp", "data.sequence_length"},
-              absl::StrCat("data.sequence_length (", d.sequence_length(),
-                           ") must be a multiple of 2 * parallel.cp (", 2 * cp, ")"));
+  tp_divides(m.has_vocab_size(), m.vocab_size(), "model.vocab_size");
+  // Each cp rank holds 2 chunks of every sequence; with sequence parallelism
+  // the tp ranks split those rows again.
+  const bool sp = tp > 1 && (!p.has_sequence_parallel() || p.sequence_parallel());
+  const int64_t multiple = (cp > 1 ? 2 * cp : 1) * (sp ? tp : 1);
+  if (multiple > 1 && d.sequence_length() > 0)
+    c.require(d.sequence_length() % multiple == 0, {cp > 1 ? "parallel.cp" : "parallel.tp", "data.sequence_length"},
+              absl::StrCat("data.sequence_length (", d.sequence_length(), ") must be a multiple of ",
+                           cp > 1 ? absl::StrCat("2 * parallel.cp (", 2 * cp, ")") : std::string(),
+                           cp > 1 && sp ? " times " : "",
+                           sp ? absl::StrCat("parallel.tp (", tp, ") with sequence parallelism") : std::string()));
 
   if (r.checkpoint().has_interval())
     c.require(r.checkpoint().interval() >= 0, {"checkpoint.interval"}, "checkpoint.interval must be >= 0");

@@ -25,6 +25,7 @@
 #include "trainer/world.h"
 #include "parallel/context.h"
 #include "parallel/data_parallel.h"
+#include "parallel/zero.h"
 #include "parallel/ring_attention.h"
 
 namespace rotor {
@@ -169,6 +170,71 @@ absl::StatusOr<double> heldout_loss(LlamaModel& model, const IndexedDataset& hel
   return total.mean();
 }
 
+// Keeps the records of steps <= `last_step` (a resumed run logs the later ones again).
+absl::Status truncate_metrics(const fs::path& path, int64_t last_step) {
+  std::ifstream in(path);
+  if (!in) return absl::OkStatus();
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    const nlohmann::json rec = nlohmann::json::parse(line, nullptr, false);
+    if (!rec.is_discarded() && rec.value("step", int64_t{0}) <= last_step) kept += line + "\n";
+  }
+  in.close();
+  std::ofstream(path, std::ios::trunc) << kept;
+  return absl::OkStatus();
+}
+
+// AdamW, either whole on every rank (AdamWOptimizer) or with its moments
+// sharded over dp (ZeRO-1, parallel/zero.h, recipe parallel.zero1). Both give
+// the same parameters; checkpoints hold the whole moments either way.
+class Optimizer {
+ public:
+  Optimizer(const std::vector<Parameter>& params, const AdamWHyper& hyper, Communicator* zero_dp)
+      : hyper_(hyper) {
+    if (zero_dp != nullptr && zero_dp->size() > 1) zero_.emplace(params, hyper, zero_dp);
+    else adam_.emplace(params, hyper);
+  }
+
+  OptimizerStepInfo step(std::vector<Parameter>& params, double lr, double clip, Communicator* tp) {
+    if (adam_) return adam_->step(params, lr, clip, tp);
+    const ZeroStepInfo z = zero_->step(params, lr, clip, global_grad_norm(params, tp));
+    return {z.grad_norm, z.clip_scale};
+  }
+
+  // Collective (tp gathers; ZeRO-1 also gathers the moments over dp).
+  CheckpointTensors checkpoint_tensors(const std::vector<Parameter>& params, Communicator* tp) const {
+    if (adam_) return rotor::checkpoint_tensors(params, *adam_, tp);
+    AdamWOptimizer whole(params, hyper_);  // only while saving
+    const FullMoments m = zero_->gather_moments();
+    for (size_t i = 0; i < params.size(); ++i) {
+      whole.first_moment(i).copy_from(m.first[i]);
+      whole.second_moment(i).copy_from(m.second[i]);
+    }
+    whole.restore_steps_taken(zero_->steps_taken());
+    return rotor::checkpoint_tensors(params, whole, tp);
+  }
+
+  absl::StatusOr<CheckpointInfo> load(const std::string& dir, std::vector<Parameter>& params, int tp_rank) {
+    if (adam_) return load_checkpoint(dir, params, &*adam_, tp_rank);
+    AdamWOptimizer whole(params, hyper_);
+    absl::StatusOr<CheckpointInfo> info = load_checkpoint(dir, params, &whole, tp_rank);
+    if (!info.ok()) return info;
+    std::vector<Tensor> first, second;
+    for (size_t i = 0; i < params.size(); ++i) {
+      first.push_back(whole.first_moment(i));
+      second.push_back(whole.second_moment(i));
+    }
+    zero_->load_moments(first, second);
+    zero_->restore_steps_taken(whole.steps_taken());
+    return info;
+  }
+
+ private:
+  AdamWHyper hyper_;
+  std::optional<AdamWOptimizer> adam_;
+  std::optional<ShardedAdamW> zero_;
+};
+
 std::string duration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds);
   return absl::StrFormat("%dm%02ds", s / 60, s % 60);
@@ -181,15 +247,14 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   if (r.device() == recipe::Recipe::cuda) {
     return absl::UnimplementedError("device: cuda is not available yet (CUDA backend: issue 7)");
   }
-  if (r.parallel().tp() > 1) {
-    return absl::UnimplementedError("parallel.tp > 1: tensor parallelism is not wired in yet (issue 4)");
-  }
   // The process grid (a duplicate of the world, so that sweeps can make one per run).
   absl::StatusOr<std::unique_ptr<ProcessGrid>> grid = ProcessGrid::create(
       world.split(0, world.rank(), "world"), static_cast<int>(r.parallel().tp()),
       static_cast<int>(r.parallel().cp()));
   if (!grid.ok()) return grid.status();
-  const ParallelContext par = ParallelContext::of(**grid, /*sequence_parallel=*/true);
+  const bool sequence_parallel =
+      !r.parallel().has_sequence_parallel() || r.parallel().sequence_parallel();
+  const ParallelContext par = ParallelContext::of(**grid, sequence_parallel);
   const bool rank0 = world.rank() == 0;
   std::ostringstream discard;
   std::ostream& out = rank0 ? rank0_out : discard;
@@ -215,10 +280,10 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   absl::StatusOr<LlamaModel> model = LlamaModel::create(loaded.model, opts);
   if (!model.ok()) return model.status();
   model->init_weights(static_cast<uint64_t>(r.train().seed()));
-  AdamWOptimizer opt(model->parameters(),
-                     AdamWHyper{.lr = r.train().lr(), .beta1 = r.train().beta1(),
-                                .beta2 = r.train().beta2(), .eps = 1e-8,
-                                .weight_decay = r.train().weight_decay()});
+  const AdamWHyper hyper{.lr = r.train().lr(), .beta1 = r.train().beta1(),
+                         .beta2 = r.train().beta2(), .eps = 1e-8,
+                         .weight_decay = r.train().weight_decay()};
+  Optimizer opt(model->parameters(), hyper, r.parallel().zero1() ? par.dp : nullptr);
 
   absl::StatusOr<DataStream> stream = open_stream(r);
   if (!stream.ok()) return stream.status();
@@ -256,10 +321,14 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   absl::StatusOr<std::string> latest = latest_checkpoint(run_dir);
   if (!latest.ok()) return latest.status();
   if (!latest->empty()) {
-    absl::StatusOr<CheckpointInfo> info = load_checkpoint(*latest, model->parameters(), &opt);
+    absl::StatusOr<CheckpointInfo> info = opt.load(*latest, model->parameters(), par.tp_rank());
     if (!info.ok()) return info.status();
     start = info->step;
     out << "resumed from " << *latest << " (step " << start << ")\n";
+    // Steps after the checkpoint that a killed run had logged are logged again below.
+    if (rank0) {
+      if (absl::Status s = truncate_metrics(fs::path(run_dir) / "metrics.jsonl", start); !s.ok()) return s;
+    }
   } else if (init_from) {
     // Continual pretraining: the weights of another run's checkpoint (a
     // checkpoint directory, or a run directory whose latest is taken); fresh
@@ -274,7 +343,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
       }
       source = *l;
     }
-    absl::StatusOr<CheckpointInfo> info = load_checkpoint(source, model->parameters(), nullptr);
+    absl::StatusOr<CheckpointInfo> info = load_checkpoint(source, model->parameters(), nullptr, par.tp_rank());
     if (!info.ok()) return absl::Status(info.status().code(), absl::StrCat("model.init_from: ", info.status().message()));
     out << "initialised from " << source << " (its step " << info->step << ")\n";
   }
@@ -318,7 +387,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
     loss = sum_over(par.dp_cp, loss);
     reducer.reduce();
     const double lr = schedule_lr(r.train(), step);
-    const OptimizerStepInfo info = opt.step(model->parameters(), lr, r.train().grad_clip());
+    const OptimizerStepInfo info = opt.step(model->parameters(), lr, r.train().grad_clip(), par.tp);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = static_cast<double>(global * len) / dt;
@@ -366,14 +435,15 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
       out << std::endl;
     }
     const int64_t interval = r.checkpoint().interval();
-    // Every rank holds the full, identical parameters and optimizer state
-    // (no tensor parallelism or ZeRO yet), so rank 0 writes the checkpoint.
-    if (rank0 && (step == steps || (interval > 0 && step % interval == 0))) {
+    // Whole tensors: the tp ranks gather their shards (collectively); every
+    // dp x cp replica then holds the same ones, and world rank 0 writes them.
+    if (step == steps || (interval > 0 && step % interval == 0)) {
+      const CheckpointTensors tensors = opt.checkpoint_tensors(model->parameters(), par.tp);
+      if (!rank0) continue;
       CheckpointInfo ck{.step = step, .sampler = {{"next_sample", step * global}}, .recipe_yaml = recipe_yaml};
       if (absl::StartsWith(r.data().tokenizer(), "spm:"))
         ck.extra_files["tokenizer.model"] = r.data().tokenizer().substr(4);
-      if (absl::Status s = save_checkpoint(run_dir, ck, model->parameters(), opt,
-                                           static_cast<int>(r.checkpoint().keep()));
+      if (absl::Status s = save_checkpoint(run_dir, ck, tensors, static_cast<int>(r.checkpoint().keep()));
           !s.ok()) {
         return s;
       }

@@ -13,7 +13,8 @@ namespace rotor {
 
 namespace {
 void check_args(const Tensor& h, const Tensor& w, const Tensor& targets, const Tensor& lse,
-                CrossEntropyChunks chunks, const char* op) {
+                CrossEntropyChunks chunks, const char* op, int64_t vocab_start = 0,
+                int64_t vocab_size = 0) {
   for (const Tensor* t : {&h, &w, &targets, &lse}) check_cpu(*t, op);
   check_float(h, op);
   check_same_dtype(h, w, op);
@@ -24,16 +25,22 @@ void check_args(const Tensor& h, const Tensor& w, const Tensor& targets, const T
       << op << ": targets must be [N] i32, got " << targets.str();
   ROTOR_CHECK_EQ(lse.numel(), h.dim(0)) << op << ": lse must be [N]";
   ROTOR_CHECK(chunks.tokens > 0 && chunks.vocab > 0) << op << ": chunk sizes must be > 0";
+  ROTOR_CHECK(vocab_start >= 0) << op << ": vocab_start must be >= 0";
+  ROTOR_CHECK(vocab_size == 0 || vocab_start + w.dim(0) <= vocab_size)
+      << op << ": slice [" << vocab_start << ", " << vocab_start + w.dim(0)
+      << ") outside the vocabulary of " << vocab_size;
+  const int64_t limit = vocab_size > 0 ? vocab_size : w.dim(0);
   const int32_t* tg = targets.data<int32_t>();
   for (int64_t i = 0; i < targets.numel(); ++i)
-    ROTOR_CHECK(tg[i] < w.dim(0)) << op << ": target " << tg[i] << " at " << i
-                                  << " outside the vocabulary of " << w.dim(0);
+    ROTOR_CHECK(tg[i] < limit) << op << ": target " << tg[i] << " at " << i
+                               << " outside the vocabulary of " << limit;
 }
 }  // namespace
 
 void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targets,
-                           const Tensor& loss, const Tensor& lse, CrossEntropyChunks chunks) {
-  check_args(h, w, targets, lse, chunks, "cross_entropy_forward");
+                           const Tensor& loss, const Tensor& lse, CrossEntropyChunks chunks,
+                           int64_t vocab_start, int64_t vocab_size) {
+  check_args(h, w, targets, lse, chunks, "cross_entropy_forward", vocab_start, vocab_size);
   check_cpu(loss, "cross_entropy_forward");
   check_same_dtype(h, loss, "cross_entropy_forward");
   ROTOR_CHECK_EQ(loss.numel(), h.dim(0));
@@ -65,7 +72,7 @@ void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targe
           for (int64_t c = 0; c < cols; ++c) s += std::exp(row[c] - mx);
           run_max[r] = mx;
           run_sum[r] = s;
-          const int64_t target = tg[t0 + r];
+          const int64_t target = tg[t0 + r] - vocab_start;  // index in this slice
           if (target >= v0 && target < v0 + cols) target_logit[r] = row[target - v0];
         }
       }
@@ -80,8 +87,9 @@ void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targe
 
 void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
                             const Tensor& lse, const Tensor& dloss, const Tensor& dh,
-                            const Tensor& dw, CrossEntropyChunks chunks) {
-  check_args(h, w, targets, lse, chunks, "cross_entropy_backward");
+                            const Tensor& dw, CrossEntropyChunks chunks, int64_t vocab_start,
+                            int64_t vocab_size) {
+  check_args(h, w, targets, lse, chunks, "cross_entropy_backward", vocab_start, vocab_size);
   for (const Tensor* t : {&dloss, &dh, &dw}) {
     check_cpu(*t, "cross_entropy_backward");
     check_same_dtype(h, *t, "cross_entropy_backward");
@@ -109,11 +117,11 @@ void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targ
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; ++r) {
           T* row = lg + r * cols;
-          const int64_t target = tg[t0 + r];
-          if (target < 0) {
+          if (tg[t0 + r] < 0) {
             std::fill(row, row + cols, T(0));
             continue;
           }
+          const int64_t target = tg[t0 + r] - vocab_start;  // index in this slice
           const T g = dl[t0 + r], l = lsep[t0 + r];
           for (int64_t c = 0; c < cols; ++c) row[c] = g * std::exp(row[c] - l);
           if (target >= v0 && target < v0 + cols) row[target - v0] -= g;

@@ -1,5 +1,6 @@
 // The tiny Llama (GQA, YaRN, entropy-aware logit scalar with global positions)
-// on every (cp, dp) layout of the world: the loss and every parameter gradient
+// on every (tp, cp, dp) layout of the world, with and without sequence
+// parallelism: the loss and every parameter gradient (each rank's shard of it)
 // after one step equal the single-rank run on the whole batch. Run in f64 so
 // that the comparison is exact up to summation order: 1e-10 of each
 // gradient's largest element. With document masking, and with every target of
@@ -15,6 +16,7 @@
 #include "parallel/data_parallel.h"
 #include "parallel/process_grid.h"
 #include "parallel/ring_attention.h"
+#include "parallel/tensor_parallel.h"
 #include "tests/common/testing.h"
 #include "tests/parallel/mpi_env.h"
 
@@ -84,12 +86,12 @@ Batch rows_of(const Batch& b, int64_t first, int64_t count) {
   return s;
 }
 
-void check_layout(int cp, bool masking, bool mask_last_dp_rank) {
+void check_layout(int tp, int cp, bool sp, bool masking, bool mask_last_dp_rank) {
   const int n = world().size();
-  auto grid = ProcessGrid::create(world().split(0, world().rank(), "world"), 1, cp);
+  auto grid = ProcessGrid::create(world().split(0, world().rank(), "world"), tp, cp);
   ASSERT_TRUE(grid.ok()) << grid.status();
-  const ParallelContext par = ParallelContext::of(**grid, true);
-  const int dp = n / cp;
+  const ParallelContext par = ParallelContext::of(**grid, sp);
+  const int dp = n / (tp * cp);
   const int64_t rows_per_dp = 2, rows = rows_per_dp * dp, t = 48;
   const int64_t masked_from = mask_last_dp_rank && dp > 1 ? (dp - 1) * rows_per_dp : rows;
   const Batch full = make_batch(rows, t, masking, masked_from);
@@ -125,37 +127,55 @@ void check_layout(int cp, bool masking, bool mask_last_dp_rank) {
   for (Parameter& p : model->parameters()) grads.push_back(p.grad);
   GradientReducer(grads, par.dp_cp, /*bucket_bytes=*/4096).reduce();  // several buckets
 
-  const std::string where = "rank " + std::to_string(world().rank()) + ", cp " + std::to_string(cp) +
-                            ", dp " + std::to_string(dp);
+  const std::string where = "rank " + std::to_string(world().rank()) + ", tp " + std::to_string(tp) +
+                            (sp ? " (sp)" : "") + ", cp " + std::to_string(cp) + ", dp " + std::to_string(dp);
   EXPECT_NEAR(sums.item(0), want.sum, 1e-10 * want.sum) << where;
   EXPECT_EQ(static_cast<int64_t>(sums.item(1)), want.count) << where;
   for (size_t i = 0; i < grads.size(); ++i) {
     const Parameter& p = ref->parameters()[i];
+    const Parameter& mine_p = model->parameters()[i];
+    ASSERT_EQ(mine_p.name, p.name);
+    EXPECT_EQ(mine_p.global_shape, p.value.shape()) << p.name;
     testing::expect_finite_nonzero(p.grad, p.name);
-    testing::expect_close(grads[i], p.grad, 1e-10 * testing::max_abs(p.grad), 0, p.name + ", " + where);
+    // Weights: this rank's shard of the one-rank init; gradients: the shard of the one-rank gradient.
+    const Tensor want_w = tp_shard_of(p.value, mine_p.shard_dim, tp, par.tp_rank());
+    testing::expect_close(mine_p.value, want_w, 0, 0, p.name + " init, " + where);
+    const Tensor want_g = tp_shard_of(p.grad, mine_p.shard_dim, tp, par.tp_rank());
+    testing::expect_close(grads[i], want_g, 1e-10 * testing::max_abs(p.grad), 0, p.name + ", " + where);
+    // Checkpoints gather the whole tensor back.
+    testing::expect_close(tp_gather_whole(par.tp, mine_p.value, mine_p.shard_dim), p.value, 0, 0,
+                          p.name + " gathered, " + where);
   }
 }
 
-// Every cp that divides the world (cp * dp = world size, tp = 1).
+// Every (tp, cp) whose product divides the world (dp = world / (tp cp)); the
+// tiny model has 2 kv heads, so tp <= 2.
 template <typename F>
-void for_each_cp(F f) {
-  for (int cp : {1, 2, 4, 8}) {
-    if (world().size() % cp != 0) continue;
-    SCOPED_TRACE("cp " + std::to_string(cp));
-    f(cp);
-  }
+void for_each_layout(F f) {
+  for (int tp : {1, 2})
+    for (int cp : {1, 2, 4, 8}) {
+      if (world().size() % (tp * cp) != 0) continue;
+      SCOPED_TRACE("tp " + std::to_string(tp) + " cp " + std::to_string(cp));
+      f(tp, cp);
+    }
 }
 
-TEST(MpiModelParallel, ContextAndDataParallelMatchOneRank) {
-  for_each_cp([](int cp) { check_layout(cp, false, false); });
+TEST(MpiModelParallel, EveryLayoutMatchesOneRank) {
+  for_each_layout([](int tp, int cp) { check_layout(tp, cp, /*sp=*/true, false, false); });
+}
+
+TEST(MpiModelParallel, TensorParallelWithoutSequenceParallel) {
+  for_each_layout([](int tp, int cp) {
+    if (tp > 1) check_layout(tp, cp, /*sp=*/false, false, false);
+  });
 }
 
 TEST(MpiModelParallel, DocumentMasking) {
-  for_each_cp([](int cp) { check_layout(cp, true, false); });
+  for_each_layout([](int tp, int cp) { check_layout(tp, cp, true, true, false); });
 }
 
 TEST(MpiModelParallel, RankWithNoCountedTokenAddsZero) {
-  for_each_cp([](int cp) { check_layout(cp, true, true); });
+  for_each_layout([](int tp, int cp) { check_layout(tp, cp, true, true, true); });
 }
 
 }  // namespace

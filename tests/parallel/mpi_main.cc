@@ -5,6 +5,7 @@
 // their rank.
 #include <cstdio>
 #include <memory>
+#include <string>
 
 #include "gtest/gtest.h"
 #include "kernels/tensor.h"
@@ -19,17 +20,21 @@ std::unique_ptr<Communicator> g_world;
 class FailurePrinter : public ::testing::EmptyTestEventListener {
  public:
   explicit FailurePrinter(int rank) : rank_(rank) {}
+  // The test's name is kept from OnTestStart: asking gtest for the current
+  // test inside OnTestPartResult takes a lock gtest already holds (deadlock).
+  void OnTestStart(const ::testing::TestInfo& info) override {
+    test_ = std::string(info.test_suite_name()) + "." + info.name();
+  }
   void OnTestPartResult(const ::testing::TestPartResult& r) override {
     if (!r.failed()) return;
-    const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::fprintf(stderr, "[rank %d] %s.%s: %s:%d: %s\n", rank_, info ? info->test_suite_name() : "?",
-                 info ? info->name() : "?", r.file_name() ? r.file_name() : "?", r.line_number(),
-                 r.message());
+    std::fprintf(stderr, "[rank %d] %s: %s:%d: %s\n", rank_, test_.c_str(),
+                 r.file_name() ? r.file_name() : "?", r.line_number(), r.message());
     std::fflush(stderr);
   }
 
  private:
   int rank_;
+  std::string test_ = "?";
 };
 
 }  // namespace

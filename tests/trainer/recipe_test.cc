@@ -199,6 +199,9 @@ TEST_F(RecipeTest, BadRecipesGiveExactMessages) {
       {g + "parallel:\n  tp: 4\n", 21, 7, "parallel.tp (4) must divide model.num_key_value_heads (2)"},
       {g + "parallel:\n  cp: 3\n", 21, 7,
        "data.sequence_length (256) must be a multiple of 2 * parallel.cp (6)"},
+      {g + "parallel:\n  tp: 2\n  cp: 3\n", 22, 7,
+       "data.sequence_length (256) must be a multiple of 2 * parallel.cp (6) times parallel.tp (2) "
+       "with sequence parallelism"},
       {edit("sequence_length: 256", "sequence_length: 100"), 15, 24,
        "train.global_batch_tokens (4096) must be a multiple of train.micro_batch_size * "
        "data.sequence_length (4 * 100)"},
