@@ -52,19 +52,27 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
     sp_ = options.parallel.sequence_parallel;
     vocab_start_ = v / tp * options.parallel.tp_rank();
   }
+  if (tp > 1 && hkv % tp != 0) {
+    // Collective over tp: the ranks whose query heads read the same kv head.
+    const int replicas = tp / static_cast<int>(hkv);
+    kv_group_ = tp_->split(options.parallel.tp_rank() / replicas, options.parallel.tp_rank(), "tp_kv");
+  }
   // shard_dim: 0 rows / 1 columns split over tp, -1 whole on every rank.
-  auto add = [&](std::string name, const Shape& shape, int shard_dim) {
+  // kv heads: split over tp, or (tp > kv heads) each replicated on tp / hkv ranks.
+  const int kv_replicas = tp > 1 && hkv % tp != 0 ? tp / static_cast<int>(hkv) : 1;
+  auto add = [&](std::string name, const Shape& shape, int shard_dim, int replicas = 1) {
     std::vector<int64_t> local = shape.vec();
-    if (shard_dim >= 0) local[static_cast<size_t>(shard_dim)] /= tp;
+    if (shard_dim >= 0) local[static_cast<size_t>(shard_dim)] /= tp / replicas;
     params_.push_back({std::move(name), Tensor::zeros(Shape(local), options.dtype),
-                       Tensor::zeros(Shape(local), options.dtype), tp > 1 ? shard_dim : -1, shape});
+                       Tensor::zeros(Shape(local), options.dtype), tp > 1 ? shard_dim : -1,
+                       replicas, shape});
   };
   add("model.embed_tokens.weight", {v, d}, 0);
   // A block computes with its rank's share of the heads and FFN columns.
   LlamaConfig local = config;
   local.head_dim = hd;
   local.num_attention_heads = hq / tp;
-  local.num_key_value_heads = hkv / tp;
+  local.num_key_value_heads = hkv * kv_replicas / tp;
   local.intermediate_size = f / tp;
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
@@ -72,7 +80,8 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
                                            {hkv * hd, d}, {d, hq * hd}, {d},
                                            {f, d},   {f, d},       {d, f}};
     const int shard[kParamsPerBlock] = {-1, 0, 0, 0, 1, -1, 0, 0, 1};
-    for (int k = 0; k < kParamsPerBlock; ++k) add(p + kBlockParamNames[k], shapes[k], shard[k]);
+    for (int k = 0; k < kParamsPerBlock; ++k)
+      add(p + kBlockParamNames[k], shapes[k], shard[k], k == 2 || k == 3 ? kv_replicas : 1);
     blocks_.emplace_back(local, l);
   }
   add("model.norm.weight", {d}, -1);
@@ -91,8 +100,13 @@ absl::StatusOr<LlamaModel> LlamaModel::create(const LlamaConfig& config,
   }
   if (const int tp = options.parallel.tp_size(); tp > 1) {
     // Heads, kv heads, FFN columns and the vocabulary are split evenly.
+    // kv heads: divided by tp, or (tp a multiple of them) replicated.
+    if (config.num_key_value_heads % tp != 0 && tp % config.num_key_value_heads != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor parallelism: parallel.tp (", tp, ") must divide model.num_key_value_heads (",
+          config.num_key_value_heads, ") or be a multiple of it (kv heads replicated)"));
+    }
     for (auto [value, key] : {std::pair{config.num_attention_heads, "num_attention_heads"},
-                              std::pair{config.num_key_value_heads, "num_key_value_heads"},
                               std::pair{config.intermediate_size, "intermediate_size"},
                               std::pair{config.vocab_size, "vocab_size"}}) {
       if (value % tp != 0) {
@@ -122,8 +136,9 @@ void LlamaModel::init_weights(uint64_t seed) {
     // Element (r, c) of this shard is element (r0 + r, c0 + c) of the whole
     // [R, C] tensor, drawn at its index there.
     const int64_t rows = p.value.dim(0), cols = p.value.dim(1), whole_cols = p.global_shape[1];
-    const int64_t r0 = p.shard_dim == 0 ? rows * tp_rank : 0;
-    const int64_t c0 = p.shard_dim == 1 ? cols * tp_rank : 0;
+    const int shard = tp_rank / p.tp_replicas;  // replicas hold the same shard
+    const int64_t r0 = p.shard_dim == 0 ? rows * shard : 0;
+    const int64_t c0 = p.shard_dim == 1 ? cols * shard : 0;
     for (int64_t r = 0; r < rows; ++r)
       fill_normal(p.value.narrow(r, 1), stream, 0.0, config_.initializer_range,
                   static_cast<uint64_t>((r0 + r) * whole_cols + c0));
@@ -183,6 +198,7 @@ void LlamaModel::prepare_context(const Batch& batch) {
   ctx_.cp = ring ? cp : nullptr;
   ctx_.tp = tp_;
   ctx_.sp = sp_;
+  ctx_.kv_replicas = kv_group_.get();
   rows_ = b * t;
   if (tp_ != nullptr && sp_) {
     ROTOR_CHECK(rows_ % tp_->size() == 0)

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,9 @@ struct Parameter {
   // Tensor parallelism: the dim split over the tp ranks (rank i holds the i-th
   // of tp equal parts), or -1 for a tensor every tp rank holds whole (norms).
   int shard_dim = -1;
+  // tp ranks holding the same shard: k/v projections when tp exceeds the kv
+  // heads (each kv head replicated on tp / num_key_value_heads ranks).
+  int tp_replicas = 1;
   Shape global_shape = {};  // the whole tensor's (HF) shape
 };
 
@@ -130,6 +134,8 @@ class LlamaModel {
 
   // Tensor parallelism (parallel/tensor_parallel.h): tp_ null without it.
   Communicator* tp_ = nullptr;
+  // The tp ranks sharing this rank's kv head (only when kv heads are replicated).
+  std::shared_ptr<Communicator> kv_group_;
   bool sp_ = false;             // sequence parallel: the residual stream holds N/tp rows
   int64_t vocab_start_ = 0;     // first vocabulary id of this rank's embedding / head rows
   int64_t rows_ = 0;            // residual-stream rows of this rank (N, or N/tp under SP)

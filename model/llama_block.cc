@@ -155,8 +155,19 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
   matmul(dk2, w.k_proj, dxn1_partial, false, false, 1.0, 1.0);
   matmul(dv2, w.v_proj, dxn1_partial, false, false, 1.0, 1.0);
   matmul(dq2, a.xn1, g.q_proj, true, false, 1.0, 1.0);
-  matmul(dk2, a.xn1, g.k_proj, true, false, 1.0, 1.0);
-  matmul(dv2, a.xn1, g.v_proj, true, false, 1.0, 1.0);
+  if (ctx.kv_replicas != nullptr && ctx.kv_replicas->size() > 1) {
+    // Replicated kv head: each rank saw only its query heads' share of it.
+    Tensor gk = like(g.k_proj.shape(), dy), gv = like(g.v_proj.shape(), dy);
+    matmul(dk2, a.xn1, gk, true, false);
+    matmul(dv2, a.xn1, gv, true, false);
+    ctx.kv_replicas->all_reduce(gk);
+    ctx.kv_replicas->all_reduce(gv);
+    add(g.k_proj, gk, g.k_proj);
+    add(g.v_proj, gv, g.v_proj);
+  } else {
+    matmul(dk2, a.xn1, g.k_proj, true, false, 1.0, 1.0);
+    matmul(dv2, a.xn1, g.v_proj, true, false, 1.0, 1.0);
+  }
   Tensor dxn1 = sp ? like({rows, d}, dy) : dxn1_partial;
   tp_sum_to_rows(ctx.tp, ctx.sp, dxn1_partial, dxn1);
   norm_backward(ctx, dxn1, a.x, w.input_layernorm, a.rstd1, dx, g.input_layernorm);

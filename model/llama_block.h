@@ -48,6 +48,9 @@ struct BlockContext {
   Communicator* cp = nullptr;  // context-parallel ring; null or one rank: local attention
   Communicator* tp = nullptr;  // tensor-parallel group (parallel/tensor_parallel.h)
   bool sp = false;             // sequence parallel: x, h, y hold rows [N/tp) of this rank
+  // kv heads replicated over tp: the ranks holding this rank's kv head, over
+  // which the k/v weight gradients (each rank's query heads' share) are summed.
+  Communicator* kv_replicas = nullptr;
 };
 
 // What backward needs from forward. All [N, ...] with N = B * T.

@@ -148,6 +148,7 @@ class LocalCommunicator : public Communicator {
   }
 
   void barrier() override { ++stats_.calls; }
+  void barrier(double) override { ++stats_.calls; }
 
   std::unique_ptr<Communicator> split(int, int, const std::string& name) override {
     return std::make_unique<LocalCommunicator>(name);

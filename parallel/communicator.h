@@ -80,6 +80,10 @@ class Communicator {
   virtual std::unique_ptr<CommRequest> isend(const Tensor& t, int peer, int tag) = 0;
   virtual std::unique_ptr<CommRequest> irecv(Tensor& t, int peer, int tag) = 0;
   virtual void barrier() = 0;
+  // A barrier that waits up to `timeout_s` instead of the communicator's
+  // timeout: for ranks that knowingly wait on one busy rank (rank 0 writing a
+  // checkpoint). The local communicator returns at once.
+  virtual void barrier(double timeout_s) = 0;
 
   // Sub-communicator of the ranks with the same `color`, ordered by `key`
   // (then by rank); a collective over this communicator, as MPI_Comm_split.

@@ -315,6 +315,13 @@ void MpiCommunicator::barrier() {
   wait(&req, "barrier", -1);
 }
 
+void MpiCommunicator::barrier(double timeout_s) {
+  const double saved = timeout_s_;
+  timeout_s_ = timeout_s;
+  barrier();
+  timeout_s_ = saved;
+}
+
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, const std::string& name) {
   ROTOR_CHECK(color >= 0) << "split of communicator '" << name_ << "' into '" << name
                           << "': color must be >= 0, got " << color;

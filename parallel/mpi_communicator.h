@@ -74,6 +74,7 @@ class MpiCommunicator : public Communicator {
   std::unique_ptr<CommRequest> isend(const Tensor& t, int peer, int tag) override;
   std::unique_ptr<CommRequest> irecv(Tensor& t, int peer, int tag) override;
   void barrier() override;
+  void barrier(double timeout_s) override;
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override;
   [[noreturn]] void abort(const std::string& message) override;
 

@@ -36,12 +36,17 @@ void tp_all_reduce(Communicator* tp, Tensor& t) {
   if (active(tp)) tp->all_reduce(t);
 }
 
-Tensor tp_gather_whole(Communicator* tp, const Tensor& shard, int shard_dim) {
+Tensor tp_gather_whole(Communicator* tp, const Tensor& shard, int shard_dim, int replicas) {
   if (!active(tp) || shard_dim < 0) return shard;
-  const int n = tp->size();
   const int64_t rows = shard.dim(0), cols = shard.dim(1);
-  Tensor stacked = Tensor::empty({rows * n, cols}, shard.dtype());  // rank-major
+  Tensor stacked = Tensor::empty({rows * tp->size(), cols}, shard.dtype());  // rank-major
   tp->all_gather(shard, stacked);
+  const int n = tp->size() / replicas;  // distinct shards
+  if (replicas > 1) {  // keep the first rank of each group of replicas
+    Tensor distinct = Tensor::empty({rows * n, cols}, shard.dtype());
+    for (int r = 0; r < n; ++r) distinct.narrow(r * rows, rows).copy_from(stacked.narrow(r * replicas * rows, rows));
+    stacked = distinct;
+  }
   if (shard_dim == 0) return stacked;
   // Columns: rank r's [rows, cols] block goes to columns [r cols, (r + 1) cols).
   Tensor whole = Tensor::empty({rows, cols * n}, shard.dtype());
@@ -54,7 +59,9 @@ Tensor tp_gather_whole(Communicator* tp, const Tensor& shard, int shard_dim) {
   return whole;
 }
 
-Tensor tp_shard_of(const Tensor& whole, int shard_dim, int tp, int rank) {
+Tensor tp_shard_of(const Tensor& whole, int shard_dim, int tp, int rank, int replicas) {
+  tp /= replicas;
+  rank /= replicas;
   if (shard_dim < 0 || tp == 1) return whole;
   ROTOR_CHECK(whole.ndim() == 2 && whole.dim(shard_dim) % tp == 0)
       << "tensor-parallel shard: " << whole.str() << " does not split " << tp << " ways along dim "

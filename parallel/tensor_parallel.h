@@ -54,8 +54,9 @@ void tp_all_reduce(Communicator* tp, Tensor& t);
 // any other. tp_gather_whole: every tp rank gets the whole [R, C] tensor from
 // the shards split along shard_dim (0 or 1; -1: `shard` is already whole).
 // tp_shard_of: rank `rank`'s part of a whole tensor.
-Tensor tp_gather_whole(Communicator* tp, const Tensor& shard, int shard_dim);
-Tensor tp_shard_of(const Tensor& whole, int shard_dim, int tp, int rank);
+// `replicas` > 1: consecutive groups of that many tp ranks hold the same shard.
+Tensor tp_gather_whole(Communicator* tp, const Tensor& shard, int shard_dim, int replicas = 1);
+Tensor tp_shard_of(const Tensor& whole, int shard_dim, int tp, int rank, int replicas = 1);
 
 // Vocabulary-parallel embedding: out[n] (=) = w[ids[n] - vocab_start] for ids
 // in [vocab_start, vocab_start + w.dim(0)), else zeros. ids [N] i32, w [Vl, D].

@@ -71,10 +71,10 @@ CheckpointTensors checkpoint_tensors(const std::vector<Parameter>& params,
   CheckpointTensors t;
   t.optimizer_steps = optimizer.steps_taken();
   for (size_t i = 0; i < params.size(); ++i) {
-    const int dim = params[i].shard_dim;
-    t.model.push_back({params[i].name, tp_gather_whole(tp, params[i].value, dim)});
-    t.optimizer.push_back({"m." + params[i].name, tp_gather_whole(tp, optimizer.first_moment(i), dim)});
-    t.optimizer.push_back({"v." + params[i].name, tp_gather_whole(tp, optimizer.second_moment(i), dim)});
+    const int dim = params[i].shard_dim, rep = params[i].tp_replicas;
+    t.model.push_back({params[i].name, tp_gather_whole(tp, params[i].value, dim, rep)});
+    t.optimizer.push_back({"m." + params[i].name, tp_gather_whole(tp, optimizer.first_moment(i), dim, rep)});
+    t.optimizer.push_back({"v." + params[i].name, tp_gather_whole(tp, optimizer.second_moment(i), dim, rep)});
   }
   return t;
 }
@@ -165,8 +165,8 @@ absl::Status read_param(const SafetensorsFile& file, const std::string& name, co
   if (p.shard_dim < 0 || dst.shape() == p.global_shape) return file.read_into(name, dst);
   Tensor whole = Tensor::empty(p.global_shape, dst.dtype());
   if (absl::Status s = file.read_into(name, whole); !s.ok()) return s;
-  const int tp = static_cast<int>(p.global_shape[p.shard_dim] / dst.dim(p.shard_dim));
-  dst.copy_from(tp_shard_of(whole, p.shard_dim, tp, tp_rank));
+  const int shards = static_cast<int>(p.global_shape[p.shard_dim] / dst.dim(p.shard_dim));
+  dst.copy_from(tp_shard_of(whole, p.shard_dim, shards, tp_rank / p.tp_replicas));
   return absl::OkStatus();
 }
 

@@ -16,7 +16,9 @@ AdamWOptimizer::AdamWOptimizer(const std::vector<Parameter>& params, const AdamW
 
 double global_grad_norm(const std::vector<Parameter>& params, Communicator* tp) {
   double sharded = 0, whole = 0;
-  for (const Parameter& p : params) (p.shard_dim >= 0 ? sharded : whole) += squared_norm(p.grad);
+  // A shard held by r replicas is summed r times over tp: count it once.
+  for (const Parameter& p : params)
+    (p.shard_dim >= 0 ? sharded : whole) += squared_norm(p.grad) / p.tp_replicas;
   if (tp != nullptr && tp->size() > 1) {
     Tensor t = Tensor::from_vector({sharded}, {1}, DType::kF64);
     tp->all_reduce(t);

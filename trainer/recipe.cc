@@ -309,7 +309,12 @@ void check_recipe(const Recipe& r, Checker& c) {
                 absl::StrCat("parallel.tp (", tp, ") must divide ", key, " (", v, ")"));
   };
   tp_divides(m.has_num_attention_heads(), m.num_attention_heads(), "model.num_attention_heads");
-  tp_divides(m.has_num_key_value_heads(), m.num_key_value_heads(), "model.num_key_value_heads");
+  // kv heads: divided by tp, or replicated when tp is a multiple of them.
+  if (m.has_num_key_value_heads() && m.num_key_value_heads() > 0)
+    c.require(m.num_key_value_heads() % tp == 0 || tp % m.num_key_value_heads() == 0,
+              {"parallel.tp", "model.num_key_value_heads"},
+              absl::StrCat("parallel.tp (", tp, ") must divide model.num_key_value_heads (",
+                           m.num_key_value_heads(), ") or be a multiple of it (kv heads replicated)"));
   tp_divides(m.has_intermediate_size(), m.intermediate_size(), "model.intermediate_size");
   tp_divides(m.has_vocab_size(), m.vocab_size(), "model.vocab_size");
   // Each cp rank holds 2 chunks of every sequence; with sequence parallelism

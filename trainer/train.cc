@@ -439,7 +439,13 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
     // dp x cp replica then holds the same ones, and world rank 0 writes them.
     if (step == steps || (interval > 0 && step % interval == 0)) {
       const CheckpointTensors tensors = opt.checkpoint_tensors(model->parameters(), par.tp);
-      if (!rank0) continue;
+      // The others wait for rank 0's write here, with a long timeout, rather
+      // than in the next step's collective under the normal one.
+      constexpr double kCheckpointWriteTimeoutS = 3600;
+      if (!rank0) {
+        (*grid)->world().barrier(kCheckpointWriteTimeoutS);
+        continue;
+      }
       CheckpointInfo ck{.step = step, .sampler = {{"next_sample", step * global}}, .recipe_yaml = recipe_yaml};
       if (absl::StartsWith(r.data().tokenizer(), "spm:"))
         ck.extra_files["tokenizer.model"] = r.data().tokenizer().substr(4);
@@ -447,6 +453,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
           !s.ok()) {
         return s;
       }
+      (*grid)->world().barrier(kCheckpointWriteTimeoutS);
     }
   }
   return absl::OkStatus();

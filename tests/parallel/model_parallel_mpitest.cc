@@ -92,7 +92,7 @@ void check_layout(int tp, int cp, bool sp, bool masking, bool mask_last_dp_rank)
   ASSERT_TRUE(grid.ok()) << grid.status();
   const ParallelContext par = ParallelContext::of(**grid, sp);
   const int dp = n / (tp * cp);
-  const int64_t rows_per_dp = 2, rows = rows_per_dp * dp, t = 48;
+  const int64_t rows_per_dp = 2, rows = rows_per_dp * dp, t = 64;
   const int64_t masked_from = mask_last_dp_rank && dp > 1 ? (dp - 1) * rows_per_dp : rows;
   const Batch full = make_batch(rows, t, masking, masked_from);
 
@@ -138,21 +138,21 @@ void check_layout(int tp, int cp, bool sp, bool masking, bool mask_last_dp_rank)
     EXPECT_EQ(mine_p.global_shape, p.value.shape()) << p.name;
     testing::expect_finite_nonzero(p.grad, p.name);
     // Weights: this rank's shard of the one-rank init; gradients: the shard of the one-rank gradient.
-    const Tensor want_w = tp_shard_of(p.value, mine_p.shard_dim, tp, par.tp_rank());
+    const Tensor want_w = tp_shard_of(p.value, mine_p.shard_dim, tp, par.tp_rank(), mine_p.tp_replicas);
     testing::expect_close(mine_p.value, want_w, 0, 0, p.name + " init, " + where);
-    const Tensor want_g = tp_shard_of(p.grad, mine_p.shard_dim, tp, par.tp_rank());
+    const Tensor want_g = tp_shard_of(p.grad, mine_p.shard_dim, tp, par.tp_rank(), mine_p.tp_replicas);
     testing::expect_close(grads[i], want_g, 1e-10 * testing::max_abs(p.grad), 0, p.name + ", " + where);
     // Checkpoints gather the whole tensor back.
-    testing::expect_close(tp_gather_whole(par.tp, mine_p.value, mine_p.shard_dim), p.value, 0, 0,
+    testing::expect_close(tp_gather_whole(par.tp, mine_p.value, mine_p.shard_dim, mine_p.tp_replicas), p.value, 0, 0,
                           p.name + " gathered, " + where);
   }
 }
 
-// Every (tp, cp) whose product divides the world (dp = world / (tp cp)); the
-// tiny model has 2 kv heads, so tp <= 2.
+// Every (tp, cp) whose product divides the world (dp = world / (tp cp)). The
+// tiny model has 4 query and 2 kv heads: tp 4 replicates each kv head on 2 ranks.
 template <typename F>
 void for_each_layout(F f) {
-  for (int tp : {1, 2})
+  for (int tp : {1, 2, 4})
     for (int cp : {1, 2, 4, 8}) {
       if (world().size() % (tp * cp) != 0) continue;
       SCOPED_TRACE("tp " + std::to_string(tp) + " cp " + std::to_string(cp));

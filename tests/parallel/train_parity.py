@@ -244,6 +244,7 @@ def test_layouts(e):
                            ("tp2 without sp", 2, ["parallel.tp=2", "parallel.sequence_parallel=false"]),
                            ("tp2xcp2", 4, ["parallel.tp=2", "parallel.cp=2"]),
                            ("tp2xcp2xdp2", 8, ["parallel.tp=2", "parallel.cp=2"]),
+                           ("tp4 (kv heads replicated)", 4, ["parallel.tp=4"]),
                            ("dp4 zero1", 4, ["parallel.zero1=true"]),
                            ("tp2xdp2 zero1", 4, ["parallel.tp=2", "parallel.zero1=true"])):
         compare(name, ref, metrics(e.train(name, np, sets)), steps)
@@ -286,6 +287,11 @@ def test_reshard_resume(e):
     b = cut_to_step5(single, os.path.join(e.tmp, "runs", "single-to-tp2xcp2"))
     e.train("1 rank step 5 -> tp2xcp2", 4, ["parallel.tp=2", "parallel.cp=2"], run_dir=b, expect=resumed)
     compare("1 rank step 5 -> tp2xcp2", ref, metrics(b), steps[5:], "the uninterrupted single-rank run")
+    # tp 4 replicates each of the 2 kv heads on 2 ranks; its checkpoint stores each once.
+    t4 = e.train("tp4", 4, ["parallel.tp=4"])
+    f = cut_to_step5(t4, os.path.join(e.tmp, "runs", "tp4-to-single"))
+    e.train("tp4 step 5 -> 1 rank", 0, [], run_dir=f, expect=resumed)
+    compare("tp4 step 5 -> 1 rank", ref, metrics(f), steps[5:], "the uninterrupted single-rank run")
     # ZeRO-1 checkpoints hold the whole moments too: dp2 with zero1 -> 1 rank, and back.
     zfull = e.train("dp2 zero1", 2, ["parallel.zero1=true"])
     c = cut_to_step5(zfull, os.path.join(e.tmp, "runs", "zero1-to-single"))

@@ -196,7 +196,6 @@ TEST_F(RecipeTest, BadRecipesGiveExactMessages) {
        "train.global_batch_tokens (5000) must be a multiple of train.micro_batch_size * "
        "data.sequence_length (4 * 256)"},
       {g + "parallel:\n  tp: 3\n", 21, 7, "parallel.tp (3) must divide model.num_attention_heads (4)"},
-      {g + "parallel:\n  tp: 4\n", 21, 7, "parallel.tp (4) must divide model.num_key_value_heads (2)"},
       {g + "parallel:\n  cp: 3\n", 21, 7,
        "data.sequence_length (256) must be a multiple of 2 * parallel.cp (6)"},
       {g + "parallel:\n  tp: 2\n  cp: 3\n", 22, 7,
