@@ -65,6 +65,14 @@ void wait_all(std::vector<std::unique_ptr<CommRequest>>& reqs) {
   reqs.clear();
 }
 
+// The received block becomes current and the old current's buffers receive
+// the next one; after the first hop the old current is the caller's k/v (only
+// ever sent from), so fresh buffers replace it.
+void advance(KvBlock& cur, KvBlock& next, bool first_hop) {
+  std::swap(cur, next);
+  if (first_hop) next = KvBlock::like(cur);
+}
+
 AttentionMask block_mask(const AttentionMask& local, const KvBlock& blk) {
   AttentionMask m = local;
   m.k_pos = blk.pos;
@@ -98,14 +106,7 @@ void ring_attention_forward(Communicator& cp, const Tensor& q, const Tensor& k, 
     attention_merge(out, lse, Tensor(), part_out, part_lse, Tensor());
     if (s + 1 < n) {
       wait_all(reqs);
-      // The received block becomes current; the old current buffers receive next time
-      // (never the caller's k/v: those were only sent from).
-      if (s == 0) {
-        std::swap(cur, next);
-        next = KvBlock::like(cur);
-      } else {
-        std::swap(cur, next);
-      }
+      advance(cur, next, s == 0);
     }
   }
 }
@@ -137,12 +138,7 @@ void ring_attention_backward(Communicator& cp, const Tensor& q, const Tensor& k,
         post_hop(cp, cur, next, /*with_kv=*/false, /*with_grads=*/true);
     wait_all(kv);
     wait_all(grads);
-    if (s == 0) {
-      std::swap(cur, next);
-      next = KvBlock::like(cur);
-    } else {
-      std::swap(cur, next);
-    }
+    advance(cur, next, s == 0);
   }
   // After n hops the accumulators in `cur` are those of this rank's own block.
   dk.copy_from(cur.dk);
