@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/hf_command.h"
 #include "trainer/prep_command.h"
 #include "trainer/rope_command.h"
 #include "trainer/score_command.h"
@@ -37,6 +38,7 @@ constexpr Command kCommands[] = {
      rotor::run_sweep_command},
     {"score", "per-token log-probabilities of a text under a checkpoint", rotor::run_score_command},
     {"prep", "tokenize text or JSONL into a Megatron indexed dataset", rotor::run_prep_command},
+    {"export-hf", "write a checkpoint as a Hugging Face Llama directory", rotor::run_export_hf_command}, {"import-hf", "convert a Hugging Face Llama directory into a rotor checkpoint", rotor::run_import_hf_command},
 };
 
 void print_usage(std::ostream& os) {
