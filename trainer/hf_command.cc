@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "model/llama.h"
 #include "trainer/checkpoint.h"
+#include "trainer/cli_args.h"
 #include "trainer/hf_config.h"
 #include "trainer/recipe.h"
 #include "trainer/safetensors.h"
@@ -55,7 +56,6 @@ constexpr char kImportUsage[] =
 constexpr const char* kIndexFile = "model.safetensors.index.json";
 constexpr const char* kSingleFile = "model.safetensors";
 
-bool is_option(const std::string& word) { return word.size() > 1 && word[0] == '-'; }
 
 int exit_code(const absl::Status& s) {
   switch (s.code()) {
@@ -116,23 +116,10 @@ absl::StatusOr<ExportArgs> parse_export_args(const std::vector<std::string>& arg
   std::vector<std::string> positional;
   bool have_dtype = false, have_shard = false;
   for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i], inline_value;
-    bool has_inline = false;
-    if (const size_t eq = name.find('='); absl::StartsWith(name, "--") && eq != std::string::npos) {
-      inline_value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_inline = true;
-    }
-    auto value = [&]() -> absl::StatusOr<std::string> {
-      if (has_inline) {
-        if (inline_value.empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
-        return inline_value;
-      }
-      if (i + 1 >= args.size() || is_option(args[i + 1])) {
-        return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
-      }
-      return args[++i];
-    };
+    const OptionWord word = split_option(args[i]);
+    const std::string& name = word.name;
+    const bool has_inline = word.inline_value.has_value();
+    auto value = [&]() { return option_value(word, args, i); };
     if (name == "--dtype") {
       if (have_dtype) return absl::InvalidArgumentError("--dtype given twice");
       absl::StatusOr<std::string> v = value();

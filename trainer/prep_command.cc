@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "trainer/cli_args.h"
 
 namespace rotor {
 namespace {
@@ -24,7 +25,6 @@ constexpr char kUsage[] =
     "Each document ends with the tokenizer's end-of-document token. Tokens are uint16\n"
     "when the vocabulary has fewer than 65536 ids, else int32.\n";
 
-bool is_option(const std::string& word) { return absl::StartsWith(word, "--"); }
 
 }  // namespace
 
@@ -33,22 +33,10 @@ absl::StatusOr<PrepOptions> parse_prep_args(const std::vector<std::string>& args
   bool have_tokenizer = false;
   bool have_output = false;
   for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i];
-    std::string inline_value;
-    bool has_inline = false;
-    if (const size_t eq = name.find('='); is_option(name) && eq != std::string::npos) {
-      inline_value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_inline = true;
-    }
+    const OptionWord word = split_option(args[i]);
+    const std::string& name = word.name;
     // The value of a single-valued option: --opt=VALUE or --opt VALUE.
-    auto value = [&]() -> absl::StatusOr<std::string> {
-      if (has_inline) return inline_value;
-      if (i + 1 >= args.size() || is_option(args[i + 1])) {
-        return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
-      }
-      return args[++i];
-    };
+    auto value = [&]() { return option_value(word, args, i); };
     if (name == "--tokenizer") {
       absl::StatusOr<std::string> v = value();
       if (!v.ok()) return v.status();
@@ -66,7 +54,7 @@ absl::StatusOr<PrepOptions> parse_prep_args(const std::vector<std::string>& args
       options.jsonl_key = *std::move(v);
     } else if (name == "--input") {
       const size_t before = options.inputs.size();
-      if (has_inline) options.inputs.push_back(inline_value);
+      if (word.inline_value) options.inputs.push_back(*word.inline_value);
       while (i + 1 < args.size() && !is_option(args[i + 1])) options.inputs.push_back(args[++i]);
       if (options.inputs.size() == before) {
         return absl::InvalidArgumentError("--input needs at least one file");

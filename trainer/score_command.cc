@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "trainer/checkpoint.h"
+#include "trainer/cli_args.h"
 
 namespace rotor {
 namespace {
@@ -44,30 +45,14 @@ struct ScoreArgs {
   std::string logits;  // --logits OUT
 };
 
-bool is_option(const std::string& word) { return word.size() > 1 && word[0] == '-'; }
 
 absl::StatusOr<ScoreArgs> parse_score_args(const std::vector<std::string>& args) {
   ScoreArgs a;
   bool have_tokens = false, have_text = false, have_logits = false;
   for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i];
-    std::string inline_value;
-    bool has_inline = false;
-    if (const size_t eq = name.find('='); absl::StartsWith(name, "--") && eq != std::string::npos) {
-      inline_value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_inline = true;
-    }
-    auto value = [&]() -> absl::StatusOr<std::string> {
-      if (has_inline) {
-        if (inline_value.empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
-        return inline_value;
-      }
-      if (i + 1 >= args.size() || is_option(args[i + 1])) {
-        return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
-      }
-      return args[++i];
-    };
+    const OptionWord word = split_option(args[i]);
+    const std::string& name = word.name;
+    auto value = [&]() { return option_value(word, args, i); };
     auto take = [&](std::string& field, bool& seen) -> absl::Status {
       if (seen) return absl::InvalidArgumentError(absl::StrCat(name, " given twice"));
       absl::StatusOr<std::string> v = value();

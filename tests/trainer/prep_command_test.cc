@@ -39,6 +39,8 @@ TEST(PrepArgs, ErrorsNameTheProblem) {
   EXPECT_EQ(error({"--tokenizer", "--input", "a", "--output", "o"}), "--tokenizer needs a value");
   EXPECT_EQ(error({"--tokenizer", "bytes", "--input", "a", "--output"}), "--output needs a value");
   EXPECT_EQ(error({"--tokenizer", "bytes", "--input", "a", "--output", "o", "--jsonl-key="}),
+            "--jsonl-key needs a value");
+  EXPECT_EQ(error({"--tokenizer", "bytes", "--input", "a", "--output", "o", "--jsonl-key", ""}),
             "--jsonl-key needs a non-empty key");
   EXPECT_EQ(error({"--tokenizer", "bytes", "--input", "a", "--output", "o", "--vocab", "3"}),
             "unknown option '--vocab'");

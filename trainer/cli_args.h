@@ -1,0 +1,33 @@
+// Command-line words of the rotor subcommands: "--name VALUE", "--name=VALUE",
+// flags, and positional words. One parser of option words for every command.
+//
+//   for (size_t i = 0; i < args.size(); ++i) {
+//     const OptionWord w = split_option(args[i]);
+//     if (w.name == "--out") { absl::StatusOr<std::string> v = option_value(w, args, i); ... }
+//   }
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace rotor {
+
+// "-x" or "--x..." (but not "-" alone).
+bool is_option(const std::string& word);
+
+struct OptionWord {
+  std::string name;                         // "--out" (the whole word when not an option)
+  std::optional<std::string> inline_value;  // "X" of "--out=X"
+};
+OptionWord split_option(const std::string& word);
+
+// The value of option `w` read at args[i]: its inline value, or the next word
+// (then i advances). Error "NAME needs a value" when there is none, or it is
+// empty, or the next word is another option.
+absl::StatusOr<std::string> option_value(const OptionWord& w, const std::vector<std::string>& args,
+                                         size_t& i);
+
+}  // namespace rotor
