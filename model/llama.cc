@@ -8,6 +8,7 @@
 #include "kernels/matmul.h"
 #include "kernels/random.h"
 #include "kernels/rmsnorm.h"
+#include "parallel/ring_attention.h"
 #include "parallel/tensor_parallel.h"
 
 namespace rotor {
@@ -40,6 +41,17 @@ void check_targets(const Batch& batch) {
 }
 
 }  // namespace
+
+Batch shard_for_context(const Batch& b, const ParallelContext& par) {
+  if (par.cp_size() == 1) return b;
+  const int cp = par.cp_size(), r = par.cp_rank();
+  Batch s;
+  s.input_ids = context_shard(b.input_ids, cp, r);
+  s.targets = context_shard(b.targets, cp, r);
+  s.positions = context_shard(b.positions, cp, r);
+  if (b.segments.defined()) s.segments = context_shard(b.segments, cp, r);
+  return s;
+}
 
 LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
     : config_(config), options_(options) {

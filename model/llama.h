@@ -66,6 +66,10 @@ struct Batch {
   Tensor segments;   // [B, T] document ids (attention stays inside a document); optional
 };
 
+// This cp rank's zigzag share of every sequence of `batch` (ring attention,
+// parallel/ring_attention.h: context_shard); the batch itself with one cp rank.
+Batch shard_for_context(const Batch& batch, const ParallelContext& parallel);
+
 struct LossSum {
   double sum = 0;     // sum of token losses (natural log)
   int64_t count = 0;  // tokens counted (targets >= 0)

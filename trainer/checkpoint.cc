@@ -44,6 +44,8 @@ absl::StatusOr<uint32_t> file_crc32(const fs::path& path, uint64_t* bytes) {
   return static_cast<uint32_t>(crc);
 }
 
+}  // namespace
+
 absl::Status write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
@@ -51,6 +53,8 @@ absl::Status write_text(const fs::path& path, const std::string& text) {
   if (!out) return absl::DataLossError(absl::StrCat(path.string(), ": write failed"));
   return absl::OkStatus();
 }
+
+namespace {
 
 std::vector<fs::path> complete_checkpoints(const fs::path& root) {
   std::vector<fs::path> dirs;

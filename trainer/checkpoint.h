@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -55,6 +56,9 @@ struct CheckpointTensors {
 // whole tensors (parallel/tensor_parallel.h), collectively.
 CheckpointTensors checkpoint_tensors(const std::vector<Parameter>& params,
                                      const AdamWOptimizer& optimizer, Communicator* tp = nullptr);
+
+// Writes `text` to `path` (truncating), flushed; an error names the path.
+absl::Status write_text(const std::filesystem::path& path, const std::string& text);
 
 // Saves step `info.step`, then deletes the oldest complete checkpoints so
 // that at most `keep` remain (keep <= 0: keep all).

@@ -70,13 +70,6 @@ int exit_code(const absl::Status& s) {
   }
 }
 
-absl::Status write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.flush();
-  if (!out) return absl::DataLossError(absl::StrCat(path.string(), ": write failed"));
-  return absl::OkStatus();
-}
 
 // A destination that must not exist or be an empty directory; created.
 absl::Status prepare_empty_dir(const fs::path& dir) {

@@ -341,6 +341,12 @@ void check_recipe(const Recipe& r, Checker& c) {
   for (int i = 0; i < r.eval().lengths_size(); ++i)
     c.require(r.eval().lengths(i) >= 1, {absl::StrCat("eval.lengths[", i, "]"), "eval.lengths"},
               absl::StrCat("eval.lengths[", i, "] must be >= 1"));
+  // Held-out windows are sharded like training sequences.
+  for (int i = 0; i < r.eval().lengths_size(); ++i)
+    if (multiple > 1 && r.eval().lengths(i) >= 1)
+      c.require(r.eval().lengths(i) % multiple == 0, {absl::StrCat("eval.lengths[", i, "]"), "eval.lengths"},
+                absl::StrCat("eval.lengths[", i, "] (", r.eval().lengths(i), ") must be a multiple of ",
+                             multiple, ", as data.sequence_length (parallel.cp and parallel.tp)"));
   if (r.run().has_dir()) c.require(!r.run().dir().empty(), {"run.dir"}, "run.dir is empty");
 }
 

@@ -107,18 +107,6 @@ std::vector<Tensor> gradients_of(const std::vector<Parameter>& params) {
   return g;
 }
 
-// This rank's zigzag share of every sequence of `b` (parallel/ring_attention.h).
-Batch shard_for_context(const Batch& b, const ParallelContext& par) {
-  if (par.cp_size() == 1) return b;
-  const int cp = par.cp_size(), r = par.cp_rank();
-  Batch s;
-  s.input_ids = context_shard(b.input_ids, cp, r);
-  s.targets = context_shard(b.targets, cp, r);
-  s.positions = context_shard(b.positions, cp, r);
-  if (b.segments.defined()) s.segments = context_shard(b.segments, cp, r);
-  return s;
-}
-
 // (sum, count) added over `comm` (null: unchanged).
 LossSum sum_over(Communicator* comm, LossSum l) {
   if (comm == nullptr || comm->size() == 1) return l;
@@ -307,12 +295,6 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
         "the global batch (", global, " sequences) must be a multiple of data-parallel size (", dp,
         " = world ", world.size(), " / (tp ", r.parallel().tp(), " * cp ", r.parallel().cp(),
         ")) * train.micro_batch_size (", micro, ")"));
-  }
-  for (int64_t l : r.eval().lengths()) {
-    if (l % (2 * par.cp_size()) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("eval.lengths: ", l, " must be a multiple of 2 * parallel.cp (",
-                                                     2 * par.cp_size(), ")"));
-    }
   }
   const int64_t per_rank = global / dp;
   GradientReducer reducer(gradients_of(model->parameters()), par.dp_cp);

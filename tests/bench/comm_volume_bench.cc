@@ -176,13 +176,7 @@ void run_layout(Communicator& world, int tp, int cp, const Options& o) {
   model->init_weights(1);
   model->zero_grad();
 
-  Batch mine = make_batch(o, par.dp_rank(), c);
-  if (cp > 1) {
-    mine.input_ids = context_shard(mine.input_ids, cp, par.cp_rank());
-    mine.targets = context_shard(mine.targets, cp, par.cp_rank());
-    mine.positions = context_shard(mine.positions, cp, par.cp_rank());
-    if (o.segments) mine.segments = context_shard(mine.segments, cp, par.cp_rank());
-  }
+  const Batch mine = shard_for_context(make_batch(o, par.dp_rank(), c), par);
   std::vector<Tensor> grads;
   int64_t param_elems = 0;
   for (Parameter& p : model->parameters()) {

@@ -112,13 +112,7 @@ void check_layout(int tp, int cp, bool sp, bool masking, bool mask_last_dp_rank)
   ASSERT_TRUE(model.ok()) << model.status();
   model->init_weights(3);
   model->zero_grad();
-  Batch mine = rows_of(full, par.dp_rank() * rows_per_dp, rows_per_dp);
-  if (cp > 1) {
-    mine.input_ids = context_shard(mine.input_ids, cp, par.cp_rank());
-    mine.targets = context_shard(mine.targets, cp, par.cp_rank());
-    mine.positions = context_shard(mine.positions, cp, par.cp_rank());
-    if (masking) mine.segments = context_shard(mine.segments, cp, par.cp_rank());
-  }
+  const Batch mine = shard_for_context(rows_of(full, par.dp_rank() * rows_per_dp, rows_per_dp), par);
   LossSum got = model->forward_backward(mine, 1.0 / static_cast<double>(want.count));
   EXPECT_TRUE(std::isfinite(got.sum)) << "a rank with no counted token must add 0, not NaN";
   Tensor sums = Tensor::from_vector({got.sum, static_cast<double>(got.count)}, {2}, DType::kF64);

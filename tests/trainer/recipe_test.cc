@@ -179,6 +179,8 @@ TEST_F(RecipeTest, BadRecipesGiveExactMessages) {
       {g + "  beta1: [1]\n", 20, 10, "train.beta1: expected a number, got [1]"},
       {g + "eval:\n  lengths: 1024\n", 21, 12, "eval.lengths: expected a list such as [a, b], got '1024'"},
       {g + "eval:\n  lengths: [1024, x]\n", 21, 19, "eval.lengths[1]: expected an integer, got 'x'"},
+      {g + "parallel:\n  cp: 2\neval:\n  lengths: [512, 1030]\n", 23, 12,
+       "eval.lengths[1] (1030) must be a multiple of 4, as data.sequence_length (parallel.cp and parallel.tp)"},
       {g + "run: runs/x\n", 20, 6, "run: expected a mapping (section), got 'runs/x'"},
       {g + "  schedule: cosin\n", 20, 13,
        "train.schedule: expected one of cosine, linear, constant, got 'cosin' (did you mean 'cosine'?)"},
