@@ -1,4 +1,5 @@
 #include "kernels/random.h"
+#include "kernels/cpu/threads.h"
 
 #include <cmath>
 #include <numbers>
@@ -27,7 +28,7 @@ template <class T, class F>
 void fill_with(const Tensor& t, F f) {
   T* p = t.data<T>();
   const int64_t n = t.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
   for (int64_t j = 0; j < n; ++j) p[j] = static_cast<T>(f(static_cast<uint64_t>(j)));
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/threads.h"
 
 namespace rotor {
 
@@ -31,7 +32,7 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
     const T decay = T(1) - T(hp.lr * hp.weight_decay);
     const T gs = T(grad_scale), c1 = T(bc1), sqrt_c2 = T(std::sqrt(bc2));
     const int64_t n = param.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(8 * n))
     for (int64_t i = 0; i < n; ++i) {
       const T gi = g[i] * gs;
       mp[i] = b1 * mp[i] + (T(1) - b1) * gi;

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/threads.h"
 
 namespace rotor {
 
@@ -182,15 +183,10 @@ struct Visibility {
   }
 };
 
-// Below this many multiply-adds a call runs on one thread. Measured on the
-// 2-core dev box with the other core busy: the attention tests (~3000 calls of
-// at most 2.6e4 multiply-adds each) took 0.03 s on one thread and 0.14 to 3.5 s
-// on two with the old per-row loops, all of it spent waking and spinning OpenMP
-// teams for microseconds of work (OMP_WAIT_POLICY=passive also avoids it). With
-// the tiles, re-measured the same way: 0.05 s with the threshold, 0.05 to 0.13 s
-// without, so it stays. 2^16 is a round number above every call in those
-// tests, not a tuned value.
-constexpr int64_t kMinParallelWork = int64_t{1} << 16;
+// Below cpu::kMinParallelWork multiply-adds a call runs on one thread. The
+// attention tests (~3000 calls of at most 2.6e4 multiply-adds each) took 0.03 s
+// on one thread and 0.14 to 3.5 s on two with the other core busy (2-core dev
+// box, before the tiles; 0.05 s vs 0.05 to 0.13 s after).
 
 template <class T>
 void forward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask,
@@ -206,7 +202,7 @@ void forward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Atten
   const int64_t B = d.B, Tq = d.Tq, Tk = d.Tk, Hq = d.Hq, Hkv = d.Hkv, D = d.D;
   const int64_t group = d.group(), tiles = d.tiles();
   const int64_t ldq = Hq * D, ldk = Hkv * D;  // row strides of one head
-  const bool parallel = B * Hq * Tq * Tk * D >= kMinParallelWork;
+  const bool parallel = B * Hq * Tq * Tk * D >= cpu::kMinParallelWork;
 
 #pragma omp parallel if (parallel)
   {
@@ -286,7 +282,7 @@ void backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Atte
   const int64_t B = d.B, Tq = d.Tq, Tk = d.Tk, Hq = d.Hq, Hkv = d.Hkv, D = d.D;
   const int64_t group = d.group(), tiles = d.tiles();
   const int64_t ldq = Hq * D, ldk = Hkv * D;  // row strides of one head
-  const bool parallel = B * Hq * Tq * Tk * D >= kMinParallelWork;
+  const bool parallel = B * Hq * Tq * Tk * D >= cpu::kMinParallelWork;
 
 #pragma omp parallel if (parallel)
   {
@@ -357,7 +353,7 @@ void merge_impl(const Tensor& out_acc, const Tensor& lse_acc, const Tensor& entr
   const bool with_entropy = entropy_acc.defined() && entropy_blk.defined();
   T* ea = with_entropy ? entropy_acc.data<T>() : nullptr;        // [B, H, Tq]
   const T* eb = with_entropy ? entropy_blk.data<T>() : nullptr;  // [B, H, Tq]
-  const bool parallel = B * H * Tq * D >= kMinParallelWork;
+  const bool parallel = B * H * Tq * D >= cpu::kMinParallelWork;
 
 #pragma omp parallel for collapse(3) schedule(static) if (parallel)
   for (int64_t b = 0; b < B; ++b) {

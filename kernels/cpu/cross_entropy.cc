@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/dispatch.h"
 #include "kernels/matmul.h"
+#include "kernels/cpu/threads.h"
 
 namespace rotor {
 
@@ -63,7 +64,7 @@ void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targe
         Tensor tile = tile_buf.view({nt * nv}).narrow(0, rows * cols).view({rows, cols});
         matmul(h.narrow(t0, rows), w.narrow(v0, cols), tile, false, true);  // [rows, cols]
         const T* lg = tile.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(rows * cols))
         for (int64_t r = 0; r < rows; ++r) {
           const T* row = lg + r * cols;
           T mx = run_max[r];
@@ -114,7 +115,7 @@ void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targ
         Tensor tile = tile_buf.view({nt * nv}).narrow(0, rows * cols).view({rows, cols});
         matmul(h_c, w.narrow(v0, cols), tile, false, true);
         T* lg = tile.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(rows * cols))
         for (int64_t r = 0; r < rows; ++r) {
           T* row = lg + r * cols;
           if (tg[t0 + r] < 0) {
@@ -158,7 +159,7 @@ void cross_entropy_forward_backward(const Tensor& h, const Tensor& w, const Tens
       Tensor tile = tile_buf.narrow(0, rows);                 // [rows, V]
       matmul(h_c, w, tile, false, true);                       // logits
       T* lg = tile.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(rows * v))
       for (int64_t r = 0; r < rows; ++r) {
         T* row = lg + r * v;
         const int64_t target = tg[t0 + r];

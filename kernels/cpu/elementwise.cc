@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/threads.h"
 
 namespace rotor {
 
@@ -19,7 +20,7 @@ void add(const Tensor& a, const Tensor& b, const Tensor& out) {
     const T* y = b.data<T>();
     T* z = out.data<T>();
     const int64_t n = a.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
     for (int64_t i = 0; i < n; ++i) z[i] = x[i] + y[i];
   });
 }
@@ -34,7 +35,7 @@ void axpy(double alpha, const Tensor& x, const Tensor& y) {
     T* yp = y.data<T>();
     const T a = static_cast<T>(alpha);
     const int64_t n = x.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
     for (int64_t i = 0; i < n; ++i) yp[i] += a * xp[i];
   });
 }
@@ -45,7 +46,7 @@ void scale(const Tensor& x, double alpha) {
     T* p = x.data<T>();
     const T a = static_cast<T>(alpha);
     const int64_t n = x.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
     for (int64_t i = 0; i < n; ++i) p[i] *= a;
   });
 }
@@ -58,7 +59,7 @@ double squared_norm(const Tensor& x) {
     const int64_t n = x.numel();
     const int threads = omp_get_max_threads();
     std::vector<double> partial(threads, 0.0);
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (cpu::worth_threads(n))
     {
       double s = 0;
 #pragma omp for schedule(static)

@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/threads.h"
 
 namespace rotor {
 
@@ -25,7 +26,7 @@ void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out
   const size_t row = static_cast<size_t>(d) * dtype_size(table.dtype());
   const char* src = static_cast<const char*>(table.raw());
   char* dst = static_cast<char*>(out.raw());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(n * d))
   for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * row, src + id[i] * row, row);
 }
 
@@ -46,7 +47,7 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dta
     T* dt = dtable.data<T>();
     // Each thread owns a contiguous range of embedding columns, so repeated
     // ids accumulate without races and in token order (deterministic).
-#pragma omp parallel
+#pragma omp parallel if (cpu::worth_threads(n * d))
     {
       const int nth = omp_get_num_threads(), me = omp_get_thread_num();
       const int64_t c0 = d * me / nth, c1 = d * (me + 1) / nth;

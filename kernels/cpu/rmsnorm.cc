@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/threads.h"
 
 namespace rotor {
 
@@ -35,7 +36,7 @@ void rmsnorm_forward(const Tensor& x, const Tensor& w, double eps, const Tensor&
     const T* wp = w.data<T>();
     T* yp = y.data<T>();
     T* rp = rstd.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(n * d))
     for (int64_t i = 0; i < n; ++i) {
       const T* xr = xp + i * d;
       T ss = 0;
@@ -67,7 +68,7 @@ void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const 
     // dw partial sums per thread, reduced in thread order (deterministic).
     const int threads = omp_get_max_threads();
     std::vector<T> partial(static_cast<size_t>(threads) * d, T(0));
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (cpu::worth_threads(n * d))
     {
       T* mine = partial.data() + static_cast<size_t>(omp_get_thread_num()) * d;
 #pragma omp for schedule(static)

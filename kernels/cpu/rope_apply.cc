@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/threads.h"
 
 namespace rotor {
 
@@ -40,7 +41,7 @@ void rope_rotate(const Tensor& x, const Tensor& pos, const Tensor& inv_freq, dou
     const T* xp = x.data<T>();
     T* yp = y.data<T>();
     const T* sp = scale.defined() ? scale.data<T>() : nullptr;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(bt * nh * d))
     for (int64_t r = 0; r < bt; ++r) {
       const T m = sp ? sp[r] : T(1);
       for (int64_t i = 0; i < half; ++i) {

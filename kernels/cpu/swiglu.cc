@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/threads.h"
 
 namespace rotor {
 
@@ -17,7 +18,7 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, const Tensor& h) {
     const T* u = up.data<T>();
     T* o = h.data<T>();
     const int64_t n = gate.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
     for (int64_t i = 0; i < n; ++i) {
       const T sig = T(1) / (T(1) + std::exp(-g[i]));
       o[i] = g[i] * sig * u[i];
@@ -39,7 +40,7 @@ void swiglu_backward(const Tensor& dh, const Tensor& gate, const Tensor& up,
     T* dg = dgate.data<T>();
     T* du = dup.data<T>();
     const int64_t n = gate.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
     for (int64_t i = 0; i < n; ++i) {
       const T sig = T(1) / (T(1) + std::exp(-g[i]));
       const T silu = g[i] * sig;
