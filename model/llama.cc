@@ -211,6 +211,7 @@ void LlamaModel::prepare_context(const Batch& batch) {
   ctx_.tp = tp_;
   ctx_.sp = sp_;
   ctx_.kv_replicas = kv_group_.get();
+  ctx_.attention_entropy = want_entropy_;
   rows_ = b * t;
   if (tp_ != nullptr && sp_) {
     ROTOR_CHECK(rows_ % tp_->size() == 0)
@@ -292,8 +293,30 @@ LossSum LlamaModel::forward(const Batch& batch) {
                                batch.targets.view({n}), loss, ce_lse_, Tensor(), Tensor(), Tensor(),
                                options_.ce_chunks);
   const LossSum out = sum_token_losses(loss, batch.targets);
+  token_loss_ = loss;
   have_forward_ = true;
   return out;
+}
+
+LossSum LlamaModel::evaluate(const Batch& batch, ForwardStats& stats) {
+  want_entropy_ = stats.want_attention_entropy;
+  const LossSum out = forward(batch);
+  want_entropy_ = false;
+  ctx_.attention_entropy = false;
+  // The kernel writes 0 for ignored targets (cross_entropy.h), so no masking here.
+  stats.token_loss = token_loss_.view({ctx_.batch, ctx_.seq});
+  stats.attention_entropy.clear();
+  if (stats.want_attention_entropy)
+    for (const BlockActivations& a : acts_) stats.attention_entropy.push_back(a.entropy);
+  return out;
+}
+
+const BlockActivations& LlamaModel::activations(int64_t layer) const {
+  ROTOR_CHECK(layer >= 0 && layer < static_cast<int64_t>(acts_.size()))
+      << "activations(" << layer << "): no forward pass kept " << acts_.size() << " layers";
+  ROTOR_CHECK(acts_[static_cast<size_t>(layer)].q.defined())
+      << "activations(" << layer << "): recompute is on, only block inputs were kept";
+  return acts_[static_cast<size_t>(layer)];
 }
 
 void LlamaModel::backward(double grad_scale) {

@@ -89,6 +89,15 @@ struct Parameter {
   Shape global_shape = {};  // the whole tensor's (HF) shape
 };
 
+// What an evaluation forward pass (LlamaModel::evaluate) returns besides the
+// loss. Tokens are this rank's: the cp shard's positions, all tp ranks alike.
+struct ForwardStats {
+  bool want_attention_entropy = false;    // request: entropy of every attention row
+  Tensor token_loss;                      // [B, T] -log p(target), 0 where target < 0
+  std::vector<Tensor> attention_entropy;  // per layer [B, Hq / tp, T] (this rank's heads),
+                                          // over the whole sequence's keys (ring-merged)
+};
+
 class LlamaModel {
  public:
   // Validates the config and options (errors name the field or recipe key)
@@ -114,6 +123,15 @@ class LlamaModel {
   // Convenience: the gradient of this batch's mean loss. Returns the mean.
   double forward_backward(const Batch& batch);
   void zero_grad();
+
+  // A forward pass for evaluation: the loss sum plus what `stats` asks for.
+  // Keeps the activations like forward() (see activations()).
+  LossSum evaluate(const Batch& batch, ForwardStats& stats);
+  // Layer l's activations from the last forward()/evaluate() when recompute
+  // is off: q [B, T, Hq, hd] after RoPE and the logit scalar, k [B, T, Hkv, hd]
+  // after RoPE, exactly as the attention kernel saw them (eval/ rebuilds
+  // attention rows from them on small inputs).
+  const BlockActivations& activations(int64_t layer) const;
 
   // Full logits [B*T, V] (materialised: for tests and scoring short texts).
   Tensor logits(const Batch& batch);
@@ -156,6 +174,8 @@ class LlamaModel {
   std::vector<Tensor> q_scales_;            // per layer [B, T] or undefined
   std::vector<BlockActivations> acts_;
   Tensor final_in_, final_rstd_, final_out_, ce_lse_;
+  Tensor token_loss_;                       // [N] from the last forward()
+  bool want_entropy_ = false;               // evaluate(): attention entropy requested
   bool have_forward_ = false;
 };
 

@@ -58,11 +58,12 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
 
   a.attn = like({b, t, hq, hd}, x);
   a.lse = like({b, hq, t}, x);
+  a.entropy = ctx.attention_entropy ? like({b, hq, t}, x) : Tensor();
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   if (ctx.cp != nullptr && ctx.cp->size() > 1) {
-    ring_attention_forward(*ctx.cp, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse);
+    ring_attention_forward(*ctx.cp, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, a.entropy);
   } else {
-    attention_forward(a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse);
+    attention_forward(a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, a.entropy);
   }
 
   // Row-parallel o_proj: partial sums over tp -> this rank's rows.
@@ -92,10 +93,11 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
   }
   add(y, a.h, y);
 
-  if (!keep_all) {
-    Tensor input = a.x;
+  if (!keep_all) {  // recompute: keep the input (and the statistics asked for)
+    Tensor input = a.x, entropy = a.entropy;
     a = BlockActivations();
     a.x = input;
+    a.entropy = entropy;
   }
 }
 

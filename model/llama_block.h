@@ -51,6 +51,8 @@ struct BlockContext {
   // kv heads replicated over tp: the ranks holding this rank's kv head, over
   // which the k/v weight gradients (each rank's query heads' share) are summed.
   Communicator* kv_replicas = nullptr;
+  // Evaluation: also compute the entropy of every query's attention row.
+  bool attention_entropy = false;
 };
 
 // What backward needs from forward. All [N, ...] with N = B * T.
@@ -63,6 +65,7 @@ struct BlockActivations {
   Tensor v;         // [B, T, Hkv, hd]
   Tensor attn;      // [B, T, Hq, hd]
   Tensor lse;       // [B, Hq, T]
+  Tensor entropy;   // [B, Hq, T] -sum_j p_j ln p_j per query row (ctx.attention_entropy only)
   Tensor h;         // [N, D] residual after attention
   Tensor rstd2;     // [N]
   Tensor xn2;       // [N, D]

@@ -84,10 +84,10 @@ AttentionMask block_mask(const AttentionMask& local, const KvBlock& blk) {
 
 void ring_attention_forward(Communicator& cp, const Tensor& q, const Tensor& k, const Tensor& v,
                             const AttentionMask& mask, double scale, const Tensor& out,
-                            const Tensor& lse) {
+                            const Tensor& lse, const Tensor& entropy) {
   const int n = cp.size();
   if (n == 1) {
-    attention_forward(q, k, v, mask, scale, out, lse);
+    attention_forward(q, k, v, mask, scale, out, lse, entropy);
     return;
   }
   ROTOR_CHECK(mask.q_seg.defined() == mask.k_seg.defined())
@@ -99,11 +99,17 @@ void ring_attention_forward(Communicator& cp, const Tensor& q, const Tensor& k, 
   lse.fill(-std::numeric_limits<double>::infinity());
   const Tensor part_out = Tensor::empty(out.shape(), out.dtype());
   const Tensor part_lse = Tensor::empty(lse.shape(), lse.dtype());
+  Tensor part_entropy;
+  if (entropy.defined()) {
+    entropy.zero();
+    part_entropy = Tensor::empty(entropy.shape(), entropy.dtype());
+  }
   for (int s = 0; s < n; ++s) {
     std::vector<std::unique_ptr<CommRequest>> reqs;
     if (s + 1 < n) reqs = post_hop(cp, cur, next, /*with_kv=*/true, /*with_grads=*/false);
-    attention_forward(q, cur.k, cur.v, block_mask(mask, cur), scale, part_out, part_lse);
-    attention_merge(out, lse, Tensor(), part_out, part_lse, Tensor());
+    attention_forward(q, cur.k, cur.v, block_mask(mask, cur), scale, part_out, part_lse,
+                      part_entropy);
+    attention_merge(out, lse, entropy, part_out, part_lse, part_entropy);
     if (s + 1 < n) {
       wait_all(reqs);
       advance(cur, next, s == 0);

@@ -36,12 +36,14 @@
 
 namespace rotor {
 
-// out, lse (=) for the local queries against the whole sequence's keys.
+// out, lse (=) for the local queries against the whole sequence's keys and,
+// if defined, entropy [B, Hq, Tl] of each local query's attention row over the
+// whole sequence (merged across the ring like lse).
 // mask: local q_pos/k_pos (and q_seg/k_seg), [B, Tl] i32, k_* those of the
 // local k/v; mask.causal as in attention_forward.
 void ring_attention_forward(Communicator& cp, const Tensor& q, const Tensor& k, const Tensor& v,
                             const AttentionMask& mask, double scale, const Tensor& out,
-                            const Tensor& lse);
+                            const Tensor& lse, const Tensor& entropy = Tensor());
 
 // dq, dk, dv (=) of the local shard, given forward's out and lse.
 void ring_attention_backward(Communicator& cp, const Tensor& q, const Tensor& k, const Tensor& v,

@@ -172,5 +172,44 @@ TEST(LlamaConfig, TrainingFlopsPerToken) {
   EXPECT_NEAR(c.training_flops_per_token(4096) / 1e9, 46.08, 0.01);
 }
 
+// evaluate(): per-token losses add up to the loss; each row's attention
+// entropy lies in [0, ln(visible keys)] (0 for the first token, which sees
+// only itself), with and without recompute.
+TEST(LlamaEvaluate, TokenLossesAndEntropyBounds) {
+  for (bool recompute : {false, true}) {
+    LlamaOptions o = tiny_options(DType::kF64);
+    o.recompute = recompute;
+    absl::StatusOr<LlamaModel> made = LlamaModel::create(tiny_config(false), o);
+    ASSERT_TRUE(made.ok()) << made.status();
+    made->init_weights(3);
+    const Batch batch = tiny_batch(false);
+    ForwardStats stats;
+    stats.want_attention_entropy = true;
+    const LossSum loss = made->evaluate(batch, stats);
+    ASSERT_TRUE(std::isfinite(loss.sum) && loss.sum > 0);
+    ASSERT_EQ(stats.token_loss.shape(), (Shape{2, 5}));
+    double sum = 0;
+    for (int64_t i = 0; i < 10; ++i) sum += stats.token_loss.item(i);
+    EXPECT_NEAR(sum, loss.sum, 1e-12 * loss.sum);  // the same f64 values, summed in another order
+    EXPECT_EQ(stats.token_loss.item(3), 0.0);      // target -100 is ignored
+    ASSERT_EQ(stats.attention_entropy.size(), 2u);
+    double total = 0;
+    for (const Tensor& e : stats.attention_entropy) {
+      ASSERT_EQ(e.shape(), (Shape{2, 4, 5}));  // [B, Hq, T]
+      for (int64_t b = 0; b < 2; ++b)
+        for (int64_t h = 0; h < 4; ++h)
+          for (int64_t t = 0; t < 5; ++t) {
+            const double v = e.item((b * 4 + h) * 5 + t);
+            EXPECT_GE(v, t == 0 ? 0.0 : -1e-12);
+            EXPECT_LE(v, std::log(static_cast<double>(t + 1)) + 1e-12);
+            if (t == 0) EXPECT_NEAR(v, 0.0, 1e-12);
+            total += v;
+          }
+    }
+    EXPECT_GT(total, 0);  // the initialised model does not attend to one key only
+    if (!recompute) EXPECT_EQ(made->activations(1).q.shape(), (Shape{2, 5, 4, 4}));
+  }
+}
+
 }  // namespace
 }  // namespace rotor
