@@ -24,6 +24,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/cli_args.h"
 #include "trainer/hf_config.h"
+#include "trainer/modeling_code.h"
 #include "trainer/recipe.h"
 #include "trainer/safetensors.h"
 #include "trainer/score_command.h"
@@ -34,15 +35,17 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kExportUsage[] =
-    "usage: rotor export-hf CHECKPOINT_OR_RUN_DIR HF_DIR [--dtype bf16|f32] [--max-shard-size 5GB]\n"
+    "usage: rotor export-hf CHECKPOINT_OR_RUN_DIR HF_DIR [--dtype bf16|f16|f32] [--max-shard-size 5GB]\n"
     "\n"
     "Writes a checkpoint as a Hugging Face LlamaForCausalLM directory: config.json,\n"
     "generation_config.json, model.safetensors (or model-0000i-of-0000N.safetensors shards\n"
     "and model.safetensors.index.json when larger than --max-shard-size) and tokenizer.model\n"
     "when the checkpoint has one. HF_DIR must not exist or be empty.\n"
-    "  --dtype bf16|f32         weight precision (default bf16)\n"
+    "  --dtype bf16|f16|f32     weight precision (default bf16; f16 refuses weights beyond 65504)\n"
     "  --max-shard-size SIZE    largest shard, decimal units as HF: 5GB, 500MB, 100KB (default 5GB)\n"
-    "  --with-modeling-code     (not implemented yet) modeling code applying rotor_logit_scale\n";
+    "  --with-modeling-code     also write modeling_rotor_llama.py and config.json auto_map, so\n"
+    "                           that AutoModelForCausalLM.from_pretrained(HF_DIR,\n"
+    "                           trust_remote_code=True) applies the logit scalar (rotor_logit_scale)\n";
 
 constexpr char kImportUsage[] =
     "usage: rotor import-hf HF_DIR CHECKPOINT_DIR\n"
@@ -117,8 +120,8 @@ absl::StatusOr<ExportArgs> parse_export_args(const std::vector<std::string>& arg
       if (have_dtype) return absl::InvalidArgumentError("--dtype given twice");
       absl::StatusOr<std::string> v = value();
       if (!v.ok()) return v.status();
-      if (*v != "bf16" && *v != "f32") {
-        return absl::InvalidArgumentError(absl::StrCat("--dtype must be bf16 or f32, got '", *v, "'"));
+      if (*v != "bf16" && *v != "f16" && *v != "f32") {
+        return absl::InvalidArgumentError(absl::StrCat("--dtype must be bf16, f16 or f32, got '", *v, "'"));
       }
       a.dtype = *v;
       have_dtype = true;
@@ -130,7 +133,8 @@ absl::StatusOr<ExportArgs> parse_export_args(const std::vector<std::string>& arg
       if (!n.ok()) return n.status();
       a.max_shard = *n;
       have_shard = true;
-    } else if (name == "--with-modeling-code" && !has_inline) {
+    } else if (name == "--with-modeling-code") {
+      if (has_inline) return absl::InvalidArgumentError("--with-modeling-code takes no value");
       a.modeling_code = true;
     } else if (is_option(name)) {
       return absl::InvalidArgumentError(absl::StrCat("unknown option '", name, "'"));
@@ -148,11 +152,6 @@ absl::StatusOr<ExportArgs> parse_export_args(const std::vector<std::string>& arg
 }
 
 absl::Status export_hf(const ExportArgs& a, std::ostream& out, std::ostream& err) {
-  if (a.modeling_code) {
-    return absl::UnimplementedError(
-        "--with-modeling-code is not implemented yet (transformers ignores rotor_logit_scale "
-        "without it)");
-  }
   absl::StatusOr<ScoringModel> m = load_scoring_model(a.checkpoint, true);
   if (!m.ok()) return m.status();
   const recipe::Recipe& proto = m->recipe.proto;
@@ -165,8 +164,9 @@ absl::Status export_hf(const ExportArgs& a, std::ostream& out, std::ostream& err
   hf.config.rope_theta = hf.rope.theta;
   hf.config.max_position_embeddings =
       std::max<int64_t>(hf.config.max_position_embeddings, proto.data().sequence_length());
-  const bool bf16 = a.dtype == "bf16";
-  absl::StatusOr<nlohmann::json> config = make_hf_config(hf, bf16 ? "bfloat16" : "float32");
+  const bool f32 = a.dtype == "f32";
+  absl::StatusOr<nlohmann::json> config =
+      make_hf_config(hf, f32 ? "float32" : a.dtype == "f16" ? "float16" : "bfloat16");
   if (!config.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(m->dir, "/recipe.yaml: cannot export: ", config.status().message()));
@@ -185,7 +185,7 @@ absl::Status export_hf(const ExportArgs& a, std::ostream& out, std::ostream& err
   if (absl::Status s = prepare_empty_dir(dir); !s.ok()) return s;
 
   // Shards in parameter order.
-  const uint64_t elem = bf16 ? 2 : 4;
+  const uint64_t elem = f32 ? 4 : 2;
   std::vector<std::vector<NamedTensor>> shards;
   uint64_t in_shard = 0, total = 0;
   for (const Parameter& p : m->model.parameters()) {
@@ -199,7 +199,9 @@ absl::Status export_hf(const ExportArgs& a, std::ostream& out, std::ostream& err
     total += bytes;
   }
   const std::map<std::string, std::string> meta = {{"format", "pt"}};
-  const DType dtype = bf16 ? DType::kBF16 : DType::kF32;
+  const SafetensorsFloat dtype = f32                 ? SafetensorsFloat::kF32
+                                 : a.dtype == "f16" ? SafetensorsFloat::kF16
+                                                    : SafetensorsFloat::kBF16;
   if (shards.size() == 1) {
     if (absl::Status s = write_safetensors((dir / kSingleFile).string(), shards[0], meta, dtype); !s.ok())
       return s;
@@ -213,6 +215,11 @@ absl::Status export_hf(const ExportArgs& a, std::ostream& out, std::ostream& err
     }
     if (absl::Status s = write_text(dir / kIndexFile, index.dump(2) + "\n"); !s.ok()) return s;
   }
+  if (a.modeling_code) {
+    (*config)["auto_map"] = {{"AutoModelForCausalLM", kModelingRotorLlamaClass}};
+    if (absl::Status s = write_text(dir / kModelingRotorLlamaFile, kModelingRotorLlamaPy); !s.ok())
+      return s;
+  }
   if (absl::Status s = write_text(dir / "config.json", config->dump(2) + "\n"); !s.ok()) return s;
   if (absl::Status s = write_text(dir / "generation_config.json", gen.dump(2) + "\n"); !s.ok()) return s;
   std::error_code ec;
@@ -224,9 +231,14 @@ absl::Status export_hf(const ExportArgs& a, std::ostream& out, std::ostream& err
   if (hf.logit_scale.kind != LogitScaleKind::kNone) {
     err << "rotor export-hf: warning: the checkpoint uses a logit scalar (logit_scale.kind "
         << logit_scale_kind_name(hf.logit_scale.kind)
-        << "), exported as config.json \"rotor_logit_scale\"; transformers ignores it, so the "
-           "exported model's outputs differ from rotor's unless --with-modeling-code (not "
-           "implemented yet)\n";
+        << "), exported as config.json \"rotor_logit_scale\", which transformers has no key for. ";
+    if (a.modeling_code) {
+      err << "Load with trust_remote_code=True so that " << kModelingRotorLlamaFile
+          << " applies it; without it the outputs differ from rotor's.\n";
+    } else {
+      err << "transformers ignores it, so the exported model's outputs differ from rotor's; "
+             "--with-modeling-code writes modeling code that applies it (trust_remote_code).\n";
+    }
   }
   out << "exported " << m->dir << " (step " << m->step << ") to " << a.hf_dir << ": "
       << m->model.parameters().size() << " tensors, " << total << " bytes of " << a.dtype

@@ -1,7 +1,7 @@
 // `rotor export-hf` and `rotor import-hf`: rotor checkpoints <-> Hugging Face
 // LlamaForCausalLM directories (config.json + safetensors).
 //
-//   rotor export-hf CHECKPOINT_OR_RUN_DIR HF_DIR [--dtype bf16|f32]
+//   rotor export-hf CHECKPOINT_OR_RUN_DIR HF_DIR [--dtype bf16|f16|f32]
 //                   [--max-shard-size 5GB] [--with-modeling-code]
 //
 // Loads the checkpoint (a run directory means its latest checkpoint) with its
@@ -16,7 +16,8 @@
 //                            "eos_token_id"} (ids of the checkpoint's tokenizer,
 //                            when it has them; bytes: 256 / 257)
 //   model.safetensors        every parameter by HF name, in --dtype (default
-//                            bf16, rounded to nearest even; f32 is exact),
+//                            bf16; bf16 and f16 rounded to nearest even, f16
+//                            refusing weights beyond 65504; f32 is exact),
 //                            __metadata__ {"format": "pt"}; no lm_head.weight
 //                            with tied embeddings
 //   or, when the weights exceed --max-shard-size (decimal units as HF:
@@ -28,8 +29,11 @@
 //   tokenizer.model          copied when the checkpoint has one
 // A logit scalar (logit_scale.kind not none) is exported as the extra
 // config.json field "rotor_logit_scale", which transformers ignores: a
-// warning says so on stderr. --with-modeling-code (custom modeling code that
-// applies it) is not implemented yet and is refused.
+// warning says so on stderr. --with-modeling-code also writes
+// modeling_rotor_llama.py (trainer/modeling_rotor_llama.py, embedded in the
+// binary) and config.json "auto_map": {"AutoModelForCausalLM":
+// "modeling_rotor_llama.RotorLlamaForCausalLM"}, so that transformers with
+// trust_remote_code=True applies the scalar (a q_proj forward hook per layer).
 //
 //   rotor import-hf HF_DIR CHECKPOINT_DIR
 //

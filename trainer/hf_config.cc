@@ -461,8 +461,9 @@ absl::StatusOr<json> make_hf_config(const HfModel& model, const std::string& dty
   auto fail = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
   };
-  if (dtype != "bfloat16" && dtype != "float32") {
-    return fail(absl::StrCat("dtype must be \"bfloat16\" or \"float32\", got \"", dtype, "\""));
+  if (dtype != "bfloat16" && dtype != "float16" && dtype != "float32") {
+    return fail(absl::StrCat("dtype must be \"bfloat16\", \"float16\" or \"float32\", got \"", dtype,
+                             "\""));
   }
   const LlamaConfig& c = model.config;
   const RopeConfig& rope = model.rope;

@@ -76,7 +76,7 @@ struct HfModel {
 // names the key (e.g. "<where>: model_type must be \"llama\", got \"mistral\"").
 absl::StatusOr<HfModel> parse_hf_config(const nlohmann::json& config, const std::string& where);
 
-// The config.json rotor exports; `dtype` ("bfloat16" or "float32") becomes
+// The config.json rotor exports; `dtype` ("bfloat16", "float16" or "float32") becomes
 // torch_dtype. Errors (an invalid model, a method HF cannot express
 // identically) name the field.
 absl::StatusOr<nlohmann::json> make_hf_config(const HfModel& model, const std::string& dtype);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -46,6 +47,8 @@ const char* safetensors_dtype(DType d) {
   return "?";
 }
 
+}  // namespace
+
 // IEEE binary16 -> float.
 float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
@@ -71,7 +74,26 @@ float half_to_float(uint16_t h) {
   return f;
 }
 
-}  // namespace
+uint16_t float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t abs = x & 0x7fffffffu;
+  if (abs >= 0x7f800000u) return sign | (abs > 0x7f800000u ? 0x7e00u : 0x7c00u);  // NaN, inf
+  if (abs >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: inf
+  const int32_t exp = static_cast<int32_t>(abs >> 23) - 127 + 15;
+  uint32_t mant = (abs & 0x7fffffu) | 0x800000u;  // 24 bits with the implicit 1
+  // Bits to drop: 13 for a normal half, more for a subnormal one.
+  const int shift = exp >= 1 ? 13 : 13 + 1 - exp;
+  if (shift > 24) return sign;  // below half the smallest subnormal: +-0
+  const uint32_t half_bit = 1u << (shift - 1), rest = mant & ((1u << shift) - 1);
+  uint32_t m = mant >> shift;
+  if (rest > half_bit || (rest == half_bit && (m & 1u))) ++m;  // nearest, ties to even
+  // A normal value: exponent field exp, and m carries the implicit bit (which,
+  // with a carry out of the mantissa, adds one to the exponent by itself).
+  if (exp >= 1) return sign | static_cast<uint16_t>((static_cast<uint32_t>(exp - 1) << 10) + m);
+  return sign | static_cast<uint16_t>(m);  // subnormal (a carry makes it the smallest normal)
+}
 
 struct SafetensorsFile::Mapping {
   void* addr = nullptr;
@@ -232,13 +254,13 @@ absl::Status SafetensorsFile::read_into(const std::string& name, const Tensor& d
 
 absl::Status write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                                const std::map<std::string, std::string>& metadata,
-                               std::optional<DType> float_dtype) {
-  if (float_dtype && *float_dtype != DType::kF32 && *float_dtype != DType::kBF16) {
-    return absl::InvalidArgumentError("safetensors: float_dtype must be f32 or bf16");
-  }
+                               SafetensorsFloat floats) {
+  // out: the stored dtype; f16 marks F16, which has no Tensor dtype (out is then kBF16, the
+  // same size, and only used for sizes).
   struct Item {
     const NamedTensor* t;
     DType out;
+    bool f16 = false;
   };
   std::vector<Item> items;
   for (const NamedTensor& t : tensors) {
@@ -247,12 +269,39 @@ absl::Status write_safetensors(const std::string& path, const std::vector<NamedT
     }
     const bool is_float = t.tensor.dtype() == DType::kF32 || t.tensor.dtype() == DType::kBF16 ||
                           t.tensor.dtype() == DType::kF64;
-    items.push_back({&t, is_float && float_dtype ? *float_dtype : t.tensor.dtype()});
+    Item it{&t, t.tensor.dtype()};
+    if (is_float && floats == SafetensorsFloat::kF32) it.out = DType::kF32;
+    if (is_float && floats == SafetensorsFloat::kBF16) it.out = DType::kBF16;
+    if (is_float && floats == SafetensorsFloat::kF16) {
+      it.out = DType::kBF16;
+      it.f16 = true;
+    }
+    items.push_back(it);
   }
   std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
     if (dtype_size(a.out) != dtype_size(b.out)) return dtype_size(a.out) > dtype_size(b.out);
     return a.t->name < b.t->name;
   });
+  // F16: converted up front, so that a value out of its range fails before any write.
+  std::map<const NamedTensor*, std::vector<uint16_t>> halves;
+  for (const Item& it : items) {
+    if (!it.f16) continue;
+    Tensor f32 = it.t->tensor;
+    if (f32.dtype() != DType::kF32) {
+      f32 = Tensor::empty(it.t->tensor.shape(), DType::kF32);
+      f32.copy_from(it.t->tensor);
+    }
+    std::vector<uint16_t>& h = halves[it.t];
+    h.resize(static_cast<size_t>(f32.numel()));
+    const float* src = f32.data<float>();
+    for (size_t i = 0; i < h.size(); ++i) {
+      h[i] = float_to_half(src[i]);
+      if ((h[i] & 0x7c00u) == 0x7c00u && std::isfinite(src[i])) {
+        return absl::OutOfRangeError(absl::StrCat(path, ": tensor '", it.t->name, "' element ", i,
+                                                  " = ", src[i], " is beyond the F16 range (65504)"));
+      }
+    }
+  }
   nlohmann::ordered_json header;
   nlohmann::ordered_json meta = nlohmann::ordered_json::object();
   meta["format"] = "pt";
@@ -264,7 +313,7 @@ absl::Status write_safetensors(const std::string& path, const std::vector<NamedT
     if (header.contains(it.t->name)) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": duplicate tensor name '", it.t->name, "'"));
     }
-    header[it.t->name] = {{"dtype", safetensors_dtype(it.out)},
+    header[it.t->name] = {{"dtype", it.f16 ? "F16" : safetensors_dtype(it.out)},
                           {"shape", it.t->tensor.shape().vec()},
                           {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
@@ -280,6 +329,16 @@ absl::Status write_safetensors(const std::string& path, const std::vector<NamedT
     out.write(reinterpret_cast<const char*>(len), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const Item& it : items) {
+      if (it.f16) {
+        const std::vector<uint16_t>& h = halves.at(it.t);
+        std::vector<uint8_t> bytes(h.size() * 2);
+        for (size_t i = 0; i < h.size(); ++i) {  // little-endian
+          bytes[2 * i] = static_cast<uint8_t>(h[i]);
+          bytes[2 * i + 1] = static_cast<uint8_t>(h[i] >> 8);
+        }
+        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        continue;
+      }
       Tensor src = it.t->tensor;
       if (src.dtype() != it.out) {
         Tensor converted = Tensor::empty(src.shape(), it.out);

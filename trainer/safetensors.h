@@ -68,10 +68,20 @@ struct NamedTensor {
   Tensor tensor;  // cpu; f32, bf16, f64, i32 or i64
 };
 
-// Writes `tensors` (converted to `float_dtype` for float tensors when it is
-// given: kF32 or kBF16; integer tensors keep their dtype) with `metadata`.
+// How write_safetensors stores float tensors: as they are, or converted to
+// F32, BF16 or F16 (both rounded to nearest even; F16 refuses a finite value
+// beyond its range, 65504, naming the tensor, rather than writing inf).
+enum class SafetensorsFloat { kKeep, kF32, kBF16, kF16 };
+
+// Writes `tensors` (float tensors stored as `floats` says; integer tensors
+// keep their dtype) with `metadata`, under a temporary name renamed at the end.
 absl::Status write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                                const std::map<std::string, std::string>& metadata = {},
-                               std::optional<DType> float_dtype = std::nullopt);
+                               SafetensorsFloat floats = SafetensorsFloat::kKeep);
+
+// IEEE binary16 <-> float; float_to_half rounds to nearest even (overflow
+// gives inf, NaN stays NaN).
+float half_to_float(uint16_t h);
+uint16_t float_to_half(float f);
 
 }  // namespace rotor

@@ -420,16 +420,67 @@ TEST(HfImport, Errors) {
   }
 }
 
+// --with-modeling-code: the embedded modeling file and the auto_map entry that
+// points transformers at it; the warning names trust_remote_code. (What the
+// file computes is checked by tests/trainer/hf_parity.py eabf, and with real
+// transformers by tests/gpu/transformers_parity.py.)
+TEST(HfExport, WithModelingCode) {
+  const std::string hf = scratch() + "/modeling";
+  const CmdResult r = export_hf({untied_checkpoint(), hf, "--dtype", "f32", "--with-modeling-code"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "trust_remote_code=True")) << r.err;
+  const json config = read_json(hf + "/config.json");
+  EXPECT_EQ(config["auto_map"]["AutoModelForCausalLM"], "modeling_rotor_llama.RotorLlamaForCausalLM");
+  EXPECT_TRUE(config.contains("rotor_logit_scale"));
+  std::ifstream in(hf + "/modeling_rotor_llama.py");
+  const std::string code((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(contains(code, "class RotorLlamaForCausalLM(LlamaForCausalLM):")) << code.substr(0, 200);
+  EXPECT_TRUE(contains(code, "register_forward_hook"));
+  // Plain export: neither the file nor auto_map.
+  const std::string plain = scratch() + "/no_modeling";
+  ASSERT_EQ(export_hf({untied_checkpoint(), plain}).rc, 0);
+  EXPECT_FALSE(fs::exists(plain + "/modeling_rotor_llama.py"));
+  EXPECT_FALSE(read_json(plain + "/config.json").contains("auto_map"));
+}
+
+// --dtype f16: F16 tensors holding the rounding of the f32 weights, torch_dtype
+// float16, and an import that reads them back to those values.
+TEST(HfExport, F16IsTheRoundingOfF32) {
+  const std::string hf = scratch() + "/f16", ck = scratch() + "/f16_ckpt";
+  ASSERT_EQ(export_hf({untied_checkpoint(), hf, "--dtype", "f16"}).rc, 0);
+  EXPECT_EQ(read_json(hf + "/config.json")["torch_dtype"], "float16");
+  auto f = SafetensorsFile::open(hf + "/model.safetensors");
+  ASSERT_TRUE(f.ok()) << f.status();
+  auto orig = SafetensorsFile::open(untied_checkpoint() + "/model.safetensors");
+  ASSERT_TRUE(orig.ok()) << orig.status();
+  ASSERT_EQ(import_hf({hf, ck}).rc, 0);
+  auto back = SafetensorsFile::open(ck + "/model.safetensors");
+  ASSERT_TRUE(back.ok()) << back.status();
+  for (const SafetensorsEntry& e : orig->entries()) {
+    EXPECT_EQ(f->find(e.name)->dtype, "F16") << e.name;
+    Tensor w = Tensor::empty(Shape(e.shape), DType::kF32), r = Tensor::empty(Shape(e.shape), DType::kF32);
+    ASSERT_TRUE(orig->read_into(e.name, w).ok());
+    ASSERT_TRUE(back->read_into(e.name, r).ok());
+    double diff = 0;
+    for (int64_t i = 0; i < w.numel(); ++i) {
+      const float want = half_to_float(float_to_half(w.data<float>()[i]));
+      EXPECT_EQ(r.data<float>()[i], want) << e.name << " " << i;
+      diff = std::max(diff, std::abs(r.item(i) - w.item(i)));
+    }
+    EXPECT_LE(diff, 1e-3) << e.name;  // init 0.02 scale: f16 keeps 11 significant bits
+  }
+}
+
 TEST(HfExport, UsageErrors) {
   CmdResult r = export_hf({});
   EXPECT_EQ(r.rc, 2);
   EXPECT_TRUE(contains(r.err, "usage: rotor export-hf")) << r.err;
-  r = export_hf({untied_checkpoint(), scratch() + "/x", "--dtype", "f16"});
+  r = export_hf({untied_checkpoint(), scratch() + "/x", "--dtype", "f8"});
   EXPECT_EQ(r.rc, 2);
   EXPECT_TRUE(contains(r.err, "--dtype")) << r.err;
-  r = export_hf({untied_checkpoint(), scratch() + "/x", "--with-modeling-code"});
+  r = export_hf({untied_checkpoint(), scratch() + "/x", "--with-modeling-code=yes"});
   EXPECT_EQ(r.rc, 2);
-  EXPECT_TRUE(contains(r.err, "not implemented yet")) << r.err;
+  EXPECT_TRUE(contains(r.err, "--with-modeling-code takes no value")) << r.err;
   r = export_hf({"/nonexistent/rotor-run", scratch() + "/x"});
   EXPECT_EQ(r.rc, 2);
   EXPECT_TRUE(contains(r.err, "/nonexistent/rotor-run")) << r.err;

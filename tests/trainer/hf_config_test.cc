@@ -527,7 +527,7 @@ TEST(HfConfig, ExportRefusals) {
   m.rope.theta = 10000.0;
   expect_error(m, "rope.theta (10000) differs");
   m = base_model();
-  EXPECT_NE(make_hf_config(m, "float16").status().message().find("dtype"), std::string::npos);
+  EXPECT_NE(make_hf_config(m, "float8").status().message().find("dtype"), std::string::npos);
 }
 
 }  // namespace

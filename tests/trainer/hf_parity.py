@@ -17,6 +17,7 @@ computes in float32, eps 1.2e-7, through ~20 dependent ops; torch in float64).
 Exit 0 on match, 1 on mismatch or a failing command, 77 when torch or numpy is
 missing (a skip in ctest).
 """
+import importlib.util
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import types
 
 try:
     import numpy as np
@@ -49,7 +51,11 @@ ROPES = {
               "low_freq_factor: 1, high_freq_factor: 4}",
     "longrope": "{method: longrope, theta: 10000, factor: 2, original_max_position: 16, "
                 "short_factor: [1.0, 1.1, 1.3, 1.6], long_factor: [1.2, 1.9, 2.7, 3.5]}",
+    # entropy-aware ABF: a larger base and the logit scalar (no transformers key:
+    # exported as rotor_logit_scale, applied by --with-modeling-code).
+    "eabf": "{method: none, theta: 500000}",
 }
+LOGIT_SCALES = {"eabf": "{kind: log_position, base_length: 4, skip_layers: [0]}"}
 
 
 def read_safetensors(path):
@@ -149,41 +155,133 @@ def rotate(x, cos, sin):  # x [T, H, D], rotate-half pairing
     return x * cos[:, None, :] + rot * sin[:, None, :]
 
 
-def hf_logits(hf_dir, ids):
+class _Linear(torch.nn.Module):
+    """y = x W^T with an HF-shaped weight [out, in] (no bias), hookable like nn.Linear."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight, requires_grad=False)
+
+    def forward(self, x):
+        return x @ self.weight.T
+
+
+def logit_scale(spec, layer, positions):
+    """rotor_logit_scale of config.json, read from its definition (DESIGN.md)."""
+    if spec is None or spec["kind"] == "none" or layer in spec["skip_layers"]:
+        return torch.ones(len(positions))
+    if spec["kind"] == "constant":
+        return torch.full((len(positions),), float(spec["value"]))
+    assert spec["kind"] == "log_position", spec
+    t = torch.log(positions.double() + 1) / math.log(spec["base_length"])
+    return torch.clamp(t, min=spec["min"])
+
+
+class IndependentLlama(torch.nn.Module):
+    """The HF Llama in float64, with transformers' module names (model.layers[i].
+    self_attn.q_proj, ...). apply_logit_scale: multiply each rotated query by
+    config.json's rotor_logit_scale (False: ignore it, as transformers does).
+    forward(input_ids [1, T], position_ids=None) -> .logits [1, T, V]."""
+
+    def __init__(self, cfg, P, apply_logit_scale=True):
+        super().__init__()
+        self.cfg, self.apply_logit_scale = cfg, apply_logit_scale
+        self.model = torch.nn.Module()
+        self.model.layers = torch.nn.ModuleList()
+        for layer in range(cfg["num_hidden_layers"]):
+            p = f"model.layers.{layer}."
+            m = torch.nn.Module()
+            m.self_attn = torch.nn.Module()
+            for n in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                setattr(m.self_attn, n, _Linear(P[p + "self_attn." + n + ".weight"]))
+            m.mlp = torch.nn.Module()
+            for n in ("gate_proj", "up_proj", "down_proj"):
+                setattr(m.mlp, n, _Linear(P[p + "mlp." + n + ".weight"]))
+            m.ln1, m.ln2 = P[p + "input_layernorm.weight"], P[p + "post_attention_layernorm.weight"]
+            self.model.layers.append(m)
+        self.embed, self.norm = P["model.embed_tokens.weight"], P["model.norm.weight"]
+        if cfg.get("tie_word_embeddings"):
+            assert "lm_head.weight" not in P, "tied export must not hold lm_head.weight"
+            self.head = self.embed
+        else:
+            self.head = P["lm_head.weight"]
+
+    def forward(self, input_ids, position_ids=None, **unused):
+        cfg = self.cfg
+        H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+        D = cfg.get("head_dim") or cfg["hidden_size"] // H
+        eps = cfg["rms_norm_eps"]
+        ids = input_ids[0]
+        T = len(ids)
+        pos = torch.arange(T) if position_ids is None else position_ids[0]
+        inv, af = inv_freq_hf(cfg, T)
+        ang = pos.double()[:, None] * inv[None, :]
+        ang = torch.cat([ang, ang], dim=-1)
+        cos, sin = torch.cos(ang) * af, torch.sin(ang) * af
+        x = self.embed[ids]
+        mask = torch.full((T, T), float("-inf")).triu(1)
+        spec = cfg.get("rotor_logit_scale") if self.apply_logit_scale else None
+        for layer, m in enumerate(self.model.layers):
+            h = rms(x, m.ln1, eps)
+            q = m.self_attn.q_proj(h).view(T, H, D)
+            k = m.self_attn.k_proj(h).view(T, KV, D)
+            v = m.self_attn.v_proj(h).view(T, KV, D)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            q = q * logit_scale(spec, layer, pos)[:, None, None]
+            k = k.repeat_interleave(H // KV, dim=1)
+            v = v.repeat_interleave(H // KV, dim=1)
+            s = torch.einsum("thd,shd->hts", q, k) / math.sqrt(D) + mask
+            o = torch.einsum("hts,shd->thd", torch.softmax(s, dim=-1), v).reshape(T, H * D)
+            x = x + m.self_attn.o_proj(o)
+            h = rms(x, m.ln2, eps)
+            x = x + m.mlp.down_proj(torch.nn.functional.silu(m.mlp.gate_proj(h)) * m.mlp.up_proj(h))
+        x = rms(x, self.norm, eps)
+        return types.SimpleNamespace(logits=(x @ self.head.T)[None])
+
+
+def load_hf(hf_dir):
     with open(os.path.join(hf_dir, "config.json")) as f:
         cfg = json.load(f)
-    P = read_safetensors(os.path.join(hf_dir, "model.safetensors"))
-    H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    D = cfg.get("head_dim") or cfg["hidden_size"] // H
-    eps = cfg["rms_norm_eps"]
-    T = len(ids)
-    inv, af = inv_freq_hf(cfg, T)
-    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
-    ang = torch.cat([ang, ang], dim=-1)
-    cos, sin = torch.cos(ang) * af, torch.sin(ang) * af
-    x = P["model.embed_tokens.weight"][torch.tensor(ids)]
-    mask = torch.full((T, T), float("-inf")).triu(1)
-    for layer in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{layer}."
-        h = rms(x, P[p + "input_layernorm.weight"], eps)
-        q = (h @ P[p + "self_attn.q_proj.weight"].T).view(T, H, D)
-        k = (h @ P[p + "self_attn.k_proj.weight"].T).view(T, KV, D)
-        v = (h @ P[p + "self_attn.v_proj.weight"].T).view(T, KV, D)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        k = k.repeat_interleave(H // KV, dim=1)
-        v = v.repeat_interleave(H // KV, dim=1)
-        s = torch.einsum("thd,shd->hts", q, k) / math.sqrt(D) + mask
-        o = torch.einsum("hts,shd->thd", torch.softmax(s, dim=-1), v).reshape(T, H * D)
-        x = x + o @ P[p + "self_attn.o_proj.weight"].T
-        h = rms(x, P[p + "post_attention_layernorm.weight"], eps)
-        g = h @ P[p + "mlp.gate_proj.weight"].T
-        u = h @ P[p + "mlp.up_proj.weight"].T
-        x = x + (torch.nn.functional.silu(g) * u) @ P[p + "mlp.down_proj.weight"].T
-    x = rms(x, P["model.norm.weight"], eps)
-    head = P["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else P["lm_head.weight"]
-    if cfg.get("tie_word_embeddings"):
-        assert "lm_head.weight" not in P, "tied export must not hold lm_head.weight"
-    return x @ head.T
+    return cfg, read_safetensors(os.path.join(hf_dir, "model.safetensors"))
+
+
+def hf_logits(hf_dir, ids, apply_logit_scale=True):
+    cfg, P = load_hf(hf_dir)
+    with torch.no_grad():
+        return IndependentLlama(cfg, P, apply_logit_scale)(torch.tensor([ids])).logits[0]
+
+
+def modeling_code_logits(hf_dir, ids):
+    """Logits of the exported modeling_rotor_llama.py (the file transformers runs
+    with trust_remote_code) on top of IndependentLlama standing in for
+    transformers' LlamaForCausalLM (the same module names, the scalar ignored,
+    as transformers ignores it). Real transformers: tests/gpu/transformers_parity.py."""
+    cfg, P = load_hf(hf_dir)
+
+    class StandInConfig(types.SimpleNamespace):
+        pass
+
+    class StandInLlamaForCausalLM(IndependentLlama):
+        def __init__(self, config):
+            super().__init__(cfg, P, apply_logit_scale=False)
+
+    stand_in = types.ModuleType("transformers")
+    stand_in.LlamaConfig, stand_in.LlamaForCausalLM = StandInConfig, StandInLlamaForCausalLM
+    saved = sys.modules.get("transformers")
+    sys.modules["transformers"] = stand_in
+    try:
+        spec = importlib.util.spec_from_file_location("modeling_rotor_llama",
+                                                      os.path.join(hf_dir, "modeling_rotor_llama.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["transformers"]
+        else:
+            sys.modules["transformers"] = saved
+    model = module.RotorLlamaForCausalLM(StandInConfig(**cfg))
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0]
 
 
 def run(cmd):
@@ -208,12 +306,15 @@ def check(rotor, method, tied, tmp):
             f"        num_key_value_heads: {KV_HEADS}, max_position_embeddings: {TRAIN_LEN},\n"
             f"        tie_word_embeddings: {'true' if tied else 'false'}}}\n"
             f"rope: {ROPES[method]}\n"
+            f"logit_scale: {LOGIT_SCALES.get(method, '{kind: none}')}\n"
             f"data: {{datasets: [{{path: {tmp}/corpus}}], sequence_length: {TRAIN_LEN}}}\n"
             f"train: {{steps: 2, global_batch_size: 2, micro_batch_size: 1, lr: 0.01, seed: 3}}\n"
             f"run: {{dir: {work}/run}}\n")
     run([rotor, "train", recipe])
     hf = os.path.join(work, "hf")
-    run([rotor, "export-hf", os.path.join(work, "run"), hf, "--dtype", "f32"])
+    scaled = method in LOGIT_SCALES
+    run([rotor, "export-hf", os.path.join(work, "run"), hf, "--dtype", "f32"]
+        + (["--with-modeling-code"] if scaled else []))
     rng = np.random.default_rng(len(name))
     worst = 0.0
     for n in LENGTHS:
@@ -225,6 +326,7 @@ def check(rotor, method, tied, tmp):
         run([rotor, "score", os.path.join(work, "run"), "--tokens", tokens, "--logits", out])
         got = torch.from_numpy(np.fromfile(out, dtype="<f4").astype(np.float64)).view(n, VOCAB)
         want = hf_logits(hf, ids)
+        assert torch.isfinite(want).all() and want.abs().max() > 0
         err = (got - want).abs().max().item()
         tol = 1e-4 * want.abs().max().item() + 1e-6
         worst = max(worst, err / tol)
@@ -232,6 +334,16 @@ def check(rotor, method, tied, tmp):
         print(f"{name} length {n}: max |rotor - torch| = {err:.3g} (tol {tol:.3g}) {status}")
         if err > tol:
             return False
+        if scaled:
+            # The scalar matters at this length (the check could fail without it)
+            # once positions pass base_length, and the exported modeling file
+            # restores it on a Llama that ignores rotor_logit_scale.
+            plain = (got - hf_logits(hf, ids, apply_logit_scale=False)).abs().max().item()
+            code = (got - modeling_code_logits(hf, ids)).abs().max().item()
+            print(f"{name} length {n}: without the scalar {plain:.3g}; "
+                  f"modeling_rotor_llama.py {code:.3g} (tol {tol:.3g})")
+            if plain <= 10 * tol or code > tol:
+                return False
     return True
 
 

@@ -74,7 +74,7 @@ TEST(Safetensors, RoundTripMixedDtypesAlignedAndOrdered) {
 TEST(Safetensors, Bf16ExportAndF16Import) {
   Tensor w = Tensor::from_vector({1.0, -2.5, 3.14159, 1e-3}, {2, 2}, DType::kF32);
   const std::string path = temp_path("bf16.safetensors");
-  ASSERT_TRUE(write_safetensors(path, {{"w", w}}, {}, DType::kBF16).ok());
+  ASSERT_TRUE(write_safetensors(path, {{"w", w}}, {}, SafetensorsFloat::kBF16).ok());
   auto f = SafetensorsFile::open(path);
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->find("w")->dtype, "BF16");
@@ -99,6 +99,46 @@ TEST(Safetensors, Bf16ExportAndF16Import) {
   Tensor h = Tensor::empty({4}, DType::kF32);
   ASSERT_TRUE(g->read_into("h", h).ok());
   EXPECT_EQ(h.to_vector(), (std::vector<double>{1.0, -2.0, 65504.0, std::ldexp(1.0, -24)}));
+}
+
+// float_to_half against every binary16 value (half -> float -> half is the
+// identity for all 2^16 codes but NaN payloads) and against rounding cases
+// worked out by hand; then the F16 writer round trip and its range error.
+TEST(Safetensors, F16ConversionAndWriter) {
+  for (uint32_t c = 0; c < 0x10000u; ++c) {
+    const uint16_t h = static_cast<uint16_t>(c);
+    const float f = half_to_float(h);
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(half_to_float(float_to_half(f)))) << c;
+      continue;
+    }
+    ASSERT_EQ(float_to_half(f), h) << "code " << c << " value " << f;
+  }
+  EXPECT_EQ(float_to_half(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie: to even (1.0)
+  EXPECT_EQ(float_to_half(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);  // tie: to even (up)
+  EXPECT_EQ(float_to_half(1.0f + std::ldexp(1.0f, -11) + std::ldexp(1.0f, -20)), 0x3c01);
+  EXPECT_EQ(float_to_half(65519.0f), 0x7bff);  // just below the midpoint to 65536
+  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);  // the midpoint: inf
+  EXPECT_EQ(float_to_half(std::ldexp(1.0f, -25)), 0x0000);  // half the smallest subnormal: even
+  EXPECT_EQ(float_to_half(std::ldexp(1.5f, -25)), 0x0001);
+  EXPECT_EQ(float_to_half(-std::ldexp(1.0f, -14) * (1 - std::ldexp(1.0f, -12))), 0x8400);  // carry into the smallest normal
+
+  Tensor w = Tensor::from_vector({1.0, -2.5, 3.14159, 1e-3, 65504, -6e-8}, {2, 3}, DType::kF32);
+  const std::string path = temp_path("f16w.safetensors");
+  ASSERT_TRUE(write_safetensors(path, {{"w", w}}, {}, SafetensorsFloat::kF16).ok());
+  auto f = SafetensorsFile::open(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->find("w")->dtype, "F16");
+  Tensor back = Tensor::empty({2, 3}, DType::kF32);
+  ASSERT_TRUE(f->read_into("w", back).ok());
+  for (int64_t i = 0; i < w.numel(); ++i)
+    EXPECT_EQ(back.item(i), half_to_float(float_to_half(static_cast<float>(w.item(i))))) << i;
+  EXPECT_EQ(back.item(4), 65504.0);
+  Tensor big = Tensor::from_vector({1.0, 70000.0}, {2}, DType::kF32);
+  const absl::Status s = write_safetensors(temp_path("f16big.safetensors"), {{"big.weight", big}}, {},
+                                           SafetensorsFloat::kF16);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.message()).find("'big.weight' element 1 = 70000"), std::string::npos) << s;
 }
 
 TEST(Safetensors, MalformedFilesNameTheProblem) {
