@@ -143,6 +143,7 @@ class LlamaModel {
   const LlamaOptions& options() const { return options_; }
 
  private:
+  friend class Decoder;  // model/decode.h: KV-cache decoding reads the weights
   LlamaModel(const LlamaConfig& config, const LlamaOptions& options);
   BlockWeights block_weights(int64_t layer, bool grads) const;
   const Tensor& head_weight(bool grad) const;

@@ -12,8 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "trainer/eval_command.h"
 #include "trainer/hf_command.h"
 #include "trainer/prep_command.h"
+#include "trainer/report_command.h"
 #include "trainer/rope_command.h"
 #include "trainer/score_command.h"
 #include "trainer/sweep_command.h"
@@ -36,9 +38,14 @@ constexpr Command kCommands[] = {
      rotor::run_rope_command},
     {"sweep", "list the runs of a recipe's sweep grid, or --run them one after another",
      rotor::run_sweep_command},
+    {"eval", "evaluate a checkpoint: ppl (perplexity vs length), attention (entropy, distance, JS)",
+     rotor::run_eval_command},
     {"score", "per-token log-probabilities of a text under a checkpoint", rotor::run_score_command},
     {"prep", "tokenize text or JSONL into a Megatron indexed dataset", rotor::run_prep_command},
-    {"export-hf", "write a checkpoint as a Hugging Face Llama directory", rotor::run_export_hf_command}, {"import-hf", "convert a Hugging Face Llama directory into a rotor checkpoint", rotor::run_import_hf_command},
+    {"report", "merge runs' eval CSVs into tables, report.md and PNG plots", rotor::run_report},
+    {"export-hf", "write a checkpoint as a Hugging Face Llama directory", rotor::run_export_hf_command},
+    {"import-hf", "convert a Hugging Face Llama directory into a rotor checkpoint",
+     rotor::run_import_hf_command},
 };
 
 void print_usage(std::ostream& os) {
