@@ -132,8 +132,16 @@ absl::StatusOr<Batch> make_batch(DataStream& stream, int64_t first, int64_t coun
 // masking) in windows of `length`, several windows per forward pass. With
 // parallelism, window i is evaluated by dp rank i % dp, each window sharded
 // over cp like training; the sums are added over dp_cp.
-absl::StatusOr<double> heldout_loss(LlamaModel& model, const IndexedDataset& heldout, int64_t length,
-                                    int64_t tokens, const ParallelContext& par) {
+// The cheap evaluation during training: held-out loss at one length and the
+// mean attention entropy of each layer (over heads and query rows; computed in
+// the attention kernel, ring-merged under cp, summed over tp heads and dp x cp).
+struct HeldoutEval {
+  double loss = 0;
+  std::vector<double> layer_entropy;  // [layers]
+};
+
+absl::StatusOr<HeldoutEval> heldout_eval(LlamaModel& model, const IndexedDataset& heldout, int64_t length,
+                                         int64_t tokens, const ParallelContext& par) {
   absl::StatusOr<PackedSampler> s =
       PackedSampler::create(&heldout, {.sequence_length = length, .seed = 0, .shuffle = false});
   if (!s.ok()) return s.status();
@@ -142,6 +150,9 @@ absl::StatusOr<double> heldout_loss(LlamaModel& model, const IndexedDataset& hel
   for (int64_t i = par.dp_rank(); i < windows; i += par.dp_size()) mine.push_back(i);
   const int64_t rows_per_pass = std::max<int64_t>(1, 16384 / length);
   LossSum total;
+  const int64_t layers = model.config().num_hidden_layers;
+  // Per layer: entropy sum, then (last element) the number of rows summed.
+  Tensor entropy = Tensor::zeros({layers + 1}, DType::kF64);
   for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(rows_per_pass)) {
     const int64_t rows = std::min<int64_t>(rows_per_pass, static_cast<int64_t>(mine.size() - first));
     Batch b = empty_batch(rows, length, /*masking=*/false);
@@ -150,12 +161,28 @@ absl::StatusOr<double> heldout_loss(LlamaModel& model, const IndexedDataset& hel
       if (!x.ok()) return x.status();
       put_sample(b, i, *x);
     }
-    const LossSum l = model.forward(shard_for_context(b, par));
+    ForwardStats stats;
+    stats.want_attention_entropy = true;
+    const LossSum l = model.evaluate(shard_for_context(b, par), stats);
     total.sum += l.sum;
     total.count += l.count;
+    for (int64_t layer = 0; layer < layers; ++layer) {
+      const Tensor& e = stats.attention_entropy[static_cast<size_t>(layer)];  // [B, Hq/tp, T]
+      double s = 0;
+      for (int64_t i = 0; i < e.numel(); ++i) s += e.item(i);
+      entropy.data<double>()[layer] += s;
+      if (layer == 0) entropy.data<double>()[layers] += static_cast<double>(e.numel());
+    }
   }
   total = sum_over(par.dp_cp, total);
-  return total.mean();
+  if (par.tp != nullptr && par.tp->size() > 1) par.tp->all_reduce(entropy);  // the other heads
+  if (par.dp_cp != nullptr && par.dp_cp->size() > 1) par.dp_cp->all_reduce(entropy);
+  HeldoutEval out;
+  out.loss = total.mean();
+  const double rows = entropy.item(layers);
+  for (int64_t layer = 0; layer < layers; ++layer)
+    out.layer_entropy.push_back(rows > 0 ? entropy.item(layer) / rows : 0.0);
+  return out;
 }
 
 // Keeps the records of steps <= `last_step` (a resumed run logs the later ones again).
@@ -384,10 +411,17 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
     const bool evaluated =
         heldout && r.eval().interval() > 0 && (step % r.eval().interval() == 0 || step == steps);
     if (evaluated) {
+      const int64_t longest = *std::max_element(r.eval().lengths().begin(), r.eval().lengths().end());
       for (int64_t l : r.eval().lengths()) {
-        absl::StatusOr<double> e = heldout_loss(*model, *heldout, l, r.eval().tokens(), par);
+        absl::StatusOr<HeldoutEval> e = heldout_eval(*model, *heldout, l, r.eval().tokens(), par);
         if (!e.ok()) return e.status();
-        rec[absl::StrCat("eval_loss_", l)] = *e;
+        rec[absl::StrCat("eval_loss_", l)] = e->loss;
+        double mean = 0;
+        for (double h : e->layer_entropy) mean += h / static_cast<double>(e->layer_entropy.size());
+        rec[absl::StrCat("eval_entropy_", l)] = mean;
+        if (l != longest) continue;  // per layer at the longest length only
+        for (size_t layer = 0; layer < e->layer_entropy.size(); ++layer)
+          rec[absl::StrCat("eval_entropy_", l, "_layer", layer)] = e->layer_entropy[layer];
       }
     }
     if (rank0) {

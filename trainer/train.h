@@ -17,7 +17,9 @@
 // Run directory (run.dir): recipe.yaml (resolved), metrics.jsonl (one JSON
 // object per step: step, loss, lr, grad_norm, tokens_per_s, tflops (model
 // FLOPs, LlamaConfig::training_flops_per_token), mfu (with run.peak_tflops),
-// and eval_loss_<length> when evaluated), tb/ (TensorBoard events: the same
+// and, when evaluated, eval_loss_<length>, eval_entropy_<length> (mean
+// attention entropy over layers, heads and held-out rows) and
+// eval_entropy_<longest length>_layer<l>), tb/ (TensorBoard events: the same
 // numbers as train/<key> and eval/loss_<length>), checkpoints/
 // (trainer/checkpoint.h).
 // If the run directory holds a checkpoint, training continues from it.

@@ -28,6 +28,7 @@ and 1e-3 by step 10.
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -193,8 +194,9 @@ def metrics(run_dir):
 
 
 def compare(name, ref, got, steps, ref_name="the single rank"):
-    """Compares loss, grad_norm, lr and every eval_loss_* of `steps` (1-based
-    step numbers); raises Fail on a difference beyond RTOL."""
+    """Compares loss, grad_norm, lr and every eval_loss_* and eval_entropy_*
+    (held-out attention entropy: tp heads and cp ring merges summed) of
+    `steps` (1-based step numbers); raises Fail on a difference beyond RTOL."""
     ref_by = {m["step"]: m for m in ref}
     got_by = {m["step"]: m for m in got}
     worst = {}
@@ -205,8 +207,9 @@ def compare(name, ref, got, steps, ref_name="the single rank"):
             problems.append(f"step {s} missing ({'reference' if s not in ref_by else name})")
             continue
         a, b = ref_by[s], got_by[s]
-        keys = ["loss", "grad_norm", "lr"] + sorted(k for k in a if k.startswith("eval_loss_"))
-        for k in sorted(set(k for k in b if k.startswith("eval_loss_")) - set(keys)):
+        evals = ("eval_loss_", "eval_entropy_")
+        keys = ["loss", "grad_norm", "lr"] + sorted(k for k in a if k.startswith(evals))
+        for k in sorted(set(k for k in b if k.startswith(evals)) - set(keys)):
             problems.append(f"step {s}: {name} has {k}, the reference not")
         for k in keys:
             if k not in b:
@@ -214,7 +217,7 @@ def compare(name, ref, got, steps, ref_name="the single rank"):
                 continue
             x, y = float(a[k]), float(b[k])
             rel = abs(x - y) / max(abs(x), abs(y), 1e-30)
-            kind = "eval_loss" if k.startswith("eval_loss_") else k
+            kind = next((e[:-1] for e in evals if k.startswith(e)), k)
             worst[kind] = max(worst.get(kind, 0.0), rel)
             compared += 1
             if rel > RTOL:
@@ -236,6 +239,8 @@ def test_layouts(e):
         raise Fail(f"single-rank run: steps {[m['step'] for m in ref]}")
     if not any(k.startswith("eval_loss_64") for k in ref[4]):
         raise Fail("single-rank run: no eval_loss_64 at step 5")
+    if not 0 < ref[4].get("eval_entropy_64_layer0", 0) < math.log(64):
+        raise Fail(f"single-rank run: eval_entropy_64_layer0 not in (0, ln 64): {ref[4]}")
     log(f"  single: loss {ref[0]['loss']:.6f} -> {ref[-1]['loss']:.6f}, "
         f"eval_loss_64 {ref[9]['eval_loss_64']:.6f}")
     for name, np, sets in (("cp2", 2, ["parallel.cp=2"]), ("cp4", 4, ["parallel.cp=4"]),

@@ -77,6 +77,19 @@ TEST(Train, LossFallsAndResumeIsExact) {
   EXPECT_LT(a.back()["loss"].get<double>(), a.front()["loss"].get<double>() - 1.0)
       << "byte-level loss should fall by > 1 nat in 12 steps";
   EXPECT_TRUE(a[5].contains("eval_loss_128")) << a[5].dump();
+  // Attention entropy of the held-out rows: per layer at the longest length,
+  // inside (0, ln 128) (a row of query i sees i + 1 keys), and their mean.
+  const int64_t layers = 2;
+  double mean = 0;
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::string key = "eval_entropy_128_layer" + std::to_string(l);
+    ASSERT_TRUE(a[5].contains(key)) << a[5].dump();
+    const double h = a[5][key].get<double>();
+    EXPECT_GT(h, 0.0);
+    EXPECT_LT(h, std::log(128.0));
+    mean += h / layers;
+  }
+  EXPECT_NEAR(a[5]["eval_entropy_128"].get<double>(), mean, 1e-12);
   EXPECT_NE(out.str().find("step 12/12 | loss"), std::string::npos) << out.str();
   EXPECT_GT(a.back()["tflops"].get<double>(), 0.0);
   EXPECT_FALSE(a.back().contains("mfu")) << "no peak is known on the CPU";
