@@ -174,10 +174,43 @@ struct RunSummary {
   int64_t step = -1;
   int64_t train_length = -1;
   std::map<int64_t, double> ppl;  // length -> ppl (bucket all)
-  std::optional<double> passkey, needle, entropy;
-  int64_t entropy_length = 0;
-  bool entropy_from_buckets = false;  // no bucket `all` rows: mean over the buckets
+  std::optional<double> passkey, needle;
+  struct LayerMean {
+    double value = 0;
+    int64_t length = 0;
+    bool from_buckets = false;  // no bucket `all` rows: the mean over the buckets
+  };
+  std::optional<LayerMean> entropy, js;  // attention.csv metrics entropy and js_divergence
 };
+
+// attention.csv: per run, the mean of `metric` over layers (head -1 rows) at
+// the run's longest length with that metric; bucket `all` when the run has it,
+// else the mean over the position buckets.
+std::map<std::string, RunSummary::LayerMean> layer_means(const CsvKind& kind, const std::vector<Row>& rows,
+                                                         const std::string& metric) {
+  auto wanted = [&](const Row& r) {
+    return r[column(kind, "metric")] == metric && int_at(kind, r, "head") == -1 &&
+           !std::isnan(num_at(kind, r, "value"));
+  };
+  std::map<std::string, int64_t> longest;
+  std::map<std::string, bool> has_all;
+  for (const Row& r : rows)
+    if (wanted(r)) longest[r[0]] = std::max(longest[r[0]], int_at(kind, r, "length"));
+  for (const Row& r : rows)
+    if (wanted(r) && int_at(kind, r, "length") == longest[r[0]] && r[column(kind, "bucket")] == "all")
+      has_all[r[0]] = true;
+  std::map<std::string, std::pair<double, int>> sums;
+  for (const Row& r : rows)
+    if (wanted(r) && int_at(kind, r, "length") == longest[r[0]] &&
+        (r[column(kind, "bucket")] == "all") == has_all[r[0]]) {
+      sums[r[0]].first += num_at(kind, r, "value");
+      sums[r[0]].second += 1;
+    }
+  std::map<std::string, RunSummary::LayerMean> out;
+  for (const auto& [name, sum] : sums)
+    out[name] = {sum.first / sum.second, longest[name], !has_all[name]};
+  return out;
+}
 
 // Each run's rows at its latest step.
 std::vector<Row> latest_rows(const CsvKind& kind, const std::vector<Row>& rows) {
@@ -218,33 +251,8 @@ void summarize(const std::map<std::string, std::vector<Row>>& merged, std::vecto
         s.train_length = int_at(kind, r, "train_length");
       }
     } else if (kind.file == "attention.csv") {
-      // Entropy rows (head -1) at each run's longest length; bucket `all` when
-      // the run has it, else the mean over the position buckets.
-      auto entropy_row = [&](const Row& r) {
-        return r[column(kind, "metric")] == "entropy" && int_at(kind, r, "head") == -1 &&
-               !std::isnan(num_at(kind, r, "value"));
-      };
-      std::map<std::string, int64_t> longest;
-      std::map<std::string, bool> has_all;
-      for (const Row& r : rows)
-        if (entropy_row(r)) longest[r[0]] = std::max(longest[r[0]], int_at(kind, r, "length"));
-      for (const Row& r : rows)
-        if (entropy_row(r) && int_at(kind, r, "length") == longest[r[0]] &&
-            r[column(kind, "bucket")] == "all")
-          has_all[r[0]] = true;
-      std::map<std::string, std::pair<double, int>> sums;
-      for (const Row& r : rows)
-        if (entropy_row(r) && int_at(kind, r, "length") == longest[r[0]] &&
-            (r[column(kind, "bucket")] == "all") == has_all[r[0]]) {
-          sums[r[0]].first += num_at(kind, r, "value");
-          sums[r[0]].second += 1;
-        }
-      for (const auto& [name, sum] : sums) {
-        RunSummary& s = summary_of(runs, name);
-        s.entropy = sum.first / sum.second;
-        s.entropy_length = longest[name];
-        s.entropy_from_buckets = !has_all[name];
-      }
+      for (const auto& [name, m] : layer_means(kind, rows, "entropy")) summary_of(runs, name).entropy = m;
+      for (const auto& [name, m] : layer_means(kind, rows, "js_divergence")) summary_of(runs, name).js = m;
     } else {  // passkey, needle: the mean of the cells' pass rates
       std::map<std::string, std::pair<double, int>> sums;
       for (const Row& r : rows) {
@@ -304,9 +312,13 @@ std::string report_markdown(const std::vector<std::string>& run_dirs, const std:
   md << "Runs read: " << absl::StrJoin(run_dirs, ", ") << "\n\n";
   md << "| run | step | train length |";
   for (int64_t len : lengths) md << " ppl@" << length_label(len) << " |";
-  md << " passkey | needle | entropy |\n|---|---:|---:|";
+  md << " passkey | needle | entropy | JS vs reference |\n|---|---:|---:|";
   for (size_t i = 0; i < lengths.size(); ++i) md << "---:|";
-  md << "---:|---:|---:|\n";
+  md << "---:|---:|---:|---:|\n";
+  auto layer_mean_cell = [](const std::optional<RunSummary::LayerMean>& m) -> std::string {
+    if (!m) return "-";
+    return absl::StrFormat("%.3f (@%s%s)", m->value, length_label(m->length), m->from_buckets ? ", buckets" : "");
+  };
   for (const RunSummary& r : runs) {
     md << "| " << r.name << " | " << (r.step >= 0 ? absl::StrCat(r.step) : "-") << " | "
        << (r.train_length > 0 ? absl::StrCat(r.train_length) : "-") << " |";
@@ -316,16 +328,15 @@ std::string report_markdown(const std::vector<std::string>& run_dirs, const std:
          << " |";
     }
     md << " " << cell(r.passkey, "%.3f") << " | " << cell(r.needle, "%.3f") << " | "
-       << (r.entropy ? absl::StrFormat("%.3f (@%s%s)", *r.entropy, length_label(r.entropy_length),
-                                       r.entropy_from_buckets ? ", buckets" : "")
-                     : "-")
-       << " |\n";
+       << layer_mean_cell(r.entropy) << " | " << layer_mean_cell(r.js) << " |\n";
   }
   md << "\nEach run at its latest step. ppl@N: perplexity of the whole window of N tokens "
         "(bucket `all`). passkey, needle: mean pass rate over the grid's (length, depth) cells. "
         "entropy: mean attention entropy in nats (mean over heads and layers) at the run's "
         "longest attention length (\"buckets\": the run has no bucket `all` rows, so the mean over "
-        "its position buckets). Merged data: [ppl.csv](ppl.csv), [passkey.csv](passkey.csv), "
+        "its position buckets). JS vs reference: the same mean of the Jensen-Shannon divergence "
+        "(nats, at most ln 2) between the run's attention rows and those of the checkpoint given "
+        "to `rotor eval attention --reference`. Merged data: [ppl.csv](ppl.csv), [passkey.csv](passkey.csv), "
         "[needle.csv](needle.csv), [attention.csv](attention.csv).\n";
   if (!notes.empty()) {
     md << "\nMissing:\n\n";
