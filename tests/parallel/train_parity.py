@@ -410,8 +410,53 @@ def test_bad_layout(e):
     log(f"  output says why: /{pattern}/")
 
 
+def read_ppl(path):
+    import csv
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_eval_ppl(e):
+    """`rotor eval ppl` in the training layouts (dp, cp, tp, tp x cp under
+    mpirun) gives the one-rank perplexity table: every (length, bucket) row's
+    documents, tokens and loss (RTOL)."""
+    run = e.train("single", 0)
+    sets = ["--set", "eval.lengths=[64, 128]"]
+
+    def ppl(name, np, layout=()):
+        out = os.path.join(e.tmp, "eval", name)
+        args = ["eval", "ppl", e.recipe, "--checkpoint", run, "--out", out, "--stride", "32"] + sets
+        for s in layout:
+            args += ["--set", s]
+        t = time.time()
+        e.check_call([e.rotor] + args if np == 0 else e.mpirun_cmd(np, args))
+        log(f"  eval ppl {name}: {time.time() - t:.1f} s")
+        return read_ppl(os.path.join(out, "ppl.csv"))
+
+    ref = ppl("single", 0)
+    alls = [r for r in ref if r["bucket"] == "all"]
+    if len(alls) != 2 or not all(0 < float(r["loss"]) < 10 and int(r["tokens"]) > 100 for r in alls):
+        raise Fail(f"single-rank ppl.csv: {ref}")
+    layouts = {"dp2": (2, ()), "cp2": (2, ("parallel.cp=2",)), "tp2": (2, ("parallel.tp=2",)),
+               "tp2xcp2": (4, ("parallel.tp=2", "parallel.cp=2"))}
+    for name, (np, layout) in layouts.items():
+        got = ppl(name, np, layout)
+        if [(r["length"], r["bucket"]) for r in got] != [(r["length"], r["bucket"]) for r in ref]:
+            raise Fail(f"{name}: rows {[(r['length'], r['bucket']) for r in got]}")
+        worst = 0.0
+        for a, b in zip(ref, got):
+            if (a["documents"], a["tokens"]) != (b["documents"], b["tokens"]):
+                raise Fail(f"{name} {a['length']} {a['bucket']}: documents/tokens {b} vs {a}")
+            x, y = float(a["loss"]), float(b["loss"])
+            rel = abs(x - y) / max(abs(x), 1e-30)
+            worst = max(worst, rel)
+            if rel > RTOL:
+                raise Fail(f"{name} {a['length']} {a['bucket']}: loss {y!r} vs one rank {x!r}")
+        log(f"  {name}: {len(got)} rows equal to one rank's (largest relative loss difference {worst:.2g})")
+
+
 TESTS = {"layouts": test_layouts, "reshard_resume": test_reshard_resume,
-         "kill_rank": test_kill_rank, "bad_layout": test_bad_layout}
+         "kill_rank": test_kill_rank, "bad_layout": test_bad_layout, "eval_ppl": test_eval_ppl}
 
 
 def main(argv):
