@@ -1,5 +1,5 @@
-// KV-cache decoding. See decode.h; the block math mirrors model/llama_block.cc
-// (forward, one rank) with the keys and values of earlier tokens from the cache.
+// KV-cache decoding. See decode.h; each step runs the shipped LlamaBlock
+// forward with the layer's cache (model/llama_block.h: KvCacheLayer).
 #include "model/decode.h"
 
 #include <algorithm>
@@ -7,13 +7,9 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/attention.h"
-#include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
-#include "kernels/rope_apply.h"
-#include "kernels/swiglu.h"
 
 namespace rotor {
 
@@ -75,97 +71,65 @@ std::vector<double> Decoder::step(int32_t token) {
 std::vector<double> Decoder::run(int64_t start) {
   LlamaModel& model = *model_;
   const LlamaConfig& c = model.config();
-  const LlamaOptions& o = model.options();
   const int64_t n = length();
   ROTOR_CHECK(n <= std::numeric_limits<int32_t>::max()) << n << " tokens: too many for i32 positions";
   for (int64_t i = start; i < n; ++i) {
     ROTOR_CHECK(tokens_[i] >= 0 && tokens_[i] < c.vocab_size)
         << "token " << i << ": id " << tokens_[i] << " outside [0, " << c.vocab_size << ")";
   }
-
-  // The tables a forward pass of n tokens uses (LlamaModel::prepare_context).
-  RopeConfig rope = o.rope;
-  rope.sequence_length = n;
-  absl::StatusOr<RopeTables> tables = compute_rope(rope, c.resolved_head_dim());
-  ROTOR_CHECK(tables.ok()) << tables.status();  // validated by LlamaModel::create
-  if (start > 0 && (tables->inv_freq != inv_freq_ || tables->attention_factor != attention_factor_)) {
+  // The new tokens [start, n) as a batch of one sequence at their global
+  // positions: prepare_context gives the RoPE tables of length n and the query
+  // multipliers, as a full forward pass of n tokens would.
+  auto context_for = [&](int64_t first) {
+    Batch batch;
+    batch.input_ids = Tensor::empty({1, n - first}, DType::kI32);
+    batch.positions = Tensor::empty({1, n - first}, DType::kI32);
+    for (int64_t i = first; i < n; ++i) {
+      batch.input_ids.data<int32_t>()[i - first] = tokens_[i];
+      batch.positions.data<int32_t>()[i - first] = static_cast<int32_t>(i);
+    }
+    model.prepare_context(batch);
+  };
+  context_for(start);
+  const std::vector<float> inv_freq(model.ctx_.inv_freq.data<float>(),
+                                    model.ctx_.inv_freq.data<float>() + model.ctx_.inv_freq.numel());
+  if (start > 0 && (inv_freq != inv_freq_ || model.ctx_.attention_factor != attention_factor_)) {
     start = 0;  // the cache was computed with other frequencies: recompute it
     ++rebuilds_;
+    context_for(0);
   }
-  inv_freq_ = tables->inv_freq;
-  attention_factor_ = tables->attention_factor;
+  inv_freq_ = inv_freq;
+  attention_factor_ = model.ctx_.attention_factor;
   ensure_capacity(n);
 
-  const int64_t m = n - start;  // new tokens
-  const int64_t d = c.hidden_size, f = c.intermediate_size, hd = c.resolved_head_dim();
-  const int64_t hq = c.num_attention_heads, hkv = c.num_key_value_heads;
-  const DType dt = o.dtype;
-  Tensor ids = Tensor::empty({m}, DType::kI32);
-  Tensor q_pos = Tensor::empty({1, m}, DType::kI32), k_pos = Tensor::empty({1, n}, DType::kI32);
-  for (int64_t i = 0; i < m; ++i) {
-    ids.data<int32_t>()[i] = tokens_[start + i];
-    q_pos.data<int32_t>()[i] = static_cast<int32_t>(start + i);
-  }
-  for (int64_t j = 0; j < n; ++j) k_pos.data<int32_t>()[j] = static_cast<int32_t>(j);
-  Tensor inv_freq = Tensor::empty({hd / 2}, DType::kF32);
-  std::copy(inv_freq_.begin(), inv_freq_.end(), inv_freq.data<float>());
-  AttentionMask mask;
-  mask.q_pos = q_pos;
-  mask.k_pos = k_pos;
-  mask.causal = true;
-  const double softmax_scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  BlockContext ctx = model.ctx_;
+  ctx.mask.k_pos = Tensor::empty({1, n}, DType::kI32);  // the cache's rows [0, n)
+  for (int64_t j = 0; j < n; ++j) ctx.mask.k_pos.data<int32_t>()[j] = static_cast<int32_t>(j);
+  ctx.attention_entropy = true;
 
+  const int64_t m = n - start, d = c.hidden_size, hq = c.num_attention_heads;
+  const DType dt = model.options().dtype;
   Tensor x = Tensor::empty({m, d}, dt);
-  embedding_forward(ids, model.params_.front().value, x);
-  Tensor rstd = Tensor::empty({m}, dt), xn = Tensor::empty({m, d}, dt);
-  Tensor q = Tensor::empty({1, m, hq, hd}, dt), kn = Tensor::empty({1, m, hkv, hd}, dt);
-  Tensor attn = Tensor::empty({1, m, hq, hd}, dt), lse = Tensor::empty({1, hq, m}, dt);
-  Tensor entropy = Tensor::empty({1, hq, m}, dt);
-  Tensor h = Tensor::empty({m, d}, dt), gate = Tensor::empty({m, f}, dt),
-         up = Tensor::empty({m, f}, dt), act = Tensor::empty({m, f}, dt);
+  embedding_forward(model.batch_.input_ids.view({m}), model.params_.front().value, x);
   double entropy_sum = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const BlockWeights w = model.block_weights(l, false);
-    rmsnorm_forward(x, w.input_layernorm, c.rms_norm_eps, xn, rstd);
-    matmul(xn, w.q_proj, q.view({m, hq * hd}), false, true);
-    matmul(xn, w.k_proj, kn.view({m, hkv * hd}), false, true);
-    const Tensor v_rows = v_[l].narrow(start, m);
-    matmul(xn, w.v_proj, v_rows.view({m, hkv * hd}), false, true);
-    Tensor q_scale;
-    if (!logit_scale_is_identity(o.logit_scale, l)) {
-      std::vector<double> s(static_cast<size_t>(m));
-      for (int64_t i = 0; i < m; ++i) s[i] = logit_scale_at(o.logit_scale, l, start + i);
-      q_scale = Tensor::from_vector(s, {1, m}, dt);
-    }
-    rope_forward(q, q_pos, inv_freq, attention_factor_, q_scale, q);
-    rope_forward(kn, q_pos, inv_freq, attention_factor_, Tensor(), kn);
-    k_[l].narrow(start, m).copy_from(kn.view({m, hkv, hd}));
-    attention_forward(q, k_[l].narrow(0, n).view({1, n, hkv, hd}),
-                      v_[l].narrow(0, n).view({1, n, hkv, hd}), mask, softmax_scale, attn, lse,
-                      entropy);
-    for (int64_t head = 0; head < hq; ++head) entropy_sum += entropy.item(head * m + m - 1);
-    matmul(attn.view({m, hq * hd}), w.o_proj, h, false, true);
-    add(h, x, h);
-    rmsnorm_forward(h, w.post_attention_layernorm, c.rms_norm_eps, xn, rstd);
-    matmul(xn, w.gate_proj, gate, false, true);
-    matmul(xn, w.up_proj, up, false, true);
-    swiglu_forward(gate, up, act);
+    const KvCacheLayer cache{k_[l], v_[l], start};
+    BlockActivations acts;
     Tensor y = Tensor::empty({m, d}, dt);
-    matmul(act, w.down_proj, y, false, true);
-    add(y, h, y);
+    model.blocks_[l].forward(model.block_weights(l, false), ctx, model.q_scales_[l], x, y, acts,
+                             /*keep_all=*/false, &cache);
+    for (int64_t head = 0; head < hq; ++head) entropy_sum += acts.entropy.item(head * m + m - 1);
     x = y;
   }
   last_entropy_ = entropy_sum / static_cast<double>(c.num_hidden_layers * hq);
 
   // Final norm and the head, last row only.
-  const Tensor& norm = model.params_[model.params_.size() - (c.tie_word_embeddings ? 1 : 2)].value;
   const Tensor last = x.narrow(m - 1, 1);
   Tensor last_n = Tensor::empty({1, d}, dt), last_rstd = Tensor::empty({1}, dt);
-  rmsnorm_forward(last, norm, c.rms_norm_eps, last_n, last_rstd);
+  rmsnorm_forward(last, model.final_norm().value, c.rms_norm_eps, last_n, last_rstd);
   Tensor logits = Tensor::empty({1, c.vocab_size}, dt);
   matmul(last_n, model.head_weight(false), logits, false, true);
-  const std::vector<double> row = logits.to_vector();
-  return log_softmax(row);
+  return log_softmax(logits.to_vector());
 }
 
 GreedyResult Decoder::greedy(std::span<const int32_t> prompt, int64_t max_new_tokens,

@@ -6,11 +6,11 @@
 //
 // The decoder computes exactly what LlamaModel::logits computes for the whole
 // sequence so far (a batch of 1, positions 0..n-1, no document masking), with
-// the same kernels (embedding, rmsnorm, matmul, rope_forward with the logit
-// scalar fused, attention_forward against the cached keys, swiglu), but
-// processing only the new tokens: per layer it keeps the rotated keys and the
-// values of every earlier token [n, Hkv, hd] and attends the new queries to
-// them with global positions (key j visible to query i iff j <= i).
+// the same code (LlamaModel::prepare_context for the tables and multipliers,
+// LlamaBlock::forward with a KvCacheLayer per layer), but processing only the
+// new tokens: per layer it keeps the rotated keys and the values of every
+// earlier token [n, Hkv, hd] and attends the new queries to them with global
+// positions (key j visible to query i iff j <= i).
 //
 // RoPE and the logit scalar: the query multiplier of layer l at position p is
 // logit_scale_at(options.logit_scale, l, p), p global. The RoPE tables come

@@ -251,6 +251,8 @@ void LlamaModel::prepare_context(const Batch& batch) {
   }
 }
 
+const Parameter& LlamaModel::final_norm() const { return params_[1 + blocks_.size() * kParamsPerBlock]; }
+
 Tensor LlamaModel::forward_hidden(const Batch& batch) {
   prepare_context(batch);
   const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
@@ -273,7 +275,7 @@ Tensor LlamaModel::forward_hidden(const Batch& batch) {
                        acts_[l], !options_.recompute);
     x = y;
   }
-  const Tensor& norm = params_[1 + blocks_.size() * kParamsPerBlock].value;
+  const Tensor& norm = final_norm().value;
   final_in_ = x;
   final_rstd_ = Tensor::empty({rows_}, options_.dtype);
   final_out_ = Tensor::empty({rows_, d}, options_.dtype);

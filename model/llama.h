@@ -143,10 +143,11 @@ class LlamaModel {
   const LlamaOptions& options() const { return options_; }
 
  private:
-  friend class Decoder;  // model/decode.h: KV-cache decoding reads the weights
+  friend class Decoder;  // model/decode.h: runs the blocks against a KV cache
   LlamaModel(const LlamaConfig& config, const LlamaOptions& options);
   BlockWeights block_weights(int64_t layer, bool grads) const;
   const Tensor& head_weight(bool grad) const;
+  const Parameter& final_norm() const;  // model.norm.weight
   // Embedding + blocks + final norm; fills the saved state. Returns final hidden [N, D].
   Tensor forward_hidden(const Batch& batch);
   void prepare_context(const Batch& batch);

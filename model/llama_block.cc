@@ -31,7 +31,7 @@ void norm_backward(const BlockContext& ctx, const Tensor& dy, const Tensor& x, c
 
 void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const Tensor& q_scale,
                          const Tensor& x, const Tensor& y, BlockActivations& a,
-                         bool keep_all) const {
+                         bool keep_all, const KvCacheLayer* cache) const {
   const int64_t b = ctx.batch, t = ctx.seq, n = b * t;
   const int64_t d = config_.hidden_size, f = config_.intermediate_size;
   const int64_t hd = config_.resolved_head_dim();
@@ -60,7 +60,16 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
   a.lse = like({b, hq, t}, x);
   a.entropy = ctx.attention_entropy ? like({b, hq, t}, x) : Tensor();
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  if (ctx.cp != nullptr && ctx.cp->size() > 1) {
+  if (cache != nullptr) {
+    ROTOR_CHECK(b == 1 && ctx.tp == nullptr && (ctx.cp == nullptr || ctx.cp->size() == 1))
+        << "block " << layer_ << ": a KV cache holds one sequence on one rank";
+    const int64_t end = cache->start + t;
+    cache->k.narrow(cache->start, t).copy_from(a.k.view({t, hkv, hd}));
+    cache->v.narrow(cache->start, t).copy_from(a.v.view({t, hkv, hd}));
+    attention_forward(a.q, cache->k.narrow(0, end).view({1, end, hkv, hd}),
+                      cache->v.narrow(0, end).view({1, end, hkv, hd}), ctx.mask, scale, a.attn, a.lse,
+                      a.entropy);
+  } else if (ctx.cp != nullptr && ctx.cp->size() > 1) {
     ring_attention_forward(*ctx.cp, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, a.entropy);
   } else {
     attention_forward(a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, a.entropy);

@@ -74,6 +74,16 @@ struct BlockActivations {
   Tensor act;       // [N, F] silu(gate) * up
 };
 
+// Decoding with a KV cache (model/decode.h): one layer's keys and values of a
+// single sequence, [capacity, Hkv, hd] each, rows [0, start) filled by earlier
+// calls. A forward() given the cache writes its T new rows (k after RoPE) at
+// [start, start + T) and attends to rows [0, start + T), whose positions
+// ctx.mask.k_pos [1, start + T] must give. One rank, batch 1.
+struct KvCacheLayer {
+  Tensor k, v;
+  int64_t start = 0;
+};
+
 // With tensor parallelism the block is built with its rank's share of the
 // config (num_attention_heads, num_key_value_heads and intermediate_size
 // divided by tp, head_dim explicit) and holds that share of the weights;
@@ -89,9 +99,11 @@ class LlamaBlock {
   LlamaBlock(const LlamaConfig& config, int64_t layer) : config_(config), layer_(layer) {}
 
   // y [N, D] (=). q_scale: [B, T] query multiplier of this layer, or undefined.
-  // Fills `acts` (all of it, or only acts.x when keep_all is false).
+  // Fills `acts` (all of it, or only acts.x when keep_all is false). With a
+  // `cache`, attention reads earlier tokens' keys and values from it.
   void forward(const BlockWeights& w, const BlockContext& ctx, const Tensor& q_scale,
-               const Tensor& x, const Tensor& y, BlockActivations& acts, bool keep_all) const;
+               const Tensor& x, const Tensor& y, BlockActivations& acts, bool keep_all,
+               const KvCacheLayer* cache = nullptr) const;
 
   // dy [N, D] -> dx [N, D] (=); accumulates into grads. If `acts` holds only
   // x (recompute), the forward is re-run first.

@@ -29,4 +29,23 @@ absl::StatusOr<std::string> option_value(const OptionWord& w, const std::vector<
   return args[++i];
 }
 
+bool asks_for_help(const std::vector<std::string>& args) {
+  for (const std::string& a : args)
+    if (a == "--help" || a == "-h") return true;
+  return false;
+}
+
+int exit_status(const absl::Status& s, std::initializer_list<absl::StatusCode> also_input) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+      return 2;
+    default:
+      for (absl::StatusCode c : also_input)
+        if (s.code() == c) return 2;
+      return 1;
+  }
+}
+
 }  // namespace rotor

@@ -7,10 +7,12 @@
 //   }
 #pragma once
 
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace rotor {
@@ -29,5 +31,14 @@ OptionWord split_option(const std::string& word);
 // empty, or the next word is another option.
 absl::StatusOr<std::string> option_value(const OptionWord& w, const std::vector<std::string>& args,
                                          size_t& i);
+
+// "--help" or "-h" anywhere among the words: the command prints its usage and exits 0.
+bool asks_for_help(const std::vector<std::string>& args);
+
+// The exit status of a command that failed with `s`: 2 for usage and input
+// errors (kInvalidArgument, kNotFound, kFailedPrecondition, and the codes a
+// command adds in `also_input`, e.g. kAlreadyExists for an output directory
+// in the way), 1 for everything else.
+int exit_status(const absl::Status& s, std::initializer_list<absl::StatusCode> also_input = {});
 
 }  // namespace rotor

@@ -111,23 +111,10 @@ absl::StatusOr<EvalArgs> parse_args(const std::vector<std::string>& args) {
   return a;
 }
 
-int exit_code(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-      return 2;
-    default:
-      return 1;
-  }
-}
-
 // A model of `recipe` (one rank unless `par` says otherwise) with the weights of checkpoint `dir`.
 absl::StatusOr<LlamaModel> load_model(const LoadedRecipe& recipe, const std::string& dir,
                                       const ParallelContext& par, bool recompute, int64_t& step) {
-  LlamaOptions o;
-  o.rope = recipe.rope;
-  o.logit_scale = recipe.logit_scale;
+  LlamaOptions o = recipe.model_options();
   o.recompute = recompute;
   o.parallel = par;
   absl::StatusOr<LlamaModel> m = LlamaModel::create(recipe.model, o);
@@ -320,11 +307,9 @@ int run_eval_command(const std::vector<std::string>& args, std::ostream& out, st
   if (!args.empty() && (args[0] == "passkey" || args[0] == "needle")) {  // trainer/retrieval_command.h
     return run_eval_retrieval(args[0], std::vector<std::string>(args.begin() + 1, args.end()), out, err);
   }
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      out << kUsage;
-      return 0;
-    }
+  if (asks_for_help(args)) {
+    out << kUsage;
+    return 0;
   }
   absl::StatusOr<EvalArgs> a = parse_args(args);
   if (!a.ok()) {
@@ -334,7 +319,7 @@ int run_eval_command(const std::vector<std::string>& args, std::ostream& out, st
   absl::StatusOr<Setup> s = setup(*a);
   if (!s.ok()) {
     err << "rotor eval " << a->what << ": " << s.status().message() << "\n";
-    return exit_code(s.status());
+    return exit_status(s.status());
   }
   ProcessWorld world;
   std::ostringstream discard;
@@ -344,7 +329,7 @@ int run_eval_command(const std::vector<std::string>& args, std::ostream& out, st
   if (!st.ok()) {
     if (world.comm().size() > 1) world.comm().abort(absl::StrCat("rotor eval ", a->what, ": ", st.message()));
     err << "rotor eval " << a->what << ": " << st.message() << "\n";
-    return exit_code(st);
+    return exit_status(st);
   }
   return 0;
 }

@@ -60,17 +60,9 @@ constexpr const char* kIndexFile = "model.safetensors.index.json";
 constexpr const char* kSingleFile = "model.safetensors";
 
 
+// A destination in the way (kAlreadyExists) is an input error too.
 int exit_code(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kUnimplemented:
-    case absl::StatusCode::kAlreadyExists:
-      return 2;
-    default:
-      return 1;
-  }
+  return exit_status(s, {absl::StatusCode::kAlreadyExists});
 }
 
 
@@ -502,11 +494,9 @@ absl::StatusOr<uint64_t> parse_shard_size(const std::string& text) {
 
 int run_export_hf_command(const std::vector<std::string>& args, std::ostream& out,
                           std::ostream& err) {
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      out << kExportUsage;
-      return 0;
-    }
+  if (asks_for_help(args)) {
+    out << kExportUsage;
+    return 0;
   }
   absl::StatusOr<ExportArgs> a = parse_export_args(args);
   if (!a.ok()) {

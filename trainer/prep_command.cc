@@ -75,11 +75,9 @@ absl::StatusOr<PrepOptions> parse_prep_args(const std::vector<std::string>& args
 }
 
 int run_prep_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      out << kUsage;
-      return 0;
-    }
+  if (asks_for_help(args)) {
+    out << kUsage;
+    return 0;
   }
   absl::StatusOr<PrepOptions> options = parse_prep_args(args);
   if (!options.ok()) {

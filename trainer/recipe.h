@@ -49,6 +49,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/config.h"
+#include "model/llama.h"
 #include "model/rope.h"
 #include "trainer/recipe.pb.h"
 
@@ -67,6 +68,15 @@ struct LoadedRecipe {
   bool head_dim_known = true;  // false: see the header comment (init_from)
   std::string path;            // the recipe file as given to load_recipe
   RecipeSourceMap where;
+
+  // The model options the recipe sets (rope, logit_scale); the caller adds
+  // recompute, parallel layout and dtype.
+  LlamaOptions model_options() const {
+    LlamaOptions o;
+    o.rope = rope;
+    o.logit_scale = logit_scale;
+    return o;
+  }
 };
 
 struct NamedRun {

@@ -129,17 +129,8 @@ absl::StatusOr<RetrievalArgs> parse_args(const std::vector<std::string>& args) {
   return a;
 }
 
-int exit_code(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange:
-      return 2;
-    default:
-      return 1;
-  }
-}
+// A haystack dataset too short for a read (kOutOfRange) is an input error too.
+int exit_code(const absl::Status& s) { return exit_status(s, {absl::StatusCode::kOutOfRange}); }
 
 // The first `want` tokens of the dataset at `prefix` (fewer if it has fewer),
 // sequences in order.
@@ -168,11 +159,9 @@ int run_eval_retrieval(const std::string& kind, const std::vector<std::string>& 
     return 2;
   }
   const RetrievalKind rk = kind == "passkey" ? RetrievalKind::kPasskey : RetrievalKind::kNeedle;
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      out << usage(kind);
-      return 0;
-    }
+  if (asks_for_help(args)) {
+    out << usage(kind);
+    return 0;
   }
   auto fail = [&](const absl::Status& s, int code) {
     err << prefix << s.message() << "\n";
@@ -217,10 +206,7 @@ int run_eval_retrieval(const std::string& kind, const std::vector<std::string>& 
 
   absl::StatusOr<std::string> ckpt = resolve_checkpoint_dir(a->checkpoint.empty() ? run_dir : a->checkpoint);
   if (!ckpt.ok()) return fail(ckpt.status(), 2);
-  LlamaOptions model_options;
-  model_options.rope = recipe->rope;
-  model_options.logit_scale = recipe->logit_scale;
-  absl::StatusOr<LlamaModel> model = LlamaModel::create(recipe->model, model_options);
+  absl::StatusOr<LlamaModel> model = LlamaModel::create(recipe->model, recipe->model_options());
   if (!model.ok()) return fail(absl::InvalidArgumentError(absl::StrCat(a->recipe, ": ", model.status().message())), 2);
   ScoringModel m{.dir = *ckpt, .step = 0, .recipe = *std::move(recipe), .model = *std::move(model)};
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = checkpoint_tokenizer(m);

@@ -95,18 +95,6 @@ absl::StatusOr<std::string> read_file(const std::string& path) {
   return ss.str();
 }
 
-// Exit status of a failed step: usage/input errors 2, everything else 1.
-int exit_code(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-      return 2;
-    default:
-      return 1;
-  }
-}
-
 int fail(std::ostream& err, const absl::Status& s, int code) {
   err << "rotor score: " << s.message() << "\n";
   return code;
@@ -145,9 +133,7 @@ absl::StatusOr<ScoringModel> load_scoring_model(const std::string& path, bool lo
     return absl::InvalidArgumentError(
         absl::StrCat(recipe_path, ": the recipe has no model sizes (model.init_from without sizes)"));
   }
-  LlamaOptions options;
-  options.rope = recipe->rope;
-  options.logit_scale = recipe->logit_scale;
+  LlamaOptions options = recipe->model_options();
   options.recompute = true;  // forward only: keep no per-block activations
   absl::StatusOr<LlamaModel> model = LlamaModel::create(recipe->model, options);
   if (!model.ok()) {
@@ -261,11 +247,9 @@ absl::StatusOr<std::vector<int32_t>> read_token_file(const std::string& path, in
 
 int run_score_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   static_assert(std::endian::native == std::endian::little, "--logits writes host floats as little-endian");
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") {
-      out << kUsage;
-      return 0;
-    }
+  if (asks_for_help(args)) {
+    out << kUsage;
+    return 0;
   }
   absl::StatusOr<ScoreArgs> a = parse_score_args(args);
   if (!a.ok()) {
@@ -278,7 +262,7 @@ int run_score_command(const std::vector<std::string>& args, std::ostream& out, s
     return fail(err, absl::NotFoundError(absl::StrCat(input, ": no such file")), 2);
   }
   absl::StatusOr<ScoringModel> m = load_scoring_model(a->checkpoint, /*load_weights=*/false);
-  if (!m.ok()) return fail(err, m.status(), exit_code(m.status()));
+  if (!m.ok()) return fail(err, m.status(), exit_status(m.status()));
   const int64_t vocab = m->model.config().vocab_size;
 
   std::vector<int32_t> ids;
@@ -311,7 +295,7 @@ int run_score_command(const std::vector<std::string>& args, std::ostream& out, s
                 2);
   }
 
-  if (absl::Status s = load_scoring_weights(*m); !s.ok()) return fail(err, s, exit_code(s));
+  if (absl::Status s = load_scoring_weights(*m); !s.ok()) return fail(err, s, exit_status(s));
   std::ofstream logits_file;
   if (!a->logits.empty()) {
     logits_file.open(a->logits, std::ios::binary | std::ios::trunc);

@@ -287,9 +287,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   const std::string recipe_yaml = recipe_to_yaml(r);
   if (rank0) std::ofstream(fs::path(run_dir) / "recipe.yaml") << recipe_yaml;
 
-  LlamaOptions opts;
-  opts.rope = loaded.rope;
-  opts.logit_scale = loaded.logit_scale;
+  LlamaOptions opts = loaded.model_options();
   opts.recompute = r.train().recompute();
   opts.parallel = par;
   absl::StatusOr<LlamaModel> model = LlamaModel::create(loaded.model, opts);

@@ -73,30 +73,15 @@ def compare(name, got, want):
 
 def rotor_to_hf(rotor, tmp, device):
     ok = True
-    corpus = os.path.join(tmp, "corpus.txt")
-    with open(corpus, "w") as f:
-        for i in range(200):
-            f.write(f"Line {i}: the quick brown fox jumps over the lazy dog {i * i % 97}.\n")
-    hf_parity.run([rotor, "prep", "--tokenizer", "bytes", "--input", corpus,
-                   "--output", os.path.join(tmp, "corpus")])
+    hf_parity.write_corpus(rotor, tmp)
     for method in hf_parity.ROPES:
         for tied in (False, True):
             name = f"rotor->hf {method} {'tied' if tied else 'untied'}"
             work = os.path.join(tmp, name.replace(" ", "_").replace(">", ""))
             os.makedirs(work)
             recipe = os.path.join(work, "recipe.yaml")
-            with open(recipe, "w") as f:
-                f.write(
-                    f"model: {{vocab_size: {hf_parity.VOCAB}, hidden_size: {hf_parity.HIDDEN},\n"
-                    f"        intermediate_size: {hf_parity.INTER}, num_hidden_layers: {hf_parity.LAYERS},\n"
-                    f"        num_attention_heads: {hf_parity.HEADS}, num_key_value_heads: {hf_parity.KV_HEADS},\n"
-                    f"        max_position_embeddings: {hf_parity.TRAIN_LEN},\n"
-                    f"        tie_word_embeddings: {'true' if tied else 'false'}}}\n"
-                    f"rope: {hf_parity.ROPES[method]}\n"
-                    f"logit_scale: {hf_parity.LOGIT_SCALES.get(method, '{kind: none}')}\n"
-                    f"data: {{datasets: [{{path: {tmp}/corpus}}], sequence_length: {hf_parity.TRAIN_LEN}}}\n"
-                    f"train: {{steps: 2, global_batch_size: 2, micro_batch_size: 1, lr: 0.01, seed: 3}}\n"
-                    f"run: {{dir: {work}/run}}\n")
+            hf_parity.write_recipe(recipe, method, tied, os.path.join(tmp, "corpus"),
+                                   os.path.join(work, "run"))
             hf_parity.run([rotor, "train", recipe])
             hf = os.path.join(work, "hf")
             scaled = method in hf_parity.LOGIT_SCALES

@@ -22,6 +22,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/recipe.h"
 #include "trainer/score_command.h"
+#include "tests/trainer/tiny_checkpoint.h"
 
 namespace rotor {
 namespace {
@@ -69,20 +70,7 @@ const TinyRun& run() {
            "train: {steps: 4, global_batch_size: 1, micro_batch_size: 1, lr: 1.0e-3, seed: 5}\n"
            "eval: {lengths: [16, 32], tokens: 64}\n"
            "run: {dir: " << s.run_dir << "}\n";
-    absl::StatusOr<LoadedRecipe> r = load_recipe(s.recipe, {});
-    EXPECT_TRUE(r.ok()) << r.status();
-    LlamaOptions o;
-    o.rope = r->rope;
-    o.logit_scale = r->logit_scale;
-    absl::StatusOr<LlamaModel> m = LlamaModel::create(r->model, o);
-    EXPECT_TRUE(m.ok()) << m.status();
-    m->init_weights(21);
-    AdamWOptimizer opt(m->parameters(), AdamWHyper{.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
-                                                  .weight_decay = 0.1});
-    CheckpointInfo info{.step = 4, .sampler = {{"next_sample", 4}}, .recipe_yaml = recipe_to_yaml(r->proto)};
-    const absl::Status st = save_checkpoint(s.run_dir, info, m->parameters(), opt, 0);
-    EXPECT_TRUE(st.ok()) << st;
-    s.checkpoint = s.run_dir + "/checkpoints/step_00000004";
+    s.checkpoint = testing::save_tiny_checkpoint(s.recipe, s.run_dir, 4, 21);
     return s;
   }();
   return s;

@@ -25,6 +25,7 @@
 #include "trainer/recipe.h"
 #include "trainer/safetensors.h"
 #include "trainer/score_command.h"
+#include "tests/trainer/tiny_checkpoint.h"
 
 namespace rotor {
 namespace {
@@ -77,20 +78,7 @@ std::string make_checkpoint(const std::string& name, bool tied, const std::strin
          "data: {datasets: [{path: " << dir << "/no-such-corpus}], sequence_length: 64}\n"
          "train: {steps: 2, global_batch_size: 1, micro_batch_size: 1, lr: 1.0e-3, seed: 5}\n"
          "run: {dir: " << dir << "}\n";
-  absl::StatusOr<LoadedRecipe> r = load_recipe(recipe_path, {});
-  EXPECT_TRUE(r.ok()) << r.status();
-  LlamaOptions o;
-  o.rope = r->rope;
-  o.logit_scale = r->logit_scale;
-  absl::StatusOr<LlamaModel> m = LlamaModel::create(r->model, o);
-  EXPECT_TRUE(m.ok()) << m.status();
-  m->init_weights(23);
-  AdamWOptimizer opt(m->parameters(), AdamWHyper{.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.95,
-                                                .eps = 1e-8, .weight_decay = 0.1});
-  CheckpointInfo info{.step = 2, .sampler = {{"next_sample", 2}}, .recipe_yaml = recipe_to_yaml(r->proto)};
-  const absl::Status st = save_checkpoint(dir, info, m->parameters(), opt, 0);
-  EXPECT_TRUE(st.ok()) << st;
-  return dir + "/checkpoints/step_00000002";
+  return testing::save_tiny_checkpoint(recipe_path, dir, 2, 23);
 }
 
 // yarn with the exported max_position_embeddings (64 = data.sequence_length)

@@ -294,12 +294,9 @@ def run(cmd):
     return r
 
 
-def check(rotor, method, tied, tmp):
-    name = f"{method}-{'tied' if tied else 'untied'}"
-    work = os.path.join(tmp, name)
-    os.makedirs(work)
-    recipe = os.path.join(work, "recipe.yaml")
-    with open(recipe, "w") as f:
+def write_recipe(path, method, tied, corpus, run_dir):
+    """The tiny GQA recipe of `method` (ROPES, LOGIT_SCALES): 2 training steps."""
+    with open(path, "w") as f:
         f.write(
             f"model: {{vocab_size: {VOCAB}, hidden_size: {HIDDEN}, intermediate_size: {INTER},\n"
             f"        num_hidden_layers: {LAYERS}, num_attention_heads: {HEADS},\n"
@@ -307,9 +304,26 @@ def check(rotor, method, tied, tmp):
             f"        tie_word_embeddings: {'true' if tied else 'false'}}}\n"
             f"rope: {ROPES[method]}\n"
             f"logit_scale: {LOGIT_SCALES.get(method, '{kind: none}')}\n"
-            f"data: {{datasets: [{{path: {tmp}/corpus}}], sequence_length: {TRAIN_LEN}}}\n"
+            f"data: {{datasets: [{{path: {corpus}}}], sequence_length: {TRAIN_LEN}}}\n"
             f"train: {{steps: 2, global_batch_size: 2, micro_batch_size: 1, lr: 0.01, seed: 3}}\n"
-            f"run: {{dir: {work}/run}}\n")
+            f"run: {{dir: {run_dir}}}\n")
+
+
+def write_corpus(rotor, tmp):
+    """A byte-level indexed dataset at tmp/corpus."""
+    corpus = os.path.join(tmp, "corpus.txt")
+    with open(corpus, "w") as f:
+        for i in range(200):
+            f.write(f"Line {i}: the quick brown fox jumps over the lazy dog {i * i % 97}.\n")
+    run([rotor, "prep", "--tokenizer", "bytes", "--input", corpus, "--output", os.path.join(tmp, "corpus")])
+
+
+def check(rotor, method, tied, tmp):
+    name = f"{method}-{'tied' if tied else 'untied'}"
+    work = os.path.join(tmp, name)
+    os.makedirs(work)
+    recipe = os.path.join(work, "recipe.yaml")
+    write_recipe(recipe, method, tied, os.path.join(tmp, "corpus"), os.path.join(work, "run"))
     run([rotor, "train", recipe])
     hf = os.path.join(work, "hf")
     scaled = method in LOGIT_SCALES
@@ -353,11 +367,7 @@ def main():
         return 2
     rotor, method = sys.argv[1], sys.argv[2]
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = os.path.join(tmp, "corpus.txt")
-        with open(corpus, "w") as f:
-            for i in range(200):
-                f.write(f"Line {i}: the quick brown fox jumps over the lazy dog {i * i % 97}.\n")
-        run([rotor, "prep", "--tokenizer", "bytes", "--input", corpus, "--output", os.path.join(tmp, "corpus")])
+        write_corpus(rotor, tmp)
         ok = all(check(rotor, method, tied, tmp) for tied in (False, True))
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

@@ -18,6 +18,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/recipe.h"
 #include "trainer/retrieval_command.h"
+#include "tests/trainer/tiny_checkpoint.h"
 
 namespace rotor {
 namespace {
@@ -62,19 +63,7 @@ const Saved& saved() {
            "       heldout: " << s.heldout << "}\n"
            "train: {steps: 7, global_batch_size: 1, micro_batch_size: 1, lr: 1.0e-3, seed: 5}\n"
            "run: {dir: " << s.run_dir << "}\n";
-    absl::StatusOr<LoadedRecipe> r = load_recipe(s.recipe, {});
-    EXPECT_TRUE(r.ok()) << r.status();
-    LlamaOptions o;
-    o.rope = r->rope;
-    o.logit_scale = r->logit_scale;
-    absl::StatusOr<LlamaModel> m = LlamaModel::create(r->model, o);
-    EXPECT_TRUE(m.ok()) << m.status();
-    m->init_weights(3);
-    AdamWOptimizer opt(m->parameters(), AdamWHyper{.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.95,
-                                                  .eps = 1e-8, .weight_decay = 0.1});
-    CheckpointInfo info{.step = 7, .sampler = {{"next_sample", 7}}, .recipe_yaml = recipe_to_yaml(r->proto)};
-    const absl::Status st = save_checkpoint(s.run_dir, info, m->parameters(), opt, 0);
-    EXPECT_TRUE(st.ok()) << st;
+    testing::save_tiny_checkpoint(s.recipe, s.run_dir, 7, 3);
     return s;
   }();
   return s;

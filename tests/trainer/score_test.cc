@@ -19,6 +19,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/recipe.h"
 #include "trainer/score_command.h"
+#include "tests/trainer/tiny_checkpoint.h"
 
 namespace rotor {
 namespace {
@@ -27,13 +28,6 @@ namespace fs = std::filesystem;
 
 constexpr uint64_t kSeed = 17;
 constexpr int64_t kVocab = 260;  // the byte tokenizer's vocabulary
-
-LlamaOptions options_of(const LoadedRecipe& r) {
-  LlamaOptions o;
-  o.rope = r.rope;
-  o.logit_scale = r.logit_scale;
-  return o;
-}
 
 // A run directory with one checkpoint (step 3) of a tiny model. The recipe
 // names a model.init_from and dataset paths that do not exist: scoring must
@@ -62,18 +56,7 @@ const Saved& saved() {
            "data: {datasets: [{path: " << s.dir << "/no-such-corpus}], sequence_length: 64}\n"
            "train: {steps: 3, global_batch_size: 1, micro_batch_size: 1, lr: 1.0e-3, seed: 5}\n"
            "run: {dir: " << s.run_dir << "}\n";
-    absl::StatusOr<LoadedRecipe> r = load_recipe(recipe_path, {});
-    EXPECT_TRUE(r.ok()) << r.status();
-    absl::StatusOr<LlamaModel> m =
-        LlamaModel::create(r->model, options_of(*r));
-    EXPECT_TRUE(m.ok()) << m.status();
-    m->init_weights(kSeed);
-    AdamWOptimizer opt(m->parameters(), AdamWHyper{.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.95,
-                                                  .eps = 1e-8, .weight_decay = 0.1});
-    CheckpointInfo info{.step = 3, .sampler = {{"next_sample", 3}}, .recipe_yaml = recipe_to_yaml(r->proto)};
-    const absl::Status st = save_checkpoint(s.run_dir, info, m->parameters(), opt, 0);
-    EXPECT_TRUE(st.ok()) << st;
-    s.checkpoint = s.run_dir + "/checkpoints/step_00000003";
+    s.checkpoint = testing::save_tiny_checkpoint(recipe_path, s.run_dir, 3, kSeed);
     EXPECT_TRUE(fs::exists(s.checkpoint + "/state.json"));
     return s;
   }();
@@ -84,8 +67,7 @@ const Saved& saved() {
 LlamaModel reference_model() {
   absl::StatusOr<LoadedRecipe> r = load_recipe(saved().checkpoint + "/recipe.yaml", {});
   EXPECT_TRUE(r.ok()) << r.status();
-  absl::StatusOr<LlamaModel> m =
-      LlamaModel::create(r->model, options_of(*r));
+  absl::StatusOr<LlamaModel> m = LlamaModel::create(r->model, r->model_options());
   EXPECT_TRUE(m.ok()) << m.status();
   m->init_weights(kSeed);
   return std::move(*m);
