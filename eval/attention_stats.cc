@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 
 #include "absl/status/status.h"
@@ -52,6 +53,34 @@ QK load_qk(const Tensor& q, const Tensor& k, const Tensor& q_pos, const Tensor& 
   return x;
 }
 
+// Context parallelism: this rank's q rows against the keys of the whole
+// sequence. Each cp rank holds k [B, T/cp, Hkv/tp, hd] of its zigzag shard;
+// the all-gather stacks them [cp * B, T/cp, ...] and they are regrouped per
+// batch row, in rank order (rows need no key order: masks use positions).
+void gather_keys(QK& x, Communicator* cp) {
+  if (cp == nullptr || cp->size() == 1) return;
+  const int64_t n = cp->size(), per_row = x.tk * x.hkv * x.hd;
+  Tensor k = Tensor::from_vector(x.k, {x.batch, per_row}, DType::kF64);
+  Tensor all_k = Tensor::empty({n * x.batch, per_row}, DType::kF64);
+  cp->all_gather(k, all_k);
+  Tensor pos = Tensor::empty({x.batch, x.tk}, DType::kI32);
+  std::copy(x.k_pos.begin(), x.k_pos.end(), pos.data<int32_t>());
+  Tensor all_pos = Tensor::empty({n * x.batch, x.tk}, DType::kI32);
+  cp->all_gather(pos, all_pos);
+  std::vector<double> keys(static_cast<size_t>(n * x.batch * per_row));
+  std::vector<int32_t> key_pos(static_cast<size_t>(n * x.batch * x.tk));
+  for (int64_t b = 0; b < x.batch; ++b)
+    for (int64_t r = 0; r < n; ++r) {
+      const double* src = all_k.data<double>() + (r * x.batch + b) * per_row;
+      std::copy(src, src + per_row, keys.begin() + (b * n + r) * per_row);
+      const int32_t* p = all_pos.data<int32_t>() + (r * x.batch + b) * x.tk;
+      std::copy(p, p + x.tk, key_pos.begin() + (b * n + r) * x.tk);
+    }
+  x.k = std::move(keys);
+  x.k_pos = std::move(key_pos);
+  x.tk *= n;
+}
+
 // Row (b, h, i) into p [Tk] (0 where not visible); returns false when no key is visible.
 bool row(const QK& x, int64_t b, int64_t h, int64_t i, std::vector<double>& p) {
   p.assign(static_cast<size_t>(x.tk), 0.0);
@@ -83,14 +112,32 @@ int64_t bucket_of(int64_t position, int64_t width, const HeadBucketTable& t) {
                            static_cast<int64_t>(t.buckets().size()) - 1);
 }
 
-absl::Status check_one_rank(const LlamaModel& m) {
+// A model the statistics can run on, and a batch its layout can split.
+absl::Status check_layout(const LlamaModel& m, const Batch& batch) {
   if (m.options().recompute) {
     return absl::FailedPreconditionError("attention statistics need a model built with recompute off");
   }
-  if (m.options().parallel.tp_size() > 1 || m.options().parallel.cp_size() > 1) {
-    return absl::FailedPreconditionError("attention statistics need a one-rank model (tp 1, cp 1)");
+  const ParallelContext& par = m.options().parallel;
+  const int64_t rows = batch.input_ids.dim(0), t = batch.input_ids.dim(1);
+  if (par.cp_size() > 1 && t % (2 * par.cp_size()) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("length ", t, " must be a multiple of 2 * cp (",
+                                                   2 * par.cp_size(), ") under context parallelism"));
+  }
+  if (par.sequence_parallel && (rows * t / par.cp_size()) % par.tp_size() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sequence parallelism: ", rows, " x ", t / par.cp_size(),
+        " tokens per context shard do not split over tp ", par.tp_size()));
   }
   return absl::OkStatus();
+}
+
+// Sums the tables of every rank of the model's tp x cp group (each rank
+// filled its heads and its query rows); dp replicas computed the same.
+void sum_over_model_group(const ParallelContext& par, std::initializer_list<HeadBucketTable*> tables) {
+  for (HeadBucketTable* t : tables) {
+    if (par.tp_size() > 1) t->sum_over(*par.tp);
+    if (par.cp_size() > 1) t->sum_over(*par.cp);
+  }
 }
 
 Tensor positions_or_iota(const Batch& batch) {
@@ -131,6 +178,16 @@ void HeadBucketTable::add(int64_t layer, int64_t head, int64_t bucket, double va
   const size_t i = at(layer, head, bucket);
   sum_[i] += value;
   count_[i] += 1;
+}
+
+void HeadBucketTable::sum_over(Communicator& comm) {
+  std::vector<double> flat = sum_;
+  for (int64_t c : count_) flat.push_back(static_cast<double>(c));
+  Tensor t = Tensor::from_vector(flat, {static_cast<int64_t>(flat.size())}, DType::kF64);
+  comm.all_reduce(t);
+  flat = t.to_vector();
+  std::copy(flat.begin(), flat.begin() + static_cast<std::ptrdiff_t>(sum_.size()), sum_.begin());
+  for (size_t i = 0; i < count_.size(); ++i) count_[i] = std::llround(flat[sum_.size() + i]);
 }
 
 int64_t HeadBucketTable::rows(int64_t layer, int64_t head, int64_t bucket) const {
@@ -190,8 +247,11 @@ namespace {
 // bucket of q position (b, i); NaN: no row (nothing visible). Rows are
 // independent, so they run in parallel (OpenMP) into a value per row, then
 // are added in row order (the same sums whatever the thread count).
+// Head h of `x` is head head0 + h of the table (tensor parallelism: this
+// rank's heads start at tp_rank * Hq / tp).
 template <class Value>
-void add_rows(const QK& x, int64_t layer, int64_t width, HeadBucketTable& out, const Value& value) {
+void add_rows(const QK& x, int64_t layer, int64_t width, int64_t head0, HeadBucketTable& out,
+              const Value& value) {
   const int64_t n = x.batch * x.hq * x.tq;
   std::vector<double> values(static_cast<size_t>(n));
 #pragma omp parallel for schedule(dynamic, 16)
@@ -203,7 +263,7 @@ void add_rows(const QK& x, int64_t layer, int64_t width, HeadBucketTable& out, c
     const double v = values[static_cast<size_t>(r)];
     if (std::isnan(v)) continue;
     const int64_t b = r / (x.hq * x.tq), h = (r / x.tq) % x.hq, i = r % x.tq;
-    out.add(layer, h, bucket_of(x.q_pos[static_cast<size_t>(b * x.tq + i)], width, out), v);
+    out.add(layer, head0 + h, bucket_of(x.q_pos[static_cast<size_t>(b * x.tq + i)], width, out), v);
   }
 }
 
@@ -211,10 +271,10 @@ constexpr double kNoRow = std::numeric_limits<double>::quiet_NaN();
 
 }  // namespace
 
-void add_attention_distance(const Tensor& q, const Tensor& k, const Tensor& positions, int64_t layer,
-                            int64_t width, HeadBucketTable& out) {
-  const QK x = load_qk(q, k, positions, positions);
-  add_rows(x, layer, width, out, [&](int64_t b, int64_t h, int64_t i, std::vector<double>& p) {
+namespace {
+
+void add_distance(const QK& x, int64_t layer, int64_t width, int64_t head0, HeadBucketTable& out) {
+  add_rows(x, layer, width, head0, out, [&](int64_t b, int64_t h, int64_t i, std::vector<double>& p) {
     if (!row(x, b, h, i, p)) return kNoRow;
     const int32_t pi = x.q_pos[static_cast<size_t>(b * x.tq + i)];
     double d = 0;
@@ -224,13 +284,10 @@ void add_attention_distance(const Tensor& q, const Tensor& k, const Tensor& posi
   });
 }
 
-void add_js_divergence(const Tensor& q_a, const Tensor& k_a, const Tensor& q_b, const Tensor& k_b,
-                       const Tensor& positions, int64_t layer, int64_t width, HeadBucketTable& out) {
-  const QK a = load_qk(q_a, k_a, positions, positions);
-  const QK c = load_qk(q_b, k_b, positions, positions);
+void add_js(const QK& a, const QK& c, int64_t layer, int64_t width, int64_t head0, HeadBucketTable& out) {
   ROTOR_CHECK(a.batch == c.batch && a.tq == c.tq && a.tk == c.tk && a.hq == c.hq)
       << "JS divergence of attention rows needs the same input and head count";
-  add_rows(a, layer, width, out, [&](int64_t b, int64_t h, int64_t i, std::vector<double>& pa) {
+  add_rows(a, layer, width, head0, out, [&](int64_t b, int64_t h, int64_t i, std::vector<double>& pa) {
     std::vector<double> pb;
     if (!row(a, b, h, i, pa) || !row(c, b, h, i, pb)) return kNoRow;
     double js = 0;
@@ -243,65 +300,106 @@ void add_js_divergence(const Tensor& q_a, const Tensor& k_a, const Tensor& q_b, 
   });
 }
 
-absl::StatusOr<AttentionStats> attention_stats(LlamaModel& model, const Batch& batch, int64_t width) {
-  if (absl::Status s = check_one_rank(model); !s.ok()) return s;
-  if (width < 1) return absl::InvalidArgumentError(absl::StrCat("bucket width ", width, " must be >= 1"));
+// Layer l's q (this rank's rows and heads) and k (every row of the sequence,
+// this rank's kv heads) of the model's last forward pass on `shard`.
+QK layer_qk(const LlamaModel& m, int64_t layer, const Batch& shard) {
+  const BlockActivations& act = m.activations(layer);
+  QK x = load_qk(act.q, act.k, shard.positions, shard.positions);
+  gather_keys(x, m.options().parallel.cp);
+  return x;
+}
+
+// The batch with targets (evaluate() needs them; ignored) and positions, and
+// this rank's context shard of it.
+Batch prepared(const Batch& batch, const ParallelContext& par) {
+  Batch b = with_targets(batch);
+  b.positions = positions_or_iota(batch);
+  return shard_for_context(b, par);
+}
+
+std::vector<PositionBucket> buckets_of(const Batch& batch, int64_t width) {
   const Tensor positions = positions_or_iota(batch);
   int32_t max_pos = 0;
   for (int64_t i = 0; i < positions.numel(); ++i) max_pos = std::max(max_pos, positions.data<int32_t>()[i]);
+  return position_buckets(int64_t{max_pos} + 1, width);
+}
+
+}  // namespace
+
+void add_attention_distance(const Tensor& q, const Tensor& k, const Tensor& positions, int64_t layer,
+                            int64_t width, HeadBucketTable& out) {
+  add_distance(load_qk(q, k, positions, positions), layer, width, 0, out);
+}
+
+void add_js_divergence(const Tensor& q_a, const Tensor& k_a, const Tensor& q_b, const Tensor& k_b,
+                       const Tensor& positions, int64_t layer, int64_t width, HeadBucketTable& out) {
+  add_js(load_qk(q_a, k_a, positions, positions), load_qk(q_b, k_b, positions, positions), layer, width,
+         0, out);
+}
+
+absl::StatusOr<AttentionStats> attention_stats(LlamaModel& model, const Batch& batch, int64_t width) {
+  if (absl::Status s = check_layout(model, batch); !s.ok()) return s;
+  if (width < 1) return absl::InvalidArgumentError(absl::StrCat("bucket width ", width, " must be >= 1"));
+  const ParallelContext& par = model.options().parallel;
   const int64_t layers = model.config().num_hidden_layers;
   const int64_t heads = model.config().num_attention_heads;
   AttentionStats out;
   out.bucket_width = width;
-  const std::vector<PositionBucket> buckets = position_buckets(int64_t{max_pos} + 1, width);
-  out.entropy = HeadBucketTable(layers, heads, buckets);
-  out.distance = HeadBucketTable(layers, heads, buckets);
+  out.entropy = HeadBucketTable(layers, heads, buckets_of(batch, width));
+  out.distance = HeadBucketTable(layers, heads, buckets_of(batch, width));
+  const Batch shard = prepared(batch, par);
   ForwardStats stats;
   stats.want_attention_entropy = true;
-  model.evaluate(with_targets(batch), stats);
+  model.evaluate(shard, stats);
   if (static_cast<int64_t>(stats.attention_entropy.size()) != layers) {
     return absl::InternalError("the model returned no attention entropy");
   }
-  const int64_t bsz = positions.dim(0), t = positions.dim(1);
-  const int32_t* pos = positions.data<int32_t>();
+  const int64_t bsz = shard.positions.dim(0), t = shard.positions.dim(1);
+  const int64_t local_heads = heads / par.tp_size(), head0 = par.tp_rank() * local_heads;
+  const int32_t* pos = shard.positions.data<int32_t>();
   for (int64_t l = 0; l < layers; ++l) {
-    const std::vector<double> e = stats.attention_entropy[static_cast<size_t>(l)].to_vector();  // [B, Hq, T]
+    // [B, Hq / tp, T / cp]: this rank's heads and query rows
+    const std::vector<double> e = stats.attention_entropy[static_cast<size_t>(l)].to_vector();
     for (int64_t b = 0; b < bsz; ++b)
-      for (int64_t h = 0; h < heads; ++h)
+      for (int64_t h = 0; h < local_heads; ++h)
         for (int64_t i = 0; i < t; ++i)
-          out.entropy.add(l, h, bucket_of(pos[b * t + i], width, out.entropy),
-                          e[static_cast<size_t>((b * heads + h) * t + i)]);
-    const BlockActivations& act = model.activations(l);
-    add_attention_distance(act.q, act.k, positions, l, width, out.distance);
+          out.entropy.add(l, head0 + h, bucket_of(pos[b * t + i], width, out.entropy),
+                          e[static_cast<size_t>((b * local_heads + h) * t + i)]);
+    add_distance(layer_qk(model, l, shard), l, width, head0, out.distance);
   }
+  sum_over_model_group(par, {&out.entropy, &out.distance});
   return out;
 }
 
 absl::StatusOr<HeadBucketTable> attention_js_divergence(LlamaModel& a, LlamaModel& b,
                                                         const Batch& batch, int64_t width) {
-  if (absl::Status s = check_one_rank(a); !s.ok()) return s;
-  if (absl::Status s = check_one_rank(b); !s.ok()) return s;
+  if (absl::Status s = check_layout(a, batch); !s.ok()) return s;
+  if (absl::Status s = check_layout(b, batch); !s.ok()) return s;
   if (width < 1) return absl::InvalidArgumentError(absl::StrCat("bucket width ", width, " must be >= 1"));
   const LlamaConfig& ca = a.config();
   const LlamaConfig& cb = b.config();
-  if (ca.num_hidden_layers != cb.num_hidden_layers || ca.num_attention_heads != cb.num_attention_heads) {
+  if (ca.num_hidden_layers != cb.num_hidden_layers || ca.num_attention_heads != cb.num_attention_heads ||
+      ca.num_key_value_heads != cb.num_key_value_heads) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the models differ in shape: ", ca.num_hidden_layers, " layers x ", ca.num_attention_heads,
-        " heads vs ", cb.num_hidden_layers, " x ", cb.num_attention_heads));
+        "the models differ in shape: ", ca.num_hidden_layers, " layers x ", ca.num_attention_heads, "/",
+        ca.num_key_value_heads, " heads vs ", cb.num_hidden_layers, " x ", cb.num_attention_heads, "/",
+        cb.num_key_value_heads));
   }
-  const Tensor positions = positions_or_iota(batch);
-  int32_t max_pos = 0;
-  for (int64_t i = 0; i < positions.numel(); ++i) max_pos = std::max(max_pos, positions.data<int32_t>()[i]);
-  HeadBucketTable out(ca.num_hidden_layers, ca.num_attention_heads,
-                      position_buckets(int64_t{max_pos} + 1, width));
+  const ParallelContext& pa = a.options().parallel;
+  const ParallelContext& pb = b.options().parallel;
+  if (pa.tp_size() != pb.tp_size() || pa.cp_size() != pb.cp_size()) {
+    return absl::InvalidArgumentError("the models must share one parallel layout (tp, cp)");
+  }
+  HeadBucketTable out(ca.num_hidden_layers, ca.num_attention_heads, buckets_of(batch, width));
+  const Batch shard = prepared(batch, pa);
   ForwardStats sa, sb;
-  a.evaluate(with_targets(batch), sa);
-  b.evaluate(with_targets(batch), sb);
+  a.evaluate(shard, sa);
+  b.evaluate(shard, sb);
+  const int64_t head0 = pa.tp_rank() * (ca.num_attention_heads / pa.tp_size());
   for (int64_t l = 0; l < ca.num_hidden_layers; ++l) {
-    const BlockActivations& x = a.activations(l);
-    const BlockActivations& y = b.activations(l);
-    add_js_divergence(x.q, x.k, y.q, y.k, positions, l, width, out);
+    add_js(layer_qk(a, l, shard), layer_qk(b, l, shard), l, width, head0, out);
   }
+  sum_over_model_group(pa, {&out});
   return out;
 }
 

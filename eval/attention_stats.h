@@ -19,8 +19,15 @@
 // layer (twice that for js_divergence), on the CPU, rows in parallel over
 // OpenMP threads; memory: a row [T] per thread, one value per row
 // [B * Hq * T] and the layer's q/k in double.
-// These functions take a one-rank model (no tensor or context parallelism:
-// rows need every key and every head).
+// Parallel layouts: the functions taking a model run in its layout
+// (options.parallel; every rank of the model's group calls them with the
+// same whole batch). Each rank evaluates its context shard; under cp the
+// keys of every layer are all-gathered (k [B, T, Hkv / tp, hd] in double per
+// rank, for one layer at a time), so a rank's rows see the whole sequence;
+// under tp a rank takes its query heads (global heads tp_rank * Hq / tp ...).
+// The tables are then summed over tp and cp, so every rank returns the
+// whole result. Row cost per rank: B * Hq * T^2 * head_dim / (tp * cp).
+// dp replicas compute the same tables.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +38,7 @@
 #include "eval/buckets.h"
 #include "kernels/tensor.h"
 #include "model/llama.h"
+#include "parallel/communicator.h"
 
 namespace rotor::eval {
 
@@ -51,6 +59,8 @@ class HeadBucketTable {
   double mean(int64_t layer, int64_t head, int64_t bucket = -1) const;
   // Rows of (layer, head, bucket), bucket -1: all.
   int64_t rows(int64_t layer, int64_t head, int64_t bucket = -1) const;
+  // Sums and counts summed over the ranks of `comm` (collective).
+  void sum_over(Communicator& comm);
 
  private:
   size_t at(int64_t layer, int64_t head, int64_t bucket) const;
@@ -89,12 +99,13 @@ void add_js_divergence(const Tensor& q_a, const Tensor& k_a, const Tensor& q_b, 
 
 // Entropy (from the kernel) and distance (rows from q/k) of `model` on
 // `batch` (targets may be undefined). The model must keep activations
-// (options.recompute false) and have one rank. Buckets: position_buckets(T, width).
+// (options.recompute false), in any layout (T a multiple of 2 * cp). Buckets:
+// position_buckets(T, width).
 absl::StatusOr<AttentionStats> attention_stats(LlamaModel& model, const Batch& batch, int64_t width);
 
 // JS divergence per (layer, head, bucket) between `a` and `b` on `batch`: the
 // models must have the same layers, heads and head_dim (RoPE, logit scalars
-// and weights may differ), keep activations and have one rank.
+// and weights may differ), keep activations and share one parallel layout.
 absl::StatusOr<HeadBucketTable> attention_js_divergence(LlamaModel& a, LlamaModel& b,
                                                         const Batch& batch, int64_t width);
 

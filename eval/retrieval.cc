@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "kernels/random.h"
 #include "model/decode.h"
+#include "parallel/context.h"
 
 namespace rotor {
 
@@ -169,6 +170,8 @@ double score_needle(const std::string& expected_words, const std::string& answer
 }
 
 absl::StatusOr<Answerer> greedy_answerer(LlamaModel& model, int32_t stop_id) {
+  const ParallelContext& par = model.options().parallel;
+  if (par.tp_size() > 1 || par.cp_size() > 1) return recompute_answerer(model, stop_id);
   absl::StatusOr<Decoder> made = Decoder::create(model);
   if (!made.ok()) return made.status();
   auto decoder = std::make_shared<Decoder>(*std::move(made));
@@ -179,6 +182,84 @@ absl::StatusOr<Answerer> greedy_answerer(LlamaModel& model, int32_t stop_id) {
     a.ids = r.tokens;
     for (double e : r.entropy) a.mean_entropy += e;
     if (!r.entropy.empty()) a.mean_entropy /= static_cast<double>(r.entropy.size());
+    return a;
+  });
+}
+
+namespace {
+
+// The next-token log-probabilities [V] after `seq` and the mean attention
+// entropy (over layers and heads) of its last row, from one forward pass of
+// the whole sequence in the model's layout; the same on every rank.
+std::pair<std::vector<double>, double> next_token(LlamaModel& model, std::span<const int32_t> seq) {
+  const ParallelContext& par = model.options().parallel;
+  const LlamaConfig& c = model.config();
+  const int64_t n = static_cast<int64_t>(seq.size());
+  // Padding: ring attention splits T into 2 * cp chunks, sequence
+  // parallelism splits each shard's rows over tp.
+  int64_t multiple = par.cp_size() > 1 ? 2 * par.cp_size() : 1;
+  if (par.sequence_parallel) multiple *= par.tp_size();
+  const int64_t t = (n + multiple - 1) / multiple * multiple;
+  Batch b;
+  b.input_ids = Tensor::zeros({1, t}, DType::kI32);
+  b.targets = Tensor::empty({1, t}, DType::kI32);
+  b.targets.fill(-1);
+  b.positions = Tensor::zeros({1, t}, DType::kI32);
+  for (int64_t i = 0; i < n; ++i) {
+    b.input_ids.data<int32_t>()[i] = seq[static_cast<size_t>(i)];
+    b.positions.data<int32_t>()[i] = static_cast<int32_t>(i);
+  }
+  if (t > n) {  // pads: their own segment at position 0, invisible to the real tokens
+    b.segments = Tensor::zeros({1, t}, DType::kI32);
+    for (int64_t i = n; i < t; ++i) b.segments.data<int32_t>()[i] = 1;
+  }
+  const Batch shard = shard_for_context(b, par);
+  ForwardStats stats;
+  stats.want_attention_entropy = true;
+  model.evaluate(shard, stats);
+
+  // The row of position n - 1 lives on one cp rank (every tp rank of it).
+  const int64_t rows = shard.input_ids.dim(1);
+  int64_t last = -1;
+  for (int64_t i = 0; i < rows; ++i) {
+    const bool real = !shard.segments.defined() || shard.segments.data<int32_t>()[i] == 0;
+    if (real && shard.positions.data<int32_t>()[i] == n - 1) last = i;
+  }
+  // [log-probs (from tp rank 0 of the owner), entropy sum over this rank's heads]
+  std::vector<double> out(static_cast<size_t>(c.vocab_size) + 1, 0.0);
+  if (last >= 0) {
+    const std::vector<double> lp = model.next_token_logprobs(last);
+    if (par.tp_rank() == 0) std::copy(lp.begin(), lp.end(), out.begin());
+    for (const Tensor& e : stats.attention_entropy) {  // [1, Hq / tp, rows]
+      for (int64_t h = 0; h < e.dim(1); ++h) out.back() += e.item(h * rows + last);
+    }
+  }
+  Tensor sum = Tensor::from_vector(out, {static_cast<int64_t>(out.size())}, DType::kF64);
+  if (par.tp_size() > 1) par.tp->all_reduce(sum);
+  if (par.cp_size() > 1) par.cp->all_reduce(sum);
+  std::vector<double> lp = sum.to_vector();
+  const double entropy = lp.back() / static_cast<double>(c.num_hidden_layers * c.num_attention_heads);
+  lp.pop_back();
+  return {std::move(lp), entropy};
+}
+
+}  // namespace
+
+absl::StatusOr<Answerer> recompute_answerer(LlamaModel& model, int32_t stop_id) {
+  LlamaModel* m = &model;
+  return Answerer([m, stop_id](std::span<const int32_t> prompt, int64_t max_new) {
+    std::vector<int32_t> seq(prompt.begin(), prompt.end());
+    Answer a;
+    for (int64_t i = 0; i < max_new && !seq.empty(); ++i) {
+      auto [lp, entropy] = next_token(*m, seq);
+      // argmax, ties to the lowest id (as Decoder::greedy)
+      const int32_t next = static_cast<int32_t>(std::max_element(lp.begin(), lp.end()) - lp.begin());
+      a.ids.push_back(next);
+      a.mean_entropy += entropy;
+      if (next == stop_id) break;
+      seq.push_back(next);
+    }
+    if (!a.ids.empty()) a.mean_entropy /= static_cast<double>(a.ids.size());
     return a;
   });
 }
@@ -257,7 +338,7 @@ absl::Status write_retrieval_csv(const std::string& path, const std::string& run
   std::ostringstream text;
   text << kRetrievalCsvHeader << "\n";
   for (const RetrievalCell& c : cells) {
-    text << absl::StrFormat("%s,%d,%d,%g,%d,%d,%.6g,%.6g\n", csv_field(run), step, c.length, c.depth,
+    text << absl::StrFormat("%s,%d,%d,%g,%d,%d,%.8g,%.8g\n", csv_field(run), step, c.length, c.depth,
                             c.trials, c.passed, c.pass_rate, c.mean_entropy);
   }
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

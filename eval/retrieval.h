@@ -98,9 +98,26 @@ struct Answer {
 };
 // prompt ids, max new tokens -> the answer.
 using Answerer = std::function<Answer(std::span<const int32_t> prompt, int64_t max_new_tokens)>;
-// Greedy KV-cache decoding with `model` (single rank; InvalidArgument otherwise),
-// stopping at `stop_id` when it is >= 0.
+// Greedy answers from `model`, stopping after `stop_id` when it is >= 0 (ties
+// go to the lowest id). On one rank: KV-cache decoding (model/decode.h). In a
+// tensor- or context-parallel layout: recompute_answerer.
 absl::StatusOr<Answerer> greedy_answerer(LlamaModel& model, int32_t stop_id);
+// Greedy answers by full recomputation in the model's parallel layout
+// (model.options().parallel): each answer token is one forward pass of the
+// prompt and the answer so far, as in training (ring attention over cp, heads
+// and vocabulary split over tp), so a length that trains also answers. The
+// sequence is padded to a multiple of 2 * cp (times tp under sequence
+// parallelism) with tokens of their own segment at position 0, which the real
+// tokens cannot see and which leave the RoPE tables of a dynamic method
+// unchanged (they follow the largest position). The next token's
+// distribution comes from the row of the last real position, gathered over
+// the tp vocabulary shards and summed over cp (the owning rank contributes),
+// so every rank picks the same token. Cost: answer tokens x a forward pass of
+// the prompt (passkey answers are ~8 tokens), against one prefill plus cheap
+// steps for the KV cache on one rank. Collective: every rank of the model's
+// tp x cp group calls it with the same prompt; dp replicas repeat the work.
+// Equals KV-cache decoding on one rank (tests/eval/retrieval_test.cc).
+absl::StatusOr<Answerer> recompute_answerer(LlamaModel& model, int32_t stop_id);
 
 struct RetrievalOptions {
   std::vector<int64_t> lengths;                         // tokens, each > 0

@@ -13,17 +13,6 @@
 
 namespace rotor {
 
-std::vector<double> log_softmax(std::span<const double> logits) {
-  double mx = -std::numeric_limits<double>::infinity();
-  for (double x : logits) mx = std::max(mx, x);
-  double sum = 0;
-  for (double x : logits) sum += std::exp(x - mx);
-  const double lse = mx + std::log(sum);
-  std::vector<double> out(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - lse;
-  return out;
-}
-
 absl::StatusOr<Decoder> Decoder::create(LlamaModel& model) {
   const ParallelContext& p = model.options().parallel;
   if (p.tp_size() > 1 || p.cp_size() > 1) {

@@ -102,7 +102,4 @@ class Decoder {
   int64_t rebuilds_ = 0;
 };
 
-// log-softmax of a logits row, in double.
-std::vector<double> log_softmax(std::span<const double> logits);
-
 }  // namespace rotor

@@ -1,6 +1,8 @@
 #include "model/llama.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cross_entropy.h"
@@ -401,6 +403,31 @@ Tensor LlamaModel::logits(const Batch& batch) {
   matmul(h, head_weight(false), out, false, true);
   acts_.clear();
   have_forward_ = false;
+  return out;
+}
+
+std::vector<double> LlamaModel::next_token_logprobs(int64_t row) const {
+  ROTOR_CHECK(have_forward_ && final_full_.defined()) << "next_token_logprobs() needs a forward() first";
+  ROTOR_CHECK(row >= 0 && row < final_full_.dim(0))
+      << "next_token_logprobs(" << row << "): the batch has " << final_full_.dim(0) << " rows";
+  const Tensor& w = head_weight(false);  // [V / tp, D]: this rank's vocabulary rows
+  Tensor local = Tensor::empty({1, w.dim(0)}, options_.dtype);
+  matmul(final_full_.narrow(row, 1), w, local, false, true);
+  if (tp_ == nullptr) return log_softmax(local.to_vector());
+  // Rank r holds ids [r * V / tp, (r + 1) * V / tp): gathered in rank order.
+  Tensor all = Tensor::empty({tp_->size(), w.dim(0)}, options_.dtype);
+  tp_->all_gather(local, all);
+  return log_softmax(all.to_vector());
+}
+
+std::vector<double> log_softmax(std::span<const double> logits) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (double x : logits) mx = std::max(mx, x);
+  double sum = 0;
+  for (double x : logits) sum += std::exp(x - mx);
+  const double lse = mx + std::log(sum);
+  std::vector<double> out(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - lse;
   return out;
 }
 

@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -135,6 +136,12 @@ class LlamaModel {
 
   // Full logits [B*T, V] (materialised: for tests and scoring short texts).
   Tensor logits(const Batch& batch);
+  // After forward()/evaluate(): log-softmax, in double, of the logits of this
+  // rank's token row `row` (an index into the batch's B*T rows, this cp
+  // shard's), over the whole vocabulary: the distribution of the token after
+  // it. Under tensor parallelism each rank computes its vocabulary rows and
+  // they are gathered over tp, so every tp rank must call it with the same row.
+  std::vector<double> next_token_logprobs(int64_t row) const;
 
   std::vector<Parameter>& parameters() { return params_; }
   const std::vector<Parameter>& parameters() const { return params_; }
@@ -180,5 +187,8 @@ class LlamaModel {
   bool want_entropy_ = false;               // evaluate(): attention entropy requested
   bool have_forward_ = false;
 };
+
+// log-softmax of a logits row, in double.
+std::vector<double> log_softmax(std::span<const double> logits);
 
 }  // namespace rotor

@@ -111,20 +111,6 @@ absl::StatusOr<EvalArgs> parse_args(const std::vector<std::string>& args) {
   return a;
 }
 
-// A model of `recipe` (one rank unless `par` says otherwise) with the weights of checkpoint `dir`.
-absl::StatusOr<LlamaModel> load_model(const LoadedRecipe& recipe, const std::string& dir,
-                                      const ParallelContext& par, bool recompute, int64_t& step) {
-  LlamaOptions o = recipe.model_options();
-  o.recompute = recompute;
-  o.parallel = par;
-  absl::StatusOr<LlamaModel> m = LlamaModel::create(recipe.model, o);
-  if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat(recipe.path, ": ", m.status().message()));
-  absl::StatusOr<CheckpointInfo> info = load_checkpoint(dir, m->parameters(), nullptr, par.tp_rank());
-  if (!info.ok()) return absl::Status(info.status().code(), absl::StrCat(dir, ": ", info.status().message()));
-  step = info->step;
-  return m;
-}
-
 // What both evaluations share: the recipe, the checkpoint, held-out data, output dir.
 struct Setup {
   LoadedRecipe recipe;
@@ -175,13 +161,11 @@ absl::Status run_ppl(const EvalArgs& a, Setup& s, Communicator& world, std::ostr
   if (r.eval().lengths().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(a.recipe, ": eval.lengths is empty (set it, e.g. --set eval.lengths=[1024,4096])"));
   }
-  absl::StatusOr<std::unique_ptr<ProcessGrid>> grid = ProcessGrid::create(
-      world.split(0, world.rank(), "world"), static_cast<int>(r.parallel().tp()), static_cast<int>(r.parallel().cp()));
-  if (!grid.ok()) return absl::InvalidArgumentError(grid.status().message());
-  const bool sp = !r.parallel().has_sequence_parallel() || r.parallel().sequence_parallel();
-  const ParallelContext par = ParallelContext::of(**grid, sp);
+  absl::StatusOr<EvalLayout> layout = eval_layout(r, world);
+  if (!layout.ok()) return layout.status();
+  const ParallelContext& par = layout->par;
   int64_t step = 0;
-  absl::StatusOr<LlamaModel> model = load_model(s.recipe, s.checkpoint, par, /*recompute=*/true, step);
+  absl::StatusOr<LlamaModel> model = load_eval_model(s.recipe, s.checkpoint, par, /*recompute=*/true, step);
   if (!model.ok()) return model.status();
 
   std::vector<eval::LengthPerplexity> results;
@@ -225,7 +209,6 @@ absl::Status run_ppl(const EvalArgs& a, Setup& s, Communicator& world, std::ostr
 }
 
 absl::Status run_attention(const EvalArgs& a, Setup& s, Communicator& world, std::ostream& out) {
-  if (world.rank() != 0) return absl::OkStatus();  // one-rank statistics (attention_stats.h)
   const int64_t length = a.length > 0 ? a.length : s.recipe.proto.data().sequence_length();
   const int64_t documents = a.documents > 0 ? a.documents : 1;
   // The first documents long enough, one window each (as ppl does).
@@ -248,8 +231,12 @@ absl::Status run_attention(const EvalArgs& a, Setup& s, Communicator& world, std
   const Batch batch = eval::window_batch(windows, length);
   const int64_t width = eval::default_bucket_width(length);
 
+  // The training layout: rows of every query against the whole sequence,
+  // heads over tp and query rows over cp (attention_stats.h).
+  absl::StatusOr<EvalLayout> layout = eval_layout(s.recipe.proto, world);
+  if (!layout.ok()) return layout.status();
   int64_t step = 0;
-  absl::StatusOr<LlamaModel> model = load_model(s.recipe, s.checkpoint, {}, /*recompute=*/false, step);
+  absl::StatusOr<LlamaModel> model = load_eval_model(s.recipe, s.checkpoint, layout->par, /*recompute=*/false, step);
   if (!model.ok()) return model.status();
   absl::StatusOr<eval::AttentionStats> stats = eval::attention_stats(*model, batch, width);
   if (!stats.ok()) return stats.status();
@@ -262,12 +249,13 @@ absl::Status run_attention(const EvalArgs& a, Setup& s, Communicator& world, std
     absl::StatusOr<LoadedRecipe> rr = load_recipe((fs::path(reference) / "recipe.yaml").string(), {});
     if (!rr.ok()) return absl::InvalidArgumentError(absl::StrCat("--reference: ", rr.status().message()));
     int64_t ref_step = 0;
-    absl::StatusOr<LlamaModel> ref = load_model(*rr, reference, {}, /*recompute=*/false, ref_step);
+    absl::StatusOr<LlamaModel> ref = load_eval_model(*rr, reference, layout->par, /*recompute=*/false, ref_step);
     if (!ref.ok()) return absl::Status(ref.status().code(), absl::StrCat("--reference: ", ref.status().message()));
     absl::StatusOr<eval::HeadBucketTable> j = eval::attention_js_divergence(*model, *ref, batch, width);
     if (!j.ok()) return absl::InvalidArgumentError(absl::StrCat("--reference: ", j.status().message()));
     js = *std::move(j);
   }
+  if (world.rank() != 0) return absl::OkStatus();  // every rank holds the summed tables
 
   absl::StatusOr<std::ofstream> csv = open_csv(s.out, "attention.csv", kAttentionCsvHeader);
   if (!csv.ok()) return csv.status();
@@ -302,6 +290,30 @@ absl::Status run_attention(const EvalArgs& a, Setup& s, Communicator& world, std
 }
 
 }  // namespace
+
+absl::StatusOr<EvalLayout> eval_layout(const recipe::Recipe& r, Communicator& world) {
+  absl::StatusOr<std::unique_ptr<ProcessGrid>> grid = ProcessGrid::create(
+      world.split(0, world.rank(), "world"), static_cast<int>(r.parallel().tp()), static_cast<int>(r.parallel().cp()));
+  if (!grid.ok()) return absl::InvalidArgumentError(grid.status().message());
+  const bool sp = !r.parallel().has_sequence_parallel() || r.parallel().sequence_parallel();
+  EvalLayout layout;
+  layout.grid = *std::move(grid);
+  layout.par = ParallelContext::of(*layout.grid, sp);
+  return layout;
+}
+
+absl::StatusOr<LlamaModel> load_eval_model(const LoadedRecipe& recipe, const std::string& dir,
+                                           const ParallelContext& par, bool recompute, int64_t& step) {
+  LlamaOptions o = recipe.model_options();
+  o.recompute = recompute;
+  o.parallel = par;
+  absl::StatusOr<LlamaModel> m = LlamaModel::create(recipe.model, o);
+  if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat(recipe.path, ": ", m.status().message()));
+  absl::StatusOr<CheckpointInfo> info = load_checkpoint(dir, m->parameters(), nullptr, par.tp_rank());
+  if (!info.ok()) return absl::Status(info.status().code(), absl::StrCat(dir, ": ", info.status().message()));
+  step = info->step;
+  return m;
+}
 
 int run_eval_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   if (!args.empty() && (args[0] == "passkey" || args[0] == "needle")) {  // trainer/retrieval_command.h

@@ -26,8 +26,9 @@
 //
 // attention: attention statistics (eval/attention_stats.h) on the first
 // --documents (default 1) held-out documents of at least --length + 1 tokens
-// (default --length: data.sequence_length), with one rank (rank 0; the others
-// wait). With --reference also the JS divergence of every attention row
+// (default --length: data.sequence_length), in the recipe's layout like ppl
+// (heads over tp, query rows over cp; every rank gets the summed tables, rank
+// 0 writes). With --reference also the JS divergence of every attention row
 // against the reference checkpoint's model (built from that checkpoint's own
 // recipe.yaml). Writes <out>/attention.csv:
 //   run,step,length,layer,head,bucket,metric,value,reference
@@ -42,9 +43,18 @@
 // 0 writes the files and the table.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/llama.h"
+#include "parallel/communicator.h"
+#include "parallel/context.h"
+#include "parallel/process_grid.h"
+#include "trainer/recipe.h"
 
 namespace rotor {
 
@@ -53,6 +63,19 @@ inline constexpr char kAttentionCsvHeader[] = "run,step,length,layer,head,bucket
 
 // Runs `rotor eval` with the words after "eval". Returns 0, 1 or 2 (see
 // above); --help prints the usage to `out` and returns 0.
+// Shared by the evaluations (and trainer/retrieval_command.cc): the recipe's
+// training layout over `world` (parallel.tp x parallel.cp, dp the rest;
+// sequence parallelism as the recipe says) ...
+struct EvalLayout {
+  std::unique_ptr<ProcessGrid> grid;
+  ParallelContext par;
+};
+absl::StatusOr<EvalLayout> eval_layout(const recipe::Recipe& recipe, Communicator& world);
+// ... and a model of `recipe` in that layout with the weights of checkpoint
+// `dir` (this rank's tp shard; checksums verified). `step` gets its step.
+absl::StatusOr<LlamaModel> load_eval_model(const LoadedRecipe& recipe, const std::string& dir,
+                                           const ParallelContext& par, bool recompute, int64_t& step);
+
 int run_eval_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace rotor

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <optional>
+#include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -15,8 +16,10 @@
 #include "data/indexed_dataset.h"
 #include "eval/retrieval.h"
 #include "trainer/cli_args.h"
+#include "trainer/eval_command.h"
 #include "trainer/recipe.h"
 #include "trainer/score_command.h"
+#include "trainer/world.h"
 
 namespace rotor {
 namespace {
@@ -206,21 +209,19 @@ int run_eval_retrieval(const std::string& kind, const std::vector<std::string>& 
 
   absl::StatusOr<std::string> ckpt = resolve_checkpoint_dir(a->checkpoint.empty() ? run_dir : a->checkpoint);
   if (!ckpt.ok()) return fail(ckpt.status(), 2);
-  absl::StatusOr<LlamaModel> model = LlamaModel::create(recipe->model, recipe->model_options());
-  if (!model.ok()) return fail(absl::InvalidArgumentError(absl::StrCat(a->recipe, ": ", model.status().message())), 2);
-  ScoringModel m{.dir = *ckpt, .step = 0, .recipe = *std::move(recipe), .model = *std::move(model)};
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = checkpoint_tokenizer(m);
+  const LoadedRecipe& r = *recipe;
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = checkpoint_tokenizer(*ckpt, r);
   if (!tokenizer.ok()) return fail(tokenizer.status(), 2);
-  if ((*tokenizer)->vocab_size() > m.model.config().vocab_size) {
+  if ((*tokenizer)->vocab_size() > r.model.vocab_size) {
     return fail(absl::InvalidArgumentError(absl::StrCat(
                     "the tokenizer (", (*tokenizer)->spec(), ") has ", (*tokenizer)->vocab_size(),
-                    " ids, more than the model's vocab_size ", m.model.config().vocab_size)),
+                    " ids, more than the model's vocab_size ", r.model.vocab_size)),
                 2);
   }
 
   std::vector<int32_t> haystack;
   if (rk == RetrievalKind::kNeedle) {
-    const recipe::DataSection& data = m.recipe.proto.data();
+    const recipe::DataSection& data = r.proto.data();
     std::string source = data.heldout();
     if (source.empty()) {
       if (data.datasets_size() == 0) {
@@ -242,23 +243,36 @@ int run_eval_retrieval(const std::string& kind, const std::vector<std::string>& 
     haystack = *std::move(h);
   }
 
-  if (absl::Status s = load_scoring_weights(m); !s.ok()) return fail(s, exit_code(s));
-  absl::StatusOr<Answerer> answer = greedy_answerer(m.model, (*tokenizer)->eos_id());
-  if (!answer.ok()) return fail(answer.status(), 2);
+  // The training layout (recompute_answerer in eval/retrieval.h when tp or cp > 1).
+  ProcessWorld world;
+  std::ostringstream discard;
+  std::ostream& rank0 = world.comm().rank() == 0 ? out : discard;
+  auto fail_all = [&](const absl::Status& s, int code) {
+    if (world.comm().size() > 1) world.comm().abort(absl::StrCat(prefix, s.message()));
+    return fail(s, code);
+  };
+  absl::StatusOr<EvalLayout> layout = eval_layout(r.proto, world.comm());
+  if (!layout.ok()) return fail_all(layout.status(), 2);
+  int64_t step = 0;
+  absl::StatusOr<LlamaModel> model = load_eval_model(r, *ckpt, layout->par, /*recompute=*/true, step);
+  if (!model.ok()) return fail_all(model.status(), exit_code(model.status()));
+  absl::StatusOr<Answerer> answer = greedy_answerer(*model, (*tokenizer)->eos_id());
+  if (!answer.ok()) return fail_all(answer.status(), 2);
   const std::string out_dir = a->out.empty() ? (fs::path(run_dir) / "eval").string() : a->out;
   const std::string csv = (fs::path(out_dir) / (kind + ".csv")).string();
 
-  out << absl::StrFormat("%s: run %s, checkpoint %s (step %d), %d lengths x %d depths x %d trials\n",
-                         kind, run_name, m.dir, m.step, options.lengths.size(),
-                         options.depths.size(), options.trials);
+  rank0 << absl::StrFormat("%s: run %s, checkpoint %s (step %d), %d lengths x %d depths x %d trials\n",
+                           kind, run_name, *ckpt, step, options.lengths.size(), options.depths.size(),
+                           options.trials);
   absl::StatusOr<std::vector<RetrievalCell>> cells = run_retrieval_grid(
       rk, **tokenizer, *answer, options, haystack, [&](const RetrievalCell& c) {
-        out << absl::StrFormat("%s length %d depth %g: %d/%d passed (%.2f), mean entropy %.4f\n", kind,
-                               c.length, c.depth, c.passed, c.trials, c.pass_rate, c.mean_entropy);
-        out.flush();
+        rank0 << absl::StrFormat("%s length %d depth %g: %d/%d passed (%.2f), mean entropy %.4f\n", kind,
+                                 c.length, c.depth, c.passed, c.trials, c.pass_rate, c.mean_entropy);
+        rank0.flush();
       });
-  if (!cells.ok()) return fail(cells.status(), exit_code(cells.status()));
-  if (absl::Status s = write_retrieval_csv(csv, run_name, m.step, *cells); !s.ok()) return fail(s, 1);
+  if (!cells.ok()) return fail_all(cells.status(), exit_code(cells.status()));
+  if (world.comm().rank() != 0) return 0;
+  if (absl::Status s = write_retrieval_csv(csv, run_name, step, *cells); !s.ok()) return fail(s, 1);
   out << "wrote " << csv << "\n";
   return out ? 0 : 1;
 }

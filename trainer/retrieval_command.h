@@ -20,6 +20,11 @@
 // when there is no held-out set (said on stderr: that text was trained on),
 // read in dataset order, at least max(lengths) tokens.
 //
+// Layout: under mpirun the recipe's parallel.tp x parallel.cp (dp the rest),
+// answering by recomputation in that layout (eval/retrieval.h:
+// recompute_answerer); one rank decodes with a KV cache. Rank 0 prints and
+// writes the CSV.
+//
 // Output: <out>/passkey.csv or <out>/needle.csv (header
 // "run,step,length,depth,trials,passed,pass_rate,mean_entropy", run = the
 // file name of run.dir, step = the checkpoint's step); <out> defaults to

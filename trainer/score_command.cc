@@ -153,11 +153,12 @@ absl::Status load_scoring_weights(ScoringModel& m) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> checkpoint_tokenizer(const ScoringModel& m) {
-  const fs::path spm = fs::path(m.dir) / "tokenizer.model";
+absl::StatusOr<std::unique_ptr<Tokenizer>> checkpoint_tokenizer(const std::string& dir,
+                                                                  const LoadedRecipe& recipe) {
+  const fs::path spm = fs::path(dir) / "tokenizer.model";
   std::error_code ec;
   const std::string spec = fs::exists(spm, ec) ? absl::StrCat("spm:", spm.string())
-                                               : m.recipe.proto.data().tokenizer();
+                                               : recipe.proto.data().tokenizer();
   absl::StatusOr<std::unique_ptr<Tokenizer>> t = make_tokenizer(spec);
   if (!t.ok()) {
     return absl::Status(t.status().code(), absl::StrCat("tokenizer: ", t.status().message()));

@@ -73,7 +73,11 @@ absl::Status load_scoring_weights(ScoringModel& m);
 
 // The tokenizer the checkpoint was trained with: "spm:<dir>/tokenizer.model"
 // when that file exists, else the recipe's data.tokenizer.
-absl::StatusOr<std::unique_ptr<Tokenizer>> checkpoint_tokenizer(const ScoringModel& m);
+absl::StatusOr<std::unique_ptr<Tokenizer>> checkpoint_tokenizer(const std::string& dir,
+                                                                  const LoadedRecipe& recipe);
+inline absl::StatusOr<std::unique_ptr<Tokenizer>> checkpoint_tokenizer(const ScoringModel& m) {
+  return checkpoint_tokenizer(m.dir, m.recipe);
+}
 
 struct ScoreResult {
   std::string checkpoint;  // the checkpoint directory scored with

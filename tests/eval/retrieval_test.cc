@@ -200,5 +200,47 @@ TEST(Retrieval, RealModelRunsTheWholePathAndWritesTheCsv) {
   std::filesystem::remove_all(dir);
 }
 
+// The answerer of parallel layouts (one forward pass per answer token) gives
+// the KV-cache decoder's answers on one rank: same ids, same mean entropy
+// (f64: both compute the same rows, in a different order of sums; 1e-9).
+// Dynamic NTK past the original length exercises the tables that change as
+// the answer grows.
+TEST(Retrieval, RecomputeAnswererEqualsKvCacheDecoding) {
+  auto t = bytes();
+  LlamaConfig c;
+  c.vocab_size = kBytesVocabSize;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  LlamaOptions opts;
+  opts.dtype = DType::kF64;
+  opts.rope.method = RopeMethod::kDynamic;
+  opts.rope.factor = 2;
+  opts.rope.original_max_position = 262;
+  opts.logit_scale.kind = LogitScaleKind::kLogPosition;
+  opts.logit_scale.base_length = 64;
+  absl::StatusOr<LlamaModel> model = LlamaModel::create(c, opts);
+  ASSERT_TRUE(model.ok()) << model.status();
+  model->init_weights(11);
+  absl::StatusOr<Answerer> cached = greedy_answerer(*model, -1);
+  absl::StatusOr<Answerer> recomputed = recompute_answerer(*model, -1);
+  ASSERT_TRUE(cached.ok() && recomputed.ok());
+  absl::StatusOr<RetrievalPrompt> p = passkey_prompt(*t, 260, 0.5, 31415);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const Answer a = (*cached)(p->ids, 8), b = (*recomputed)(p->ids, 8);
+  ASSERT_EQ(a.ids.size(), 8u);
+  EXPECT_EQ(a.ids, b.ids);
+  ASSERT_TRUE(std::isfinite(a.mean_entropy) && a.mean_entropy > 0);
+  EXPECT_NEAR(a.mean_entropy, b.mean_entropy, 1e-9 * a.mean_entropy);
+  // A stop id ends both at the same place (the stop id included).
+  const int32_t stop = a.ids[2];
+  const Answer sa = (*greedy_answerer(*model, stop))(p->ids, 8), sb = (*recompute_answerer(*model, stop))(p->ids, 8);
+  EXPECT_EQ(sa.ids, sb.ids);
+  EXPECT_EQ(sa.ids.back(), stop);
+  EXPECT_LE(sa.ids.size(), 3u);
+}
+
 }  // namespace
 }  // namespace rotor

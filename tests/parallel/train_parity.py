@@ -39,6 +39,7 @@ import tempfile
 import time
 
 RTOL = 1e-6
+JS_ATOL = 1e-9
 LICENSES = "/usr/share/common-licenses"
 
 
@@ -455,7 +456,78 @@ def test_eval_ppl(e):
         log(f"  {name}: {len(got)} rows equal to one rank's (largest relative loss difference {worst:.2g})")
 
 
-TESTS = {"layouts": test_layouts, "reshard_resume": test_reshard_resume,
+def read_csv_rows(path):
+    import csv
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_eval_layouts(e):
+    """`rotor eval attention` (entropy, distance, JS divergence against the
+    step-5 checkpoint) and `rotor eval passkey` (greedy answers recomputed in
+    the layout: eval/retrieval.h recompute_answerer) under dp 2, cp 2, tp 2 and
+    tp 2 x cp 2 give the one-rank CSVs: every attention row's value and every
+    passkey cell's pass count and mean answer entropy (RTOL). The answer
+    entropy is a mean over the generated tokens, so a different answer would
+    show in it."""
+    run = e.train("single", 0)
+    step5 = os.path.join(run, "checkpoints", "step_00000005")
+    if not os.path.isdir(step5):
+        raise Fail(f"no step-5 checkpoint: {os.listdir(os.path.join(run, 'checkpoints'))}")
+
+    def evaluate(name, np, layout=()):
+        out = os.path.join(e.tmp, "eval", name)
+        sets = []
+        for s in layout:
+            sets += ["--set", s]
+        runs = [["eval", "attention", e.recipe, "--checkpoint", run, "--reference", step5,
+                 "--length", "64", "--documents", "2", "--out", out] + sets,
+                ["eval", "passkey", e.recipe, "--checkpoint", run, "--lengths", "264,288",
+                 "--depths", "0,1", "--trials", "2", "--out", out] + sets]
+        t = time.time()
+        for args in runs:
+            e.check_call([e.rotor] + args if np == 0 else e.mpirun_cmd(np, args))
+        log(f"  eval attention + passkey {name}: {time.time() - t:.1f} s")
+        return (read_csv_rows(os.path.join(out, "attention.csv")),
+                read_csv_rows(os.path.join(out, "passkey.csv")))
+
+    ref_att, ref_key = evaluate("single", 0)
+    metrics_seen = {r["metric"] for r in ref_att}
+    if metrics_seen != {"entropy", "distance", "js_divergence"}:
+        raise Fail(f"single-rank attention.csv metrics: {metrics_seen}")
+    js = [float(r["value"]) for r in ref_att if r["metric"] == "js_divergence" and r["bucket"] == "all"]
+    if not js or not all(v > 0 for v in js):
+        raise Fail(f"JS divergence against the step-5 checkpoint is not positive: {js}")
+    if len(ref_key) != 4 or not all(float(r["mean_entropy"]) > 0 for r in ref_key):
+        raise Fail(f"single-rank passkey.csv: {ref_key}")
+    layouts = {"dp2": (2, ()), "cp2": (2, ("parallel.cp=2",)), "tp2": (2, ("parallel.tp=2",)),
+               "tp2xcp2": (4, ("parallel.tp=2", "parallel.cp=2"))}
+    for name, (np, layout) in layouts.items():
+        att, key = evaluate(name, np, layout)
+        keys = lambda rows: [(r["layer"], r["head"], r["bucket"], r["metric"]) for r in rows]
+        if keys(att) != keys(ref_att):
+            raise Fail(f"{name}: attention.csv rows differ from one rank's")
+        worst = 0.0
+        for a, b in zip(ref_att, att):
+            # ATOL: a JS divergence near 0 (4e-7 at layer 1 here) is a small
+            # difference of f32-rounded rows; its absolute noise is ~sqrt(JS)
+            # x the f32 logit noise (1e-7), ~1e-10.
+            x, y = float(a["value"]), float(b["value"])
+            worst = max(worst, abs(x - y) / max(abs(x), 1e-12))
+            if abs(x - y) > RTOL * abs(x) + JS_ATOL:
+                raise Fail(f"{name}: {keys([a])}: {y!r} vs one rank {x!r}")
+        for a, b in zip(ref_key, key):
+            if (a["length"], a["depth"], a["passed"]) != (b["length"], b["depth"], b["passed"]):
+                raise Fail(f"{name}: passkey cell {b} vs one rank {a}")
+            x, y = float(a["mean_entropy"]), float(b["mean_entropy"])
+            worst = max(worst, abs(x - y) / x)
+            if abs(x - y) > RTOL * x:
+                raise Fail(f"{name}: passkey cell {a['length']}/{a['depth']} entropy {y!r} vs {x!r}")
+        log(f"  {name}: {len(att)} attention rows and {len(key)} passkey cells equal to one rank's "
+            f"(largest relative difference {worst:.2g})")
+
+
+TESTS = {"eval_layouts": test_eval_layouts, "layouts": test_layouts, "reshard_resume": test_reshard_resume,
          "kill_rank": test_kill_rank, "bad_layout": test_bad_layout, "eval_ppl": test_eval_ppl}
 
 
