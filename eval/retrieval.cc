@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "eval/csv.h"
 #include "kernels/random.h"
 #include "model/decode.h"
 #include "parallel/context.h"
@@ -85,13 +86,6 @@ std::string answer_text(const Tokenizer& t, const std::vector<int32_t>& ids) {
     if (id >= 0 && id < t.vocab_size() && id != t.eos_id() && id != t.bos_id()) kept.push_back(id);
   absl::StatusOr<std::string> s = t.decode(kept);
   return s.ok() ? *s : std::string();
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
 }
 
 }  // namespace
@@ -338,7 +332,7 @@ absl::Status write_retrieval_csv(const std::string& path, const std::string& run
   std::ostringstream text;
   text << kRetrievalCsvHeader << "\n";
   for (const RetrievalCell& c : cells) {
-    text << absl::StrFormat("%s,%d,%d,%g,%d,%d,%.8g,%.8g\n", csv_field(run), step, c.length, c.depth,
+    text << absl::StrFormat("%s,%d,%d,%g,%d,%d,%.8g,%.8g\n", eval::csv_field(run), step, c.length, c.depth,
                             c.trials, c.passed, c.pass_rate, c.mean_entropy);
   }
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

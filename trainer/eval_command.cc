@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "data/indexed_dataset.h"
 #include "eval/attention_stats.h"
+#include "eval/csv.h"
 #include "eval/ppl.h"
 #include "model/llama.h"
 #include "parallel/context.h"
@@ -184,7 +185,7 @@ absl::Status run_ppl(const EvalArgs& a, Setup& s, Communicator& world, std::ostr
   if (!csv.ok()) return csv.status();
   const int64_t train_length = r.data().sequence_length();
   auto row = [&](const eval::LengthPerplexity& p, const std::string& bucket, int64_t tokens, double loss) {
-    *csv << absl::StrFormat("%s,%d,%d,%d,%s,%d,%d,%.8g,%.8g\n", s.run, step, train_length, p.length, bucket,
+    *csv << absl::StrFormat("%s,%d,%d,%d,%s,%d,%d,%.8g,%.8g\n", eval::csv_field(s.run), step, train_length, p.length, bucket,
                             p.documents, tokens, loss, std::exp(loss));
   };
   out << absl::StrFormat("perplexity of %s (step %d), trained at %d tokens%s\n", s.checkpoint, step,
@@ -266,9 +267,9 @@ absl::Status run_attention(const EvalArgs& a, Setup& s, Communicator& world, std
       for (int64_t h = -1; h < heads; ++h)
         for (int64_t b = -1; b < static_cast<int64_t>(buckets.size()); ++b) {
           if (b >= 0 && t.rows(l, h < 0 ? 0 : h, b) == 0) continue;
-          *csv << absl::StrFormat("%s,%d,%d,%d,%d,%s,%s,%.8g,%s\n", s.run, step, length, l, h,
+          *csv << absl::StrFormat("%s,%d,%d,%d,%d,%s,%s,%.8g,%s\n", eval::csv_field(s.run), step, length, l, h,
                                   b < 0 ? std::string("all") : buckets[static_cast<size_t>(b)].label, metric,
-                                  t.mean(l, h, b), ref);
+                                  t.mean(l, h, b), eval::csv_field(ref));
         }
   };
   rows(stats->entropy, "entropy", "");

@@ -22,11 +22,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "trainer/cli_args.h"
+#include "eval/csv.h"
 
 namespace rotor {
 namespace {
 
 namespace fs = std::filesystem;
+using eval::csv_field;
+using eval::split_csv_line;
 
 constexpr char kUsage[] =
     "usage: rotor report RUN_DIR... --out DIR [--no-plots] [--plots PLOTS_PY]\n"
@@ -61,40 +64,6 @@ const std::vector<CsvKind>& csv_kinds() {
 }
 
 using Row = std::vector<std::string>;
-
-// One CSV line split into fields ("a,\"b,c\"" -> a | b,c); quotes double inside quotes.
-absl::StatusOr<Row> split_csv_line(const std::string& line) {
-  Row fields(1);
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        fields.back() += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        fields.back() += c;
-      }
-    } else if (c == '"' && fields.back().empty()) {
-      quoted = true;
-    } else if (c == ',') {
-      fields.emplace_back();
-    } else {
-      fields.back() += c;
-    }
-  }
-  if (quoted) return absl::InvalidArgumentError("unterminated quoted field");
-  return fields;
-}
-
-std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\n") == std::string::npos) return text;
-  std::string q = "\"";
-  for (char c : text) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
 
 std::optional<int64_t> parse_int(const std::string& text) {
   int64_t v = 0;
