@@ -1,5 +1,8 @@
 #include "kernels/tensor.h"
 
+#include "kernels/cuda/memory.h"
+#include "kernels/elementwise.h"
+
 #include <malloc.h>
 #include <unistd.h>
 
@@ -111,13 +114,23 @@ bool keep_freed_host_buffers() {
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   [[maybe_unused]] static const bool tuned = keep_freed_host_buffers();
+#ifndef ROTOR_WITH_CUDA
   ROTOR_CHECK(device.is_cpu()) << "allocation on " << device.str()
-                               << " needs the CUDA backend";
+                               << " needs the CUDA backend (rotor was built without CUDA)";
+#endif
   Tensor t;
   t.storage_ = std::make_shared<Storage>();
   t.shape_ = shape;
   t.dtype_ = dtype;
   const size_t bytes = t.nbytes();
+  if (!device.is_cpu()) {  // the device's caching allocator (kernels/cuda/memory.h)
+    const int index = device.index;
+    t.storage_->data = cuda::allocate(index, bytes);
+    t.storage_->bytes = bytes;
+    t.storage_->device = device;
+    t.storage_->deleter = [index](void* q) { cuda::release(index, q); };
+    return t;
+  }
   // 64-byte alignment: a cache line, and enough for any SIMD load.
   const size_t rounded = (bytes + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
@@ -197,11 +210,23 @@ Tensor Tensor::select(int64_t i) const {
 }
 
 Tensor Tensor::clone() const {
-  check_cpu(*this, "clone");
-  Tensor t = empty(shape_, dtype_);
-  std::memcpy(t.raw(), raw(), nbytes());
+  ROTOR_CHECK(defined()) << "clone of an undefined tensor";
+  Tensor t = empty(shape_, dtype_, device());
+  t.copy_from(*this);
   return t;
 }
+
+Tensor Tensor::to(Device target) const {
+  ROTOR_CHECK(defined()) << "to(" << target.str() << ") of an undefined tensor";
+  if (target == device()) return *this;
+  Tensor t = empty(shape_, dtype_, target);
+  t.copy_from(*this);
+  return t;
+}
+
+namespace {
+int device_index(const Tensor& t) { return t.device().is_cpu() ? -1 : t.device().index; }
+}  // namespace
 
 namespace {
 
@@ -233,9 +258,18 @@ void convert_from(Dst* dst, const Tensor& src) {
 }  // namespace
 
 void Tensor::copy_from(const Tensor& src) const {
-  check_cpu(*this, "copy_from destination");
-  check_cpu(src, "copy_from source");
+  ROTOR_CHECK(defined() && src.defined()) << "copy_from: undefined tensor";
   ROTOR_CHECK(src.shape() == shape_) << "copy " << src.str() << " into " << str();
+  if (!device().is_cpu() || !src.device().is_cpu()) {
+    if (src.dtype() == dtype_) {
+      cuda::copy_bytes(raw(), device_index(*this), src.raw(), device_index(src), nbytes());
+    } else if (src.device() == device()) {
+      cast(src, *this);  // kernels/elementwise.h, on the device
+    } else {  // another device and dtype: move first, then convert where this lives
+      copy_from(src.to(device()));
+    }
+    return;
+  }
   if (src.dtype() == dtype_) {
     std::memmove(raw(), src.raw(), nbytes());
     return;
@@ -250,7 +284,14 @@ void Tensor::copy_from(const Tensor& src) const {
 }
 
 void Tensor::fill(double value) const {
-  check_cpu(*this, "fill");
+  ROTOR_CHECK(defined()) << "fill: undefined tensor";
+  if (!device().is_cpu()) {
+    if (value == 0) return zero();
+    Tensor host = empty(shape_, dtype_);
+    host.fill(value);
+    copy_from(host);
+    return;
+  }
   const int64_t n = numel();
   switch (dtype_) {
     case DType::kF32: std::fill_n(data<float>(), n, static_cast<float>(value)); break;
@@ -262,13 +303,15 @@ void Tensor::fill(double value) const {
 }
 
 void Tensor::zero() const {
-  check_cpu(*this, "zero");
+  ROTOR_CHECK(defined()) << "zero: undefined tensor";
+  if (!device().is_cpu()) return cuda::zero_bytes(raw(), device().index, nbytes());
   std::memset(raw(), 0, nbytes());
 }
 
 double Tensor::item(int64_t i) const {
-  check_cpu(*this, "item");
+  ROTOR_CHECK(defined()) << "item: undefined tensor";
   ROTOR_CHECK(i >= 0 && i < numel()) << "item " << i << " of " << str();
+  if (!device().is_cpu()) return view({numel()}).narrow(i, 1).to(Device::cpu()).item(0);
   switch (dtype_) {
     case DType::kF32: return data<float>()[i];
     case DType::kF64: return data<double>()[i];
@@ -280,6 +323,7 @@ double Tensor::item(int64_t i) const {
 }
 
 std::vector<double> Tensor::to_vector() const {
+  if (defined() && !device().is_cpu()) return to(Device::cpu()).to_vector();
   std::vector<double> v(static_cast<size_t>(numel()));
   for (int64_t i = 0; i < numel(); ++i) v[i] = item(i);
   return v;

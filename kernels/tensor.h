@@ -2,8 +2,9 @@
 //
 // - dtypes: f32, bf16, i32, i64 (the model's types) and f64 (used by the
 //   reference kernels when the tests check gradients by finite differences).
-// - device: cpu, or cuda:N (the CUDA backend fills in allocation; every CPU op
-//   refuses a non-CPU tensor with a CHECK).
+// - device: cpu, or cuda:N (memory from that device's caching allocator,
+//   kernels/cuda/memory.h). Each op runs where its tensors are: the CPU
+//   reference, or the CUDA kernels (kernels/cuda/ops.h) when built with CUDA.
 // - shape: 0 to 4 dims. There are no strides: every tensor is contiguous, and
 //   views are only those that stay contiguous (reshape, a range of rows along
 //   dim 0, one index of dim 0).
@@ -141,14 +142,20 @@ class Tensor {
   // Row i of dim 0, with dim 0 removed.
   Tensor select(int64_t i) const;
 
-  // New owner with a copy of the data (CPU).
+  // New owner with a copy of the data, on the same device.
   Tensor clone() const;
-  // Element-wise copy with conversion between float dtypes (CPU).
+  // This tensor on `device`: itself when it is there already, else a copy.
+  Tensor to(Device device) const;
+  // Element-wise copy with conversion between dtypes. Across devices (host
+  // <-> GPU, GPU <-> GPU) the bytes are copied (kernels/cuda/memory.h:
+  // finished on return when the host is involved); a dtype change on a GPU
+  // runs the cast kernel.
   void copy_from(const Tensor& src) const;
   void fill(double value) const;
   void zero() const;
 
-  // Element i converted to double (CPU; for tests and logging, not hot paths).
+  // Element i converted to double (a GPU tensor is copied to the host first:
+  // for tests and logging, not hot paths).
   double item(int64_t i = 0) const;
   std::vector<double> to_vector() const;
 

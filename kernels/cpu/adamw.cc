@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "kernels/cuda/ops.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/threads.h"
 
@@ -10,6 +11,7 @@ namespace rotor {
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
                 int64_t step, const AdamWHyper& hp, double grad_scale, const Tensor& working) {
+  ROTOR_ON_GPU(param, cuda::adamw_step(param, grad, m, v, step, hp, grad_scale, working));
   for (const Tensor* t : {&param, &grad, &m, &v}) {
     check_cpu(*t, "adamw_step");
     check_same_dtype(param, *t, "adamw_step");

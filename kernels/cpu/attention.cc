@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/ops.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/threads.h"
 
@@ -406,6 +407,7 @@ void merge_impl(const Tensor& out_acc, const Tensor& lse_acc, const Tensor& entr
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                        const AttentionMask& mask, double scale, const Tensor& out,
                        const Tensor& lse, const Tensor& entropy) {
+  ROTOR_ON_GPU(q, cuda::attention_forward(q, k, v, mask, scale, out, lse, entropy));
   const char* op = "attention_forward";
   const Dims d = check_inputs(q, k, v, mask, scale, op);
   check_float_like(out, q, q.shape(), op, "out");
@@ -420,6 +422,7 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
                         const AttentionMask& mask, double scale, const Tensor& out,
                         const Tensor& lse, const Tensor& dout, const Tensor& dq,
                         const Tensor& dk, const Tensor& dv) {
+  ROTOR_ON_GPU(q, cuda::attention_backward(q, k, v, mask, scale, out, lse, dout, dq, dk, dv));
   const char* op = "attention_backward";
   const Dims d = check_inputs(q, k, v, mask, scale, op);
   check_float_like(out, q, q.shape(), op, "out");
@@ -435,6 +438,7 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
 
 void attention_merge(const Tensor& out_acc, const Tensor& lse_acc, const Tensor& entropy_acc,
                      const Tensor& out_blk, const Tensor& lse_blk, const Tensor& entropy_blk) {
+  ROTOR_ON_GPU(out_acc, cuda::attention_merge(out_acc, lse_acc, entropy_acc, out_blk, lse_blk, entropy_blk));
   const char* op = "attention_merge";
   check_cpu(out_acc, "out_acc");
   check_float(out_acc, "out_acc");

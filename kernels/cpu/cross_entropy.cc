@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/cuda/ops.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/matmul.h"
 #include "kernels/cpu/threads.h"
@@ -41,6 +42,7 @@ void check_args(const Tensor& h, const Tensor& w, const Tensor& targets, const T
 void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targets,
                            const Tensor& loss, const Tensor& lse, CrossEntropyChunks chunks,
                            int64_t vocab_start, int64_t vocab_size) {
+  ROTOR_ON_GPU(h, cuda::cross_entropy_forward(h, w, targets, loss, lse, chunks, vocab_start, vocab_size));
   check_args(h, w, targets, lse, chunks, "cross_entropy_forward", vocab_start, vocab_size);
   check_cpu(loss, "cross_entropy_forward");
   check_same_dtype(h, loss, "cross_entropy_forward");
@@ -90,6 +92,7 @@ void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targ
                             const Tensor& lse, const Tensor& dloss, const Tensor& dh,
                             const Tensor& dw, CrossEntropyChunks chunks, int64_t vocab_start,
                             int64_t vocab_size) {
+  ROTOR_ON_GPU(h, cuda::cross_entropy_backward(h, w, targets, lse, dloss, dh, dw, chunks, vocab_start, vocab_size));
   check_args(h, w, targets, lse, chunks, "cross_entropy_backward", vocab_start, vocab_size);
   for (const Tensor* t : {&dloss, &dh, &dw}) {
     check_cpu(*t, "cross_entropy_backward");
@@ -137,6 +140,7 @@ void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targ
 void cross_entropy_forward_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
                                     const Tensor& dloss, const Tensor& loss, const Tensor& lse,
                                     const Tensor& dh, const Tensor& dw, CrossEntropyChunks chunks) {
+  ROTOR_ON_GPU(h, cuda::cross_entropy_forward_backward(h, w, targets, dloss, loss, lse, dh, dw, chunks));
   check_args(h, w, targets, lse, chunks, "cross_entropy_forward_backward");
   for (const Tensor* t : {&dloss, &loss, &dh, &dw}) {
     check_cpu(*t, "cross_entropy_forward_backward");

@@ -5,12 +5,14 @@
 
 #include <omp.h>
 
+#include "kernels/cuda/ops.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/threads.h"
 
 namespace rotor {
 
 void add(const Tensor& a, const Tensor& b, const Tensor& out) {
+  ROTOR_ON_GPU(a, cuda::add(a, b, out));
   for (const Tensor* t : {&a, &b, &out}) check_cpu(*t, "add");
   check_same_dtype(a, b, "add");
   check_same_dtype(a, out, "add");
@@ -26,6 +28,7 @@ void add(const Tensor& a, const Tensor& b, const Tensor& out) {
 }
 
 void axpy(double alpha, const Tensor& x, const Tensor& y) {
+  ROTOR_ON_GPU(x, cuda::axpy(alpha, x, y));
   check_cpu(x, "axpy");
   check_cpu(y, "axpy");
   check_same_dtype(x, y, "axpy");
@@ -41,6 +44,7 @@ void axpy(double alpha, const Tensor& x, const Tensor& y) {
 }
 
 void scale(const Tensor& x, double alpha) {
+  ROTOR_ON_GPU(x, cuda::scale(x, alpha));
   check_cpu(x, "scale");
   cpu::dispatch_float(x.dtype(), "scale", [&]<class T>() {
     T* p = x.data<T>();
@@ -52,6 +56,7 @@ void scale(const Tensor& x, double alpha) {
 }
 
 double squared_norm(const Tensor& x) {
+  ROTOR_ON_GPU(x, cuda::squared_norm(x));
   check_cpu(x, "squared_norm");
   double total = 0;
   cpu::dispatch_float(x.dtype(), "squared_norm", [&]<class T>() {
@@ -71,6 +76,9 @@ double squared_norm(const Tensor& x) {
   return total;
 }
 
-void cast(const Tensor& src, const Tensor& dst) { dst.copy_from(src); }
+void cast(const Tensor& src, const Tensor& dst) {
+  ROTOR_ON_GPU(src, cuda::cast(src, dst));
+  dst.copy_from(src);
+}
 
 }  // namespace rotor

@@ -5,12 +5,14 @@
 
 #include <omp.h>
 
+#include "kernels/cuda/ops.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/threads.h"
 
 namespace rotor {
 
 void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out) {
+  ROTOR_ON_GPU(ids, cuda::embedding_forward(ids, table, out));
   check_cpu(ids, "embedding ids");
   check_cpu(table, "embedding table");
   check_cpu(out, "embedding out");
@@ -31,6 +33,7 @@ void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out
 }
 
 void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dtable) {
+  ROTOR_ON_GPU(ids, cuda::embedding_backward(ids, dout, dtable));
   check_cpu(ids, "embedding ids");
   check_cpu(dout, "embedding dout");
   check_cpu(dtable, "embedding dtable");

@@ -1,6 +1,8 @@
 // CPU matmul through OpenBLAS (cblas_sgemm / cblas_dgemm).
 #include "kernels/matmul.h"
 
+#include "kernels/cuda/ops.h"
+
 #include <cblas.h>
 
 #include "kernels/elementwise.h"
@@ -9,6 +11,7 @@ namespace rotor {
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
             double alpha, double beta) {
+  ROTOR_ON_GPU(a, cuda::matmul(a, b, c, trans_a, trans_b, alpha, beta));
   check_cpu(a, "matmul a");
   check_cpu(b, "matmul b");
   check_cpu(c, "matmul c");

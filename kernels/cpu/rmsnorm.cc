@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include "kernels/cuda/ops.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/threads.h"
 
@@ -27,6 +28,7 @@ void check_args(const Tensor& x, const Tensor& w, const Tensor& rstd, const char
 
 void rmsnorm_forward(const Tensor& x, const Tensor& w, double eps, const Tensor& y,
                      const Tensor& rstd) {
+  ROTOR_ON_GPU(x, cuda::rmsnorm_forward(x, w, eps, y, rstd));
   check_args(x, w, rstd, "rmsnorm_forward");
   ROTOR_CHECK(y.shape() == x.shape()) << "rmsnorm y " << y.str();
   check_same_dtype(x, y, "rmsnorm_forward");
@@ -51,6 +53,7 @@ void rmsnorm_forward(const Tensor& x, const Tensor& w, double eps, const Tensor&
 
 void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
                       const Tensor& dx, const Tensor& dw) {
+  ROTOR_ON_GPU(x, cuda::rmsnorm_backward(dy, x, w, rstd, dx, dw));
   check_args(x, w, rstd, "rmsnorm_backward");
   ROTOR_CHECK(dy.shape() == x.shape() && dx.shape() == x.shape()) << "rmsnorm_backward shapes";
   ROTOR_CHECK_EQ(dw.numel(), x.dim(1));

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "kernels/cuda/ops.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/threads.h"
 
@@ -64,11 +65,13 @@ void rope_rotate(const Tensor& x, const Tensor& pos, const Tensor& inv_freq, dou
 
 void rope_forward(const Tensor& x, const Tensor& pos, const Tensor& inv_freq,
                   double attention_factor, const Tensor& scale, const Tensor& y) {
+  ROTOR_ON_GPU(x, cuda::rope_forward(x, pos, inv_freq, attention_factor, scale, y));
   rope_rotate(x, pos, inv_freq, attention_factor, scale, y, +1, "rope_forward");
 }
 
 void rope_backward(const Tensor& dy, const Tensor& pos, const Tensor& inv_freq,
                    double attention_factor, const Tensor& scale, const Tensor& dx) {
+  ROTOR_ON_GPU(dy, cuda::rope_backward(dy, pos, inv_freq, attention_factor, scale, dx));
   rope_rotate(dy, pos, inv_freq, attention_factor, scale, dx, -1, "rope_backward");
 }
 

@@ -3,12 +3,14 @@
 
 #include <cmath>
 
+#include "kernels/cuda/ops.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/threads.h"
 
 namespace rotor {
 
 void swiglu_forward(const Tensor& gate, const Tensor& up, const Tensor& h) {
+  ROTOR_ON_GPU(gate, cuda::swiglu_forward(gate, up, h));
   for (const Tensor* t : {&gate, &up, &h}) check_cpu(*t, "swiglu_forward");
   check_same_dtype(gate, up, "swiglu_forward");
   check_same_dtype(gate, h, "swiglu_forward");
@@ -28,6 +30,7 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, const Tensor& h) {
 
 void swiglu_backward(const Tensor& dh, const Tensor& gate, const Tensor& up,
                      const Tensor& dgate, const Tensor& dup) {
+  ROTOR_ON_GPU(dh, cuda::swiglu_backward(dh, gate, up, dgate, dup));
   for (const Tensor* t : {&dh, &gate, &up, &dgate, &dup}) {
     check_cpu(*t, "swiglu_backward");
     check_same_dtype(gate, *t, "swiglu_backward");

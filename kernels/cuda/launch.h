@@ -1,0 +1,149 @@
+// Launchers of the CUDA kernels: plain pointers, element counts and a stream.
+//
+// The op API (kernels/*.h) takes Tensors; for a tensor on a CUDA device the
+// op unpacks it (kernels/cuda/ops.cc) and calls one of these. They are kept
+// free of Tensor so that the .cu files compile as C++17 device code without
+// the C++20 host headers.
+//
+// Conventions (every launcher):
+// - `Float` names the element type of every float buffer of the call
+//   (kF32 or kBF16) unless a parameter says otherwise; arithmetic is f32
+//   (sums and norms accumulate in f32, squared_norm in f64), bf16 results are
+//   rounded to nearest even once, at the store.
+// - Shapes are the op header's (row-major, contiguous); sizes are int64_t.
+// - Outputs marked (=) are overwritten, (+=) accumulated, exactly as the CPU
+//   reference does.
+// - The call is asynchronous on `stream`; launch errors are checked at once
+//   (ROTOR_CUDA_CHECK on cudaGetLastError), execution errors surface at the
+//   next synchronising call.
+// - Launchers that need temporary memory take a `scratch` buffer of at least
+//   the bytes their *_scratch_bytes() function returns (the caller takes it
+//   from the caching allocator; no launcher allocates).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace rotor::cuda {
+
+enum class Float : int { kF32 = 0, kBF16 = 1 };
+
+// ---- elementwise (kernels/elementwise.h) ---------------------------------
+// out = a + b (=); out may alias a or b.
+void add(Float t, const void* a, const void* b, void* out, int64_t n, cudaStream_t stream);
+// y += alpha * x.
+void axpy(Float t, double alpha, const void* x, void* y, int64_t n, cudaStream_t stream);
+// x *= alpha.
+void scale(Float t, void* x, double alpha, int64_t n, cudaStream_t stream);
+// *result (device memory, one double) = sum of x^2 in f64, in a fixed order
+// (the same bits every run).
+size_t squared_norm_scratch_bytes(int64_t n);
+void squared_norm(Float t, const void* x, int64_t n, double* result, void* scratch,
+                  cudaStream_t stream);
+// dst = src converted; to bf16 rounds to nearest even.
+void cast(Float src_t, const void* src, Float dst_t, void* dst, int64_t n, cudaStream_t stream);
+
+// ---- embedding (kernels/embedding.h) --------------------------------------
+// out[n, :] = table[ids[n], :] (=); ids [N] i32 in [0, V) (checked by the caller).
+void embedding_forward(Float t, const int32_t* ids, const void* table, void* out, int64_t n,
+                       int64_t d, cudaStream_t stream);
+// dtable[ids[n], :] += dout[n, :] (atomic adds: the order of repeated ids
+// varies, so bf16/f32 sums may differ in the last bit between runs).
+void embedding_backward(Float t, const int32_t* ids, const void* dout, void* dtable, int64_t n,
+                        int64_t d, cudaStream_t stream);
+
+// ---- RMSNorm (kernels/rmsnorm.h) -------------------------------------------
+// y [N, D] (=), rstd [N] (=, same Float as x).
+void rmsnorm_forward(Float t, const void* x, const void* w, double eps, void* y, void* rstd,
+                     int64_t n, int64_t d, cudaStream_t stream);
+// dx (=), dw (+=; per-block partial sums in f32 in scratch, then one
+// deterministic reduction).
+size_t rmsnorm_backward_scratch_bytes(int64_t n, int64_t d);
+void rmsnorm_backward(Float t, const void* dy, const void* x, const void* w, const void* rstd,
+                      void* dx, void* dw, int64_t n, int64_t d, void* scratch,
+                      cudaStream_t stream);
+
+// ---- RoPE with the query multiplier (kernels/rope_apply.h) ----------------
+// x, y [B, T, H, D] (y may alias x); pos [B, T] i32; inv_freq [D/2] f32;
+// scale [B, T] (same Float as x) or null. Angles in f32 as the CPU reference.
+void rope_forward(Float t, const void* x, const int32_t* pos, const float* inv_freq,
+                  double attention_factor, const void* scale, void* y, int64_t b, int64_t tokens,
+                  int64_t heads, int64_t d, cudaStream_t stream);
+void rope_backward(Float t, const void* dy, const int32_t* pos, const float* inv_freq,
+                   double attention_factor, const void* scale, void* dx, int64_t b,
+                   int64_t tokens, int64_t heads, int64_t d, cudaStream_t stream);
+
+// ---- SwiGLU (kernels/swiglu.h) ----------------------------------------------
+void swiglu_forward(Float t, const void* gate, const void* up, void* h, int64_t n,
+                    cudaStream_t stream);
+void swiglu_backward(Float t, const void* dh, const void* gate, const void* up, void* dgate,
+                     void* dup, int64_t n, cudaStream_t stream);
+
+// ---- AdamW (kernels/adamw.h) ------------------------------------------------
+// param, m, v: f32 [n] (master weights and moments); grad: `grad_t`;
+// working: `working_t` or null (the compute copy, written after the update).
+void adamw_step(float* param, Float grad_t, const void* grad, float* m, float* v, int64_t n,
+                int64_t step, double lr, double beta1, double beta2, double eps,
+                double weight_decay, double grad_scale, Float working_t, void* working,
+                cudaStream_t stream);
+
+// ---- cross-entropy tiles (kernels/cross_entropy.h) --------------------------
+// The op forms logits tiles [rows, cols] (f32, row-major, leading dimension
+// `ld`) of vocabulary columns [col0, col0 + cols) with cuBLASLt; these turn
+// them into the loss, LSE and dlogits.
+// Every per-row array (targets, max, sum, target_logit, loss, lse, dloss) is
+// indexed by the tile row r in [0, rows): the caller offsets the pointers to
+// the tile's first row. vocab_slice: the vocabulary rows of this slice (w).
+// Online LSE over tiles: per row r, running max[r] and sum[r] (f32, start at
+// -inf and 0), and target_logit[r] set when targets[r] - vocab_offset lies in
+// [col0, col0 + cols).
+void ce_tile_accumulate(const float* logits, int64_t rows, int64_t cols, int64_t ld,
+                        int64_t col0, const int32_t* targets, int64_t vocab_offset, float* max,
+                        float* sum, float* target_logit, cudaStream_t stream);
+// After the last tile: lse[r] = max + log(sum); loss[r] = lse - target_logit
+// when the target is in this slice (found[r]), lse when it is elsewhere
+// (vocabulary-parallel partial), 0 when targets[r] < 0. loss and lse have
+// Float t.
+void ce_finish(Float t, const float* max, const float* sum, const float* target_logit,
+               const int32_t* targets, int64_t vocab_offset, int64_t vocab_slice, void* loss,
+               void* lse, int64_t rows, cudaStream_t stream);
+// In place: logits[r, c] <- dloss[r] * (exp(logits[r, c] - lse[r]) - [c + col0 ==
+// targets[r] - vocab_offset]); rows with targets[r] < 0 become 0. lse and
+// dloss have Float t.
+void ce_tile_dlogits(Float t, float* logits, int64_t rows, int64_t cols, int64_t ld, int64_t col0,
+                     const int32_t* targets, int64_t vocab_offset, const void* lse,
+                     const void* dloss, cudaStream_t stream);
+
+// ---- attention (kernels/attention.h) -----------------------------------------
+// A simple correct kernel (the fast flash kernels are kernels/cuda/flash_*):
+// q [B, Tq, Hq, D], k/v [B, Tk, Hkv, D], out [B, Tq, Hq, D] (=), lse and
+// entropy [B, Hq, Tq] (=; same Float as q; entropy may be null); q_seg/k_seg
+// may be null. Visibility as kernels/attention.h.
+struct AttentionShape {
+  int64_t b = 0, tq = 0, tk = 0, hq = 0, hkv = 0, d = 0;
+  bool causal = true;
+  double scale = 1.0;
+};
+void attention_forward(Float t, const AttentionShape& s, const void* q, const void* k,
+                       const void* v, const int32_t* q_pos, const int32_t* k_pos,
+                       const int32_t* q_seg, const int32_t* k_seg, void* out, void* lse,
+                       void* entropy, cudaStream_t stream);
+// dq, dk, dv (+=), from the final out and lse of the query rows. dk and dv
+// take atomic adds from every query row; in bf16 each add rounds, so long
+// sequences lose accuracy there (the flash kernels of the next issue
+// accumulate in f32 per key block instead). Head dim <= 512.
+void attention_backward(Float t, const AttentionShape& s, const void* q, const void* k,
+                        const void* v, const int32_t* q_pos, const int32_t* k_pos,
+                        const int32_t* q_seg, const int32_t* k_seg, const void* out,
+                        const void* lse, const void* dout, void* dq, void* dk, void* dv,
+                        cudaStream_t stream);
+// Log-sum-exp merge of one more block into the accumulator (in place);
+// rows = B * Hq * Tq, out rows of d elements are [B, Tq, Hq, D] ordered, so
+// the kernel maps (b, h, i) to out row (b * Tq + i) * Hq + h.
+void attention_merge(Float t, const AttentionShape& s, void* out_acc, void* lse_acc,
+                     void* entropy_acc, const void* out_blk, const void* lse_blk,
+                     const void* entropy_blk, cudaStream_t stream);
+
+}  // namespace rotor::cuda
