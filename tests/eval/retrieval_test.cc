@@ -5,13 +5,10 @@
 // KV-cache decoding, entropies) and the CSV has the exact header and one row
 // per cell.
 //
-// Not covered: a model *trained* to copy the key. Measured here: a 2-layer,
-// 64-wide model trained with AdamW on 250-token passkey prompts (batch 8,
-// loss on the answer digits only) took 60 s for 250 steps on this 2-core
-// machine and reached a loss of 1.5 nats per answer token with 0/12 keys
-// retrieved, far from the ~20 s budget of a unit test. The oracle answerer below stands in for it: it reads the key
-// from the prompt tokens, so it passes only if the prompt holds the key and
-// the scorer accepts it, and its wrong-digit twin checks the scorer can fail.
+// A model trained to copy the key is tests/eval/passkey_copier_test.cc; the
+// oracle answerer below reads the key from the prompt tokens, so it passes
+// only if the prompt holds the key and the scorer accepts it, and its
+// wrong-digit twin checks that the scorer can fail.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
