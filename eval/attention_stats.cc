@@ -346,7 +346,7 @@ absl::StatusOr<AttentionStats> attention_stats(LlamaModel& model, const Batch& b
   AttentionStats out;
   out.bucket_width = width;
   out.entropy = HeadBucketTable(layers, heads, buckets_of(batch, width));
-  out.distance = HeadBucketTable(layers, heads, buckets_of(batch, width));
+  out.distance = HeadBucketTable(layers, heads, out.entropy.buckets());
   const Batch shard = prepared(batch, par);
   ForwardStats stats;
   stats.want_attention_entropy = true;

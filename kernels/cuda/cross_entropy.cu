@@ -29,13 +29,14 @@ __global__ void ce_tile_accumulate_kernel(const float* logits, int64_t cols, int
   const float* row = logits + r * ld;
   float mx = -INFINITY;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) mx = fmaxf(mx, row[c]);
-  const float run_max = max[r];
+  const bool first = col0 == 0;  // the row's first tile starts the running state
+  const float run_max = first ? -INFINITY : max[r];
   mx = fmaxf(block_max(mx, red), run_max);
   float s = 0.0f;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += expf(row[c] - mx);
   s = block_sum(s, red);
   if (threadIdx.x == 0) {
-    sum[r] = sum[r] * expf(run_max - mx) + s;  // exp(-inf) = 0 on the first tile
+    sum[r] = (first ? 0.0f : sum[r] * expf(run_max - mx)) + s;
     max[r] = mx;
     const int64_t target = static_cast<int64_t>(targets[r]) - vocab_offset;  // in this slice
     if (target >= col0 && target < col0 + cols) target_logit[r] = row[target - col0];

@@ -96,9 +96,10 @@ void adamw_step(float* param, Float grad_t, const void* grad, float* m, float* v
 // Every per-row array (targets, max, sum, target_logit, loss, lse, dloss) is
 // indexed by the tile row r in [0, rows): the caller offsets the pointers to
 // the tile's first row. vocab_slice: the vocabulary rows of this slice (w).
-// Online LSE over tiles: per row r, running max[r] and sum[r] (f32, start at
-// -inf and 0), and target_logit[r] set when targets[r] - vocab_offset lies in
-// [col0, col0 + cols).
+// Online LSE over tiles: per row r, running max[r] and sum[r] (f32; the tile
+// with col0 == 0 starts them, so they need no initialisation), and
+// target_logit[r] set when targets[r] - vocab_offset lies in [col0, col0 +
+// cols) (ce_finish reads it only then).
 void ce_tile_accumulate(const float* logits, int64_t rows, int64_t cols, int64_t ld,
                         int64_t col0, const int32_t* targets, int64_t vocab_offset, float* max,
                         float* sum, float* target_logit, cudaStream_t stream);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "kernels/cuda/context.h"
@@ -21,8 +20,7 @@ Float float_of(const Tensor& t, const char* op) {
   return t.dtype() == DType::kF32 ? Float::kF32 : Float::kBF16;
 }
 
-// Every defined tensor of `ts` on the device of the first, in one float dtype
-// when `same_float`; returns the device index.
+// Every defined tensor of `ts` on the GPU of the first; returns its index.
 int check_on_device(std::initializer_list<const Tensor*> ts, const char* op) {
   const Tensor& first = **ts.begin();
   ROTOR_CHECK(first.defined() && !first.device().is_cpu()) << op << ": expected a GPU tensor, got " << first.str();
@@ -258,17 +256,15 @@ void tile_gradients(const CeArgs& a, const Tensor& h, const Tensor& w, const Ten
        cols, a.d, a.d, 1.0, 1.0);
 }
 
+// Running max, sum and target logit per row [N] f32 (ce_tile_accumulate:
+// the first vocabulary tile of a row initialises them).
 struct RowState {
-  Tensor max, sum, target_logit;  // [N] f32
+  Tensor max, sum, target_logit;
 };
 
 RowState row_state(const CeArgs& a, const Tensor& like) {
-  RowState s;
-  s.max = Tensor::empty({a.n}, DType::kF32, like.device());
-  s.max.fill(-std::numeric_limits<double>::infinity());
-  s.sum = Tensor::zeros({a.n}, DType::kF32, like.device());
-  s.target_logit = Tensor::zeros({a.n}, DType::kF32, like.device());
-  return s;
+  return {Tensor::empty({a.n}, DType::kF32, like.device()), Tensor::empty({a.n}, DType::kF32, like.device()),
+          Tensor::empty({a.n}, DType::kF32, like.device())};
 }
 
 }  // namespace

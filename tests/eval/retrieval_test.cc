@@ -55,6 +55,18 @@ Answerer passkey_oracle(const Tokenizer& t, bool wrong) {
   };
 }
 
+// A 2-layer, 16-wide model over the byte vocabulary (GQA: 2 query heads, 1 kv head).
+LlamaConfig tiny_byte_config() {
+  LlamaConfig c;
+  c.vocab_size = kBytesVocabSize;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  return c;
+}
+
 TEST(Retrieval, PasskeyPromptHasTheLengthAndDepth) {
   auto t = bytes();
   const std::string instruction = kPasskeyInstruction, question = kPasskeyQuestion;
@@ -151,13 +163,7 @@ TEST(Retrieval, GridPassesARetrieverAndFailsAWrongOne) {
 
 TEST(Retrieval, RealModelRunsTheWholePathAndWritesTheCsv) {
   auto t = bytes();
-  LlamaConfig c;
-  c.vocab_size = kBytesVocabSize;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
+  const LlamaConfig c = tiny_byte_config();
   LlamaOptions opts;
   opts.rope.method = RopeMethod::kDynamic;
   opts.rope.factor = 2;
@@ -204,13 +210,7 @@ TEST(Retrieval, RealModelRunsTheWholePathAndWritesTheCsv) {
 // the answer grows.
 TEST(Retrieval, RecomputeAnswererEqualsKvCacheDecoding) {
   auto t = bytes();
-  LlamaConfig c;
-  c.vocab_size = kBytesVocabSize;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
+  const LlamaConfig c = tiny_byte_config();
   LlamaOptions opts;
   opts.dtype = DType::kF64;
   opts.rope.method = RopeMethod::kDynamic;

@@ -116,7 +116,6 @@ class Env {
 struct OpCase {
   std::string name;
   std::function<std::vector<Tensor>(Env&)> run;
-  bool f32_only = false;  // AdamW and the like: f32 state whatever the dtype
 };
 
 std::vector<OpCase> cases() {

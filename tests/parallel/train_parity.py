@@ -411,7 +411,7 @@ def test_bad_layout(e):
     log(f"  output says why: /{pattern}/")
 
 
-def read_ppl(path):
+def read_csv_rows(path):
     import csv
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -432,7 +432,7 @@ def test_eval_ppl(e):
         t = time.time()
         e.check_call([e.rotor] + args if np == 0 else e.mpirun_cmd(np, args))
         log(f"  eval ppl {name}: {time.time() - t:.1f} s")
-        return read_ppl(os.path.join(out, "ppl.csv"))
+        return read_csv_rows(os.path.join(out, "ppl.csv"))
 
     ref = ppl("single", 0)
     alls = [r for r in ref if r["bucket"] == "all"]
@@ -454,12 +454,6 @@ def test_eval_ppl(e):
             if rel > RTOL:
                 raise Fail(f"{name} {a['length']} {a['bucket']}: loss {y!r} vs one rank {x!r}")
         log(f"  {name}: {len(got)} rows equal to one rank's (largest relative loss difference {worst:.2g})")
-
-
-def read_csv_rows(path):
-    import csv
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def test_eval_layouts(e):
