@@ -17,8 +17,14 @@
 
 #include <dlfcn.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <new>
+#include <sstream>
+#include <string_view>
 
 // Why dlopen: Debian's libsentencepiece.so bundles protobuf-lite 3.14 and
 // exports its symbols (google::protobuf::*). Linked into the same process as
@@ -92,6 +98,27 @@ bool sentencepiece_call(F&& call, std::string& error) {
   return ok;
 }
 
+// SentencePiece's load error, made readable: a file that does not parse as a
+// ModelProto gets "not a SentencePiece model" (and a hint for JSON, the usual
+// mistake being a Hugging Face tokenizer.json); otherwise its own text ("b is
+// already defined.", "unk is not defined."), less the "Internal: " prefix.
+std::string explain_load_error(const std::string& serialized, std::string error) {
+  if (absl::StrContains(error, "ParseFromArray")) {
+    const size_t first = serialized.find_first_not_of(" \t\r\n");
+    const bool json = first != std::string::npos && serialized[first] == '{';
+    return absl::StrCat("not a SentencePiece model (", serialized.size(),
+                        " bytes that do not parse as a ModelProto protobuf",
+                        json ? "; the file looks like JSON, e.g. a Hugging Face tokenizer.json, "
+                               "which rotor does not read"
+                             : "; truncated or another format",
+                        ")");
+  }
+  for (const char* prefix : {"Internal: ", "INTERNAL: "}) {
+    if (absl::StartsWith(error, prefix)) error.erase(0, std::strlen(prefix));
+  }
+  return error;
+}
+
 }  // namespace
 
 namespace rotor {
@@ -140,12 +167,39 @@ class SentencePieceTokenizer final : public Tokenizer {
       return absl::FailedPreconditionError(
           absl::StrCat("cannot load SentencePiece model '", path_, "': ", lib.error));
     }
+    // Read the file here, so that a missing, empty or foreign file gets a
+    // message of its own rather than SentencePiece's internal one (which for
+    // an empty file is "unk is not defined" and for anything that is not a
+    // ModelProto names a line of its source).
+    std::error_code ec;
+    if (std::filesystem::is_directory(path_, ec)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot load SentencePiece model '", path_, "': a directory, not a model file"));
+    }
+    std::ifstream in(path_, std::ios::binary);
+    if (!in) {
+      return absl::NotFoundError(absl::StrCat("cannot load SentencePiece model '", path_,
+                                              "': ", std::strerror(errno)));
+    }
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    if (in.bad()) {
+      return absl::DataLossError(
+          absl::StrCat("cannot load SentencePiece model '", path_, "': read error"));
+    }
+    const std::string serialized = bytes.str();
+    if (serialized.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot load SentencePiece model '", path_, "': empty file, not a SentencePiece model"));
+    }
     lib.construct(storage_);
     constructed_ = true;
     std::string error;
-    if (!sentencepiece_call([&] { return processor().Load(path_); }, error)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot load SentencePiece model '", path_, "': ", error));
+    if (!sentencepiece_call(
+            [&] { return processor().LoadFromSerializedProto(std::string_view(serialized)); },
+            error)) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot load SentencePiece model '", path_,
+                                                     "': ", explain_load_error(serialized, error)));
     }
     if (processor().GetPieceSize() <= 0) {
       return absl::InvalidArgumentError(

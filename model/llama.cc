@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
 #include "kernels/random.h"
@@ -285,6 +286,15 @@ Tensor LlamaModel::forward_hidden(const Batch& batch) {
   // The vocabulary-parallel head needs every row on every tp rank.
   final_full_ = tp_rows_to_full(tp_, sp_, final_out_);
   return final_full_;
+}
+
+int64_t LlamaModel::first_nonfinite_residual() const {
+  const int64_t layers = static_cast<int64_t>(acts_.size());
+  for (int64_t i = 0; i <= layers; ++i) {
+    const Tensor& h = i < layers ? acts_[i].x : final_in_;  // input of block i; the last block's output
+    if (h.defined() && !std::isfinite(squared_norm(h))) return i;
+  }
+  return -1;
 }
 
 LossSum LlamaModel::forward(const Batch& batch) {

@@ -143,6 +143,12 @@ class LlamaModel {
   // they are gathered over tp, so every tp rank must call it with the same row.
   std::vector<double> next_token_logprobs(int64_t row) const;
 
+  // After a forward pass: the first residual-stream tensor of this rank with a
+  // non-finite value (NaN or inf): 0 the embedding output, l + 1 the output of
+  // block l; -1 when every one is finite. Locates where a non-finite loss
+  // began (trainer/train.cc); the hidden states are kept even with recompute.
+  int64_t first_nonfinite_residual() const;
+
   std::vector<Parameter>& parameters() { return params_; }
   const std::vector<Parameter>& parameters() const { return params_; }
   Parameter* find(const std::string& name);

@@ -1,16 +1,21 @@
 #include "trainer/checkpoint.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "kernels/elementwise.h"
 #include "parallel/tensor_parallel.h"
 #include "trainer/safetensors.h"
 
@@ -47,28 +52,74 @@ absl::StatusOr<uint32_t> file_crc32(const fs::path& path, uint64_t* bytes) {
 }  // namespace
 
 absl::Status write_text(const fs::path& path, const std::string& text) {
+  errno = 0;
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
   out.flush();
-  if (!out) return absl::DataLossError(absl::StrCat(path.string(), ": write failed"));
+  if (!out) {
+    return absl::DataLossError(absl::StrCat(path.string(), ": write failed",
+                                            errno ? absl::StrCat(" (", std::strerror(errno), ")") : ""));
+  }
   return absl::OkStatus();
 }
 
 namespace {
 
+// Forces `path` (a file or a directory: its entries) to stable storage, so a
+// checkpoint that `latest` names survives a machine crash, not only a killed
+// process. fsync through a read-only descriptor is enough on Linux.
+absl::Status sync_path(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::DataLossError(absl::StrCat(path.string(), ": open for fsync: ", std::strerror(errno)));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return absl::DataLossError(absl::StrCat(path.string(), ": fsync: ", std::strerror(err)));
+  return absl::OkStatus();
+}
+
+// step_<8 digits> exactly: not a .tmp-<pid> directory of a save in progress.
+bool is_step_dir_name(const std::string& name) {
+  return name.size() == 13 && name.rfind("step_", 0) == 0 &&
+         std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Removes checkpoint directory `dir` so that a kill in the middle never
+// leaves a step_<N> directory with some files gone: renamed first to a
+// .tmp- name (which the next save clears away), then deleted.
+void remove_checkpoint_dir(const fs::path& dir) {
+  std::error_code ec;
+  const fs::path doomed = dir.parent_path() / absl::StrCat(dir.filename().string(), ".tmp-removing-", getpid());
+  fs::rename(dir, doomed, ec);
+  const fs::path& gone = ec ? dir : doomed;  // rename failed: delete in place
+  fs::remove_all(gone, ec);
+}
+
 std::vector<fs::path> complete_checkpoints(const fs::path& root) {
   std::vector<fs::path> dirs;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(root, ec)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("step_", 0) == 0 && name.find(".tmp") == std::string::npos)
-      dirs.push_back(e.path());
+    if (e.is_directory() && is_step_dir_name(e.path().filename().string())) dirs.push_back(e.path());
   }
   std::sort(dirs.begin(), dirs.end());
   return dirs;
 }
 
+// The first tensor holding a NaN or inf, or "".
+std::string first_nonfinite(const std::vector<NamedTensor>& tensors) {
+  for (const NamedTensor& t : tensors)
+    if (!std::isfinite(squared_norm(t.tensor))) return t.name;
+  return "";
+}
+
 }  // namespace
+
+std::vector<std::string> resume_candidates(const std::string& run_dir) {
+  std::vector<std::string> out;
+  for (const fs::path& d : complete_checkpoints(fs::path(run_dir) / "checkpoints")) out.push_back(d.string());
+  std::reverse(out.begin(), out.end());
+  return out;
+}
 
 CheckpointTensors checkpoint_tensors(const std::vector<Parameter>& params,
                                      const AdamWOptimizer& optimizer, Communicator* tp) {
@@ -89,8 +140,58 @@ absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& i
   return save_checkpoint(run_dir, info, checkpoint_tensors(params, optimizer), keep);
 }
 
+namespace {
+
+// Writes every file of the checkpoint into `tmp` and fsyncs them; `stage`
+// is called after each step of the write (CheckpointInfo::after_stage).
+absl::Status write_checkpoint_files(const fs::path& tmp, const CheckpointInfo& info,
+                                    const CheckpointTensors& tensors,
+                                    const std::function<void(int)>& stage) {
+  const std::map<std::string, std::string> meta = {{"step", std::to_string(info.step)}};
+  if (auto s = write_safetensors((tmp / kModelFile).string(), tensors.model, meta); !s.ok()) return s;
+  stage(1);
+  if (auto s = write_safetensors((tmp / kOptimizerFile).string(), tensors.optimizer, meta); !s.ok())
+    return s;
+  stage(2);
+  if (auto s = write_text(tmp / kRecipeFile, info.recipe_yaml); !s.ok()) return s;
+  std::vector<std::string> files = {kModelFile, kOptimizerFile, kRecipeFile};
+  std::error_code ec;
+  for (const auto& [file, source] : info.extra_files) {
+    fs::copy_file(source, tmp / file, fs::copy_options::overwrite_existing, ec);
+    if (ec) return absl::NotFoundError(absl::StrCat("copy ", source, " into the checkpoint: ", ec.message()));
+    files.push_back(file);
+  }
+  nlohmann::json state;
+  state["step"] = info.step;
+  state["optimizer_steps"] = tensors.optimizer_steps;
+  state["sampler"] = info.sampler;
+  for (const std::string& f : files) {
+    uint64_t bytes = 0;
+    absl::StatusOr<uint32_t> crc = file_crc32(tmp / f, &bytes);
+    if (!crc.ok()) return crc.status();
+    state["files"][f] = {{"bytes", bytes}, {"crc32", *crc}};
+  }
+  if (auto s = write_text(tmp / kStateFile, state.dump(1)); !s.ok()) return s;
+  files.push_back(kStateFile);
+  for (const std::string& f : files)
+    if (auto s = sync_path(tmp / f); !s.ok()) return s;
+  if (auto s = sync_path(tmp); !s.ok()) return s;
+  stage(3);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& info,
                              const CheckpointTensors& tensors, int keep) {
+  // Weights or moments with NaN or inf are never saved: resuming from them
+  // could only reproduce the failure.
+  for (const std::vector<NamedTensor>* set : {&tensors.model, &tensors.optimizer}) {
+    if (const std::string bad = first_nonfinite(*set); !bad.empty()) {
+      return absl::DataLossError(absl::StrCat("not saving the checkpoint of step ", info.step, ": ", bad,
+                                              " holds NaN or inf"));
+    }
+  }
   const fs::path root = fs::path(run_dir) / "checkpoints";
   std::error_code ec;
   fs::create_directories(root, ec);
@@ -103,44 +204,32 @@ absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& i
   const fs::path tmp = root / absl::StrCat(name, ".tmp-", getpid());
   fs::create_directories(tmp, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(tmp.string(), ": ", ec.message()));
-
-  const std::map<std::string, std::string> meta = {{"step", std::to_string(info.step)}};
-  if (auto s = write_safetensors((tmp / kModelFile).string(), tensors.model, meta); !s.ok()) return s;
-  if (auto s = write_safetensors((tmp / kOptimizerFile).string(), tensors.optimizer, meta); !s.ok())
-    return s;
-  if (auto s = write_text(tmp / kRecipeFile, info.recipe_yaml); !s.ok()) return s;
-  std::vector<std::string> files = {kModelFile, kOptimizerFile, kRecipeFile};
-  for (const auto& [file, source] : info.extra_files) {
-    fs::copy_file(source, tmp / file, fs::copy_options::overwrite_existing, ec);
-    if (ec) return absl::NotFoundError(absl::StrCat("copy ", source, " into the checkpoint: ", ec.message()));
-    files.push_back(file);
+  const std::function<void(int)> stage = info.after_stage ? info.after_stage : [](int) {};
+  if (absl::Status s = write_checkpoint_files(tmp, info, tensors, stage); !s.ok()) {
+    // A full disk or a write error: the partial directory goes (freeing its
+    // space); the previous checkpoints and `latest` are untouched.
+    fs::remove_all(tmp, ec);
+    return absl::Status(s.code(), absl::StrCat("checkpoint of step ", info.step, " not saved (the previous ",
+                                               "checkpoints are intact): ", s.message()));
   }
-
-  nlohmann::json state;
-  state["step"] = info.step;
-  state["optimizer_steps"] = tensors.optimizer_steps;
-  state["sampler"] = info.sampler;
-  for (const std::string& f : files) {
-    uint64_t bytes = 0;
-    absl::StatusOr<uint32_t> crc = file_crc32(tmp / f, &bytes);
-    if (!crc.ok()) return crc.status();
-    state["files"][f] = {{"bytes", bytes}, {"crc32", *crc}};
-  }
-  if (auto s = write_text(tmp / kStateFile, state.dump(1)); !s.ok()) return s;
 
   const fs::path final_dir = root / name;
-  if (fs::exists(final_dir)) fs::remove_all(final_dir, ec);
+  if (fs::exists(final_dir)) remove_checkpoint_dir(final_dir);  // a rewrite of a step (resume past a corrupt one)
   fs::rename(tmp, final_dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("rename ", tmp.string(), ": ", ec.message()));
+  if (auto s = sync_path(root); !s.ok()) return s;
+  stage(4);
   const fs::path latest_tmp = root / absl::StrCat("latest.tmp-", getpid());
   if (auto s = write_text(latest_tmp, name + "\n"); !s.ok()) return s;
+  if (auto s = sync_path(latest_tmp); !s.ok()) return s;
   fs::rename(latest_tmp, root / "latest", ec);
   if (ec) return absl::InternalError(absl::StrCat("rename latest: ", ec.message()));
+  if (auto s = sync_path(root); !s.ok()) return s;
 
   if (keep > 0) {
     std::vector<fs::path> dirs = complete_checkpoints(root);
     for (size_t i = 0; i + static_cast<size_t>(keep) < dirs.size(); ++i) {
-      if (dirs[i].filename() != name) fs::remove_all(dirs[i], ec);
+      if (dirs[i].filename() != name) remove_checkpoint_dir(dirs[i]);
     }
   }
   return absl::OkStatus();
@@ -183,18 +272,34 @@ absl::StatusOr<CheckpointInfo> load_checkpoint(const std::string& dir,
   std::ifstream sf(d / kStateFile);
   if (!sf) return absl::NotFoundError(absl::StrCat((d / kStateFile).string(), ": missing"));
   nlohmann::json state = nlohmann::json::parse(sf, nullptr, false);
-  if (state.is_discarded() || !state.contains("files") || !state.contains("step")) {
+  const auto valid_state = [&] {
+    if (state.is_discarded() || !state.is_object() || !state.contains("step") ||
+        !state["step"].is_number_integer() || !state.contains("files") || !state["files"].is_object())
+      return false;
+    for (auto& [file, want] : state["files"].items()) {
+      if (!want.is_object() || !want.contains("bytes") || !want["bytes"].is_number_unsigned() ||
+          !want.contains("crc32") || !want["crc32"].is_number_unsigned() || file.find('/') != std::string::npos)
+        return false;
+    }
+    return !state.contains("optimizer_steps") || state["optimizer_steps"].is_number_integer();
+  };
+  if (!valid_state()) {
     return absl::DataLossError(absl::StrCat((d / kStateFile).string(), ": not valid checkpoint state JSON"));
+  }
+  for (const char* required : {kModelFile, kOptimizerFile}) {
+    if (!state["files"].contains(required)) {
+      return absl::DataLossError(absl::StrCat((d / kStateFile).string(), ": lists no ", required));
+    }
   }
   for (auto& [file, want] : state["files"].items()) {
     uint64_t bytes = 0;
     absl::StatusOr<uint32_t> crc = file_crc32(d / file, &bytes);
     if (!crc.ok()) return crc.status();
-    if (bytes != want["bytes"].get<uint64_t>() || *crc != want["crc32"].get<uint32_t>()) {
+    if (bytes != want["bytes"].get<uint64_t>() || *crc != want["crc32"].get<uint64_t>()) {
       return absl::DataLossError(absl::StrCat(
           (d / file).string(), ": checksum mismatch (", bytes, " bytes, crc32 ", *crc,
           "; state.json says ", want["bytes"].get<uint64_t>(), " bytes, crc32 ",
-          want["crc32"].get<uint32_t>(), "): the file is truncated or corrupted"));
+          want["crc32"].get<uint64_t>(), "): the file is truncated or corrupted"));
     }
   }
   absl::StatusOr<SafetensorsFile> model = SafetensorsFile::open((d / kModelFile).string());

@@ -11,15 +11,20 @@
 //   <run_dir>/checkpoints/latest   name of the newest complete checkpoint
 //
 // A checkpoint is written into "step_<N>.tmp-<pid>" and renamed into place
-// only when every file is written and flushed; `latest` is then replaced
-// atomically. A kill at any point leaves the previous checkpoint intact and
-// at most a stale .tmp directory (removed by the next save). Loading checks
-// every file's size and CRC-32 against state.json, so a truncated or
-// corrupted file is an error naming it, never silently wrong weights.
+// only when every file is written and fsynced; `latest` is then replaced
+// atomically (and the directory synced). A kill at any point leaves the
+// previous checkpoint intact and at most a stale .tmp directory (removed by
+// the next save); a failed write (disk full) removes its .tmp directory and
+// returns an error naming the file, the previous checkpoints untouched.
+// Weights or moments holding NaN or inf are refused. Loading checks every
+// file's size and CRC-32 against state.json, so a truncated or corrupted file
+// is an error naming it, never silently wrong weights; `rotor train` then
+// resumes from the newest checkpoint that verifies (resume_candidates).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -41,6 +46,10 @@ struct CheckpointInfo {
   // Files copied into the checkpoint (and checksummed): name there -> source path.
   std::map<std::string, std::string> extra_files = {};
   std::string dir = {};    // the checkpoint directory (set by load_checkpoint)
+  // Called during save_checkpoint after each stage of the write (1: model,
+  // 2: optimizer, 3: every file written and synced, 4: renamed into place,
+  // `latest` not yet updated); for fault injection (trainer/fault_injection.h).
+  std::function<void(int)> after_stage = {};
 };
 
 // What a checkpoint stores: whole tensors (global shapes, whatever the
@@ -67,6 +76,12 @@ absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& i
 absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& info,
                              const std::vector<Parameter>& params,
                              const AdamWOptimizer& optimizer, int keep);
+
+// Every complete checkpoint directory of the run (step_<N>, renamed into
+// place, so all its files were written and synced), newest first: what a
+// resume tries in turn when the newest fails verification. It may be newer
+// than `latest` (a save killed between its rename and the update of latest).
+std::vector<std::string> resume_candidates(const std::string& run_dir);
 
 // The directory named by <run_dir>/checkpoints/latest, or "" when the run has
 // no checkpoint yet.

@@ -243,9 +243,18 @@ absl::Status export_hf(const ExportArgs& a, std::ostream& out, std::ostream& err
 absl::StatusOr<nlohmann::json> read_json(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": missing"));
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not a JSON object"));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {  // parse_error; out_of_range for a number overflow
+    // e.what(): "[json.exception.parse_error.101] parse error at line 4, column 1: ..."
+    std::string what = e.what();
+    if (const size_t at = what.find("] "); at != std::string::npos) what = what.substr(at + 2);
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not valid JSON: ", what));
+  }
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), ": must be a JSON object, got ", j.type_name()));
   }
   return j;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace rotor {
@@ -264,6 +265,16 @@ absl::Status prefixed(const std::string& where, const absl::Status& s) {
   return absl::Status(s.code(), absl::StrCat(where, ": ", s.message()));
 }
 
+// validate_rope names recipe keys ("rope.factor must be >= 1"); in a
+// config.json error, say first which of the file's keys the values came from.
+absl::Status in_hf_rope(const std::string& where, const absl::Status& s, const std::string& dict,
+                        const std::string& theta_key) {
+  if (s.ok()) return s;
+  const bool theta = absl::StartsWith(s.message(), "rope.theta");
+  const std::string from = theta || dict.empty() ? theta_key : dict;
+  return absl::Status(s.code(), absl::StrCat(where, ": ", from, ": ", s.message()));
+}
+
 }  // namespace
 
 absl::StatusOr<HfModel> parse_hf_config(const json& config, const std::string& where) {
@@ -332,10 +343,20 @@ absl::StatusOr<HfModel> parse_hf_config(const json& config, const std::string& w
     // Stored as 0 when it is HF's default, so rotor's "derived" form round-trips.
     c.head_dim = (divisible && *head_dim == c.hidden_size / c.num_attention_heads) ? 0 : *head_dim;
   } else if (!divisible) {
+    // Name a size that came from HF's defaults rather than from the file.
+    std::string defaulted;
+    if (!top.has("hidden_size")) {
+      absl::StrAppend(&defaulted, "; hidden_size is not in the file, so it is HF's default ",
+                      c.hidden_size);
+    }
+    if (!top.has("num_attention_heads")) {
+      absl::StrAppend(&defaulted, "; num_attention_heads is not in the file, so it is HF's default ",
+                      c.num_attention_heads);
+    }
     return top.error("head_dim",
                      absl::StrCat("is absent and hidden_size (", c.hidden_size,
                                   ") is not a multiple of num_attention_heads (",
-                                  c.num_attention_heads, ")"));
+                                  c.num_attention_heads, ")", defaulted));
   }
   ROTOR_HF_RETURN_IF_ERROR(prefixed(where, c.validate()));
   const int64_t hd = c.resolved_head_dim();
@@ -430,7 +451,12 @@ absl::StatusOr<HfModel> parse_hf_config(const json& config, const std::string& w
     }
     rope = ntk;
   }
-  ROTOR_HF_RETURN_IF_ERROR(prefixed(where, validate_rope(rope, hd)));
+  {
+    // Name the keys the values came from.
+    const std::string dict = from_scaling ? "rope_scaling" : from_params ? "rope_parameters" : "";
+    const std::string theta_key = params_theta ? "rope_parameters.rope_theta" : "rope_theta";
+    ROTOR_HF_RETURN_IF_ERROR(in_hf_rope(where, validate_rope(rope, hd), dict, theta_key));
+  }
   c.rope_theta = rope.theta;
   out.rope = rope;
 

@@ -7,6 +7,7 @@
 //   rotor --help | -h | help      list the commands (stdout, status 0)
 //   rotor help <command>          the command's own --help
 //   anything else                 usage on stderr, status 2
+#include <csignal>
 #include <iostream>
 #include <ostream>
 #include <string>
@@ -64,6 +65,9 @@ const Command* find_command(const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A write past the file-size limit (ulimit -f) fails with EFBIG, reported
+  // like a full disk with the file's name, instead of killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     print_usage(std::cerr);

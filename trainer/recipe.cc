@@ -1,6 +1,7 @@
 // Recipes: base inheritance, overrides, defaults, validation, sweeps. See recipe.h.
 #include "trainer/recipe.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +19,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using recipe::Recipe;
+
+// The most runs expand_sweep enumerates.
+constexpr uint64_t kMaxSweepRuns = 1000;
 
 absl::Status invalid(const std::string& location, const std::string& message) {
   return absl::InvalidArgumentError(
@@ -50,7 +54,7 @@ absl::Status load_file(const std::string& path, std::vector<std::string>& chain,
   try {
     root = YAML::Load(*text);
   } catch (const YAML::Exception& e) {
-    return invalid(mark_text(path, e.mark), e.msg);
+    return invalid(mark_text(path, e.mark), absl::StrCat("YAML syntax error: ", e.msg));
   }
   if (!root.IsDefined() || root.IsNull()) return absl::OkStatus();
   if (!root.IsMap()) return invalid(mark_text(path, root.Mark()), "a recipe is a mapping of sections");
@@ -173,6 +177,8 @@ Recipe with_defaults(const Recipe& given, const std::string& path) {
   if (!t->has_grad_clip()) t->set_grad_clip(1.0);
   if (!t->has_recompute()) t->set_recompute(false);
   if (!t->has_seed()) t->set_seed(1234);
+  if (!t->has_on_nonfinite()) t->set_on_nonfinite(recipe::TrainSection::stop);
+  if (!t->has_max_skipped_steps()) t->set_max_skipped_steps(5);
   if (!r.parallel().has_tp()) r.mutable_parallel()->set_tp(1);
   if (!r.parallel().has_cp()) r.mutable_parallel()->set_cp(1);
   if (!r.checkpoint().has_interval()) r.mutable_checkpoint()->set_interval(0);
@@ -285,6 +291,8 @@ void check_recipe(const Recipe& r, Checker& c) {
     c.require(t.beta2() >= 0 && t.beta2() < 1, {"train.beta2"}, "train.beta2 must be in [0, 1)");
   if (t.has_grad_clip())
     c.require(t.grad_clip() >= 0, {"train.grad_clip"}, "train.grad_clip must be >= 0 (0: off)");
+  if (t.has_max_skipped_steps())
+    c.require(t.max_skipped_steps() >= 0, {"train.max_skipped_steps"}, "train.max_skipped_steps must be >= 0");
   const int64_t micro = t.has_micro_batch_size() ? t.micro_batch_size() : 1;
   if (t.has_global_batch_tokens() && d.sequence_length() > 0 && micro > 0)
     c.require(t.global_batch_tokens() % (micro * d.sequence_length()) == 0,
@@ -494,6 +502,18 @@ absl::StatusOr<std::vector<NamedRun>> expand_sweep(const LoadedRecipe& recipe) {
     NamedRun run{stem, recipe};
     runs.push_back(std::move(run));
     return runs;
+  }
+  // Each run is validated on its own (about a millisecond): a grid of 10^4 or
+  // more runs (e.g. 4 axes of 10 values) took seconds to minutes to refuse or list.
+  uint64_t grid = 1;
+  for (const auto& axis : axes) {
+    grid *= static_cast<uint64_t>(std::max(axis.values_size(), 1));
+    if (grid > kMaxSweepRuns) {
+      const auto it = recipe.where.find(absl::StrCat("sweep.", axes[0].key()));
+      return invalid(it != recipe.where.end() ? it->second : recipe.path,
+                     absl::StrCat("sweep: the grid has more than ", kMaxSweepRuns,
+                                  " runs (the product of the axis lengths)"));
+    }
   }
   std::vector<int> index(axes.size(), 0);
   while (true) {

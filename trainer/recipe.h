@@ -91,6 +91,9 @@ absl::StatusOr<LoadedRecipe> load_recipe(const std::string& path,
 
 // The grid of `sweep:` (first axis slowest), each run validated on its own; a
 // recipe without a sweep gives one run, named by the stem, with run.dir unchanged.
+// A grid of more than 1000 runs is refused (an error at the sweep: key).
+// String values must be valid UTF-8 (so the resolved recipe.yaml names the
+// same paths); anything else is an error at the value's file:line:col.
 absl::StatusOr<std::vector<NamedRun>> expand_sweep(const LoadedRecipe& recipe);
 
 // Values and combinations of a resolved recipe (defaults filled in); errors

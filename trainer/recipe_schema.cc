@@ -65,6 +65,42 @@ bool parse_double(const YAML::Node& node, double& out) {
   return !t.empty() && ec == std::errc() && end == t.data() + t.size() && std::isfinite(out);
 }
 
+// Well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF) without noncharacters: what yaml-cpp's emitter writes back
+// unchanged. Anything else came back as U+FFFD from recipe_to_yaml, so the
+// recipe written into the run directory named another run.dir or path.
+bool valid_text(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    uint32_t cp = 0;
+    size_t n = 0;
+    if (b < 0x80) {
+      ++i;
+      continue;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      cp = b & 0x1F, n = 1;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      cp = b & 0x0F, n = 2;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      cp = b & 0x07, n = 3;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;  // truncated sequence
+    for (size_t k = 1; k <= n; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if ((c & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE)
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
 std::vector<std::string> enum_names(const FieldDescriptor* field) {
   std::vector<std::string> names;
   const auto* type = field->enum_type();
@@ -101,6 +137,8 @@ absl::Status set_scalar(Message& m, const FieldDescriptor* f, const YAML::Node& 
     }
     case FieldDescriptor::CPPTYPE_STRING: {
       if (!node.IsScalar()) return wrong_type(location, key, "a string", node);
+      if (!valid_text(node.Scalar()))
+        return error_at(location, absl::StrCat(key, ": not valid UTF-8 text (or holds a Unicode noncharacter)"));
       rep ? r->AddString(&m, f, node.Scalar()) : r->SetString(&m, f, node.Scalar());
       return absl::OkStatus();
     }

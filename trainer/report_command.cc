@@ -242,7 +242,7 @@ std::string length_label(int64_t n) {
   return absl::StrCat(n);
 }
 
-std::string cell(const std::optional<double>& v, const char* format) {
+std::string cell(const std::optional<double>& v, const absl::FormatSpec<double>& format) {
   if (!v || std::isnan(*v)) return "-";
   return absl::StrFormat(format, *v);
 }

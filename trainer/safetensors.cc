@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -34,6 +35,13 @@ size_t element_size(const std::string& dtype) {
       {"F8_E4M3", 1}, {"F8_E5M2", 1}};
   auto it = sizes.find(dtype);
   return it == sizes.end() ? 0 : it->second;
+}
+
+// "[2, 3]", like Shape::str, for any number of dims.
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) absl::StrAppend(&out, i ? ", " : "", shape[i]);
+  return out + "]";
 }
 
 const char* safetensors_dtype(DType d) {
@@ -129,10 +137,27 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
     return bad(path, absl::StrCat("header length ", n, " exceeds the file (", f.map_->size,
                                   " bytes) or the 100 MB limit: truncated or not a safetensors file"));
   }
-  nlohmann::json header = nlohmann::json::parse(base + 8, base + 8 + n, nullptr, false);
-  if (header.is_discarded() || !header.is_object()) {
-    return bad(path, "header is not a valid JSON object");
+  // Tensor names must be unique: JSON keeps only the last of duplicate keys,
+  // so they are caught while parsing (depth 1: the header object's keys).
+  std::set<std::string> names;
+  std::string duplicate;
+  const nlohmann::json::parser_callback_t unique_names = [&](int depth, nlohmann::json::parse_event_t event,
+                                                             nlohmann::json& parsed) {
+    if (depth == 1 && event == nlohmann::json::parse_event_t::key && parsed.is_string() &&
+        !names.insert(parsed.get<std::string>()).second && duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(base + 8, base + 8 + n, unique_names);
+  } catch (const nlohmann::json::exception& e) {  // parse_error; out_of_range for a number overflow
+    std::string what = e.what();  // "[json.exception.parse_error.101] parse error at ..."
+    if (const size_t at = what.find("] "); at != std::string::npos) what = what.substr(at + 2);
+    return bad(path, absl::StrCat("header is not valid JSON: ", what));
   }
+  if (!header.is_object()) return bad(path, absl::StrCat("header must be a JSON object, got ", header.type_name()));
+  if (!duplicate.empty()) return bad(path, absl::StrCat("duplicate tensor name '", duplicate, "' in the header"));
   f.data_ = base + 8 + n;
   const uint64_t buffer = f.map_->size - 8 - n;
   for (auto& [name, value] : header.items()) {
@@ -159,21 +184,28 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
     const auto& offs = value["data_offsets"];
     if (!shape.is_array()) return bad(path, where + "shape must be a list");
     uint64_t numel = 1;
+    bool overflow = false;
     for (const auto& s : shape) {
       if (!s.is_number_integer() || s.get<int64_t>() < 0) return bad(path, where + "shape entries must be integers >= 0");
       e.shape.push_back(s.get<int64_t>());
-      numel *= static_cast<uint64_t>(s.get<int64_t>());
+      overflow |= __builtin_mul_overflow(numel, static_cast<uint64_t>(s.get<int64_t>()), &numel);
     }
+    // (Unchecked, a shape such as [2^32, 2^32] wrapped to 0 elements and
+    // passed the size check below with empty data_offsets.)
+    uint64_t nbytes = 0;
+    overflow |= __builtin_mul_overflow(numel, static_cast<uint64_t>(esize), &nbytes);
+    if (overflow) return bad(path, absl::StrCat(where, "shape ", shape_str(e.shape), " of ", e.dtype,
+                                                " has more bytes than fit in 64 bits"));
     if (!offs.is_array() || offs.size() != 2 || !offs[0].is_number_unsigned() ||
         !offs[1].is_number_unsigned()) {
       return bad(path, where + "data_offsets must be [begin, end] with integers >= 0");
     }
     e.begin = offs[0].get<uint64_t>();
     e.end = offs[1].get<uint64_t>();
-    if (e.end < e.begin || e.end - e.begin != numel * esize) {
+    if (e.end < e.begin || e.end - e.begin != nbytes) {
       return bad(path, absl::StrCat(where, "data_offsets [", e.begin, ", ", e.end, ") hold ",
                                     e.end < e.begin ? 0 : e.end - e.begin, " bytes, shape and ",
-                                    e.dtype, " need ", numel * esize));
+                                    e.dtype, " need ", nbytes));
     }
     if (e.end > buffer) {
       return bad(path, absl::StrCat(where, "data_offsets end ", e.end, " is past the data (",
@@ -211,12 +243,14 @@ absl::Status SafetensorsFile::read_into(const std::string& name, const Tensor& d
                                         bool allow_reshape) const {
   const SafetensorsEntry* e = find(name);
   if (!e) return absl::NotFoundError(absl::StrCat(path_, ": no tensor '", name, "'"));
-  int64_t numel = 1;
+  int64_t numel = 1;  // no overflow: open() checked numel * element size
   for (int64_t s : e->shape) numel *= s;
-  const bool same_dims = Shape(e->shape) == dst.shape();
+  // Compared as vectors: a tensor of the file may have more than kMaxDims dims
+  // (Shape(e->shape) aborted on those; read them with allow_reshape).
+  const bool same_dims = e->shape == dst.shape().vec();
   if (numel != dst.numel() || (!allow_reshape && !same_dims)) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "' has shape ",
-                                                   Shape(e->shape).str(), ", expected ", dst.shape().str()));
+                                                   shape_str(e->shape), ", expected ", dst.shape().str()));
   }
   const uint8_t* src = data_ + e->begin;
   const bool dst_float = dst.dtype() == DType::kF32 || dst.dtype() == DType::kF64 || dst.dtype() == DType::kBF16;
@@ -321,6 +355,7 @@ absl::Status write_safetensors(const std::string& path, const std::vector<NamedT
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
   const std::string tmp = path + ".tmp";
+  errno = 0;
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot open for writing"));
@@ -348,7 +383,14 @@ absl::Status write_safetensors(const std::string& path, const std::vector<NamedT
       out.write(static_cast<const char*>(src.raw()), static_cast<std::streamsize>(src.nbytes()));
     }
     out.flush();
-    if (!out) return absl::DataLossError(absl::StrCat(tmp, ": write failed (disk full?)"));
+    if (!out) {
+      // errno of the failed write(2): "No space left on device", "File too large"...
+      const std::string why = errno ? std::strerror(errno) : "disk full?";
+      out.close();
+      std::error_code ignored;
+      std::filesystem::remove(tmp, ignored);  // a partial file frees its space
+      return absl::DataLossError(absl::StrCat(tmp, ": write failed (", why, ")"));
+    }
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);

@@ -17,9 +17,11 @@
 #include "data/blend.h"
 #include "data/indexed_dataset.h"
 #include "data/packing.h"
+#include "kernels/elementwise.h"
 #include "kernels/random.h"
 #include "model/llama.h"
 #include "trainer/checkpoint.h"
+#include "trainer/fault_injection.h"
 #include "trainer/optimizer.h"
 #include "trainer/tensorboard.h"
 #include "trainer/world.h"
@@ -195,7 +197,12 @@ absl::Status truncate_metrics(const fs::path& path, int64_t last_step) {
     if (!rec.is_discarded() && rec.value("step", int64_t{0}) <= last_step) kept += line + "\n";
   }
   in.close();
-  std::ofstream(path, std::ios::trunc) << kept;
+  // Through a temporary file and a rename: a kill here keeps every record.
+  const fs::path tmp = path.string() + ".tmp";
+  if (absl::Status s = write_text(tmp, kept); !s.ok()) return s;
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return absl::DataLossError(absl::StrCat("rename ", tmp.string(), ": ", ec.message()));
   return absl::OkStatus();
 }
 
@@ -250,6 +257,64 @@ class Optimizer {
   std::optional<ShardedAdamW> zero_;
 };
 
+// World-wide maximum of a small integer (every rank calls it).
+int64_t max_over(Communicator& world, int64_t v) {
+  Tensor t = Tensor::from_vector({static_cast<double>(v)}, {1}, DType::kF64);
+  world.all_reduce(t, ReduceOp::kMax);
+  return static_cast<int64_t>(t.item());
+}
+
+// "layer <l>" of an HF parameter name model.layers.<l>.*, else the name.
+std::string layer_of(const std::string& name) {
+  const std::string prefix = "model.layers.";
+  if (name.rfind(prefix, 0) != 0) return name;
+  return "layer " + name.substr(prefix.size(), name.find('.', prefix.size()) - prefix.size());
+}
+
+// Where a non-finite loss or gradient came from, for the log, over every
+// rank: the first point of the residual stream whose activations hold NaN or
+// inf (found by running the step's micro-batches forward again); when the
+// forward pass is finite, the parameter whose gradient went non-finite first
+// in backward order (the highest layer: below it the NaN has spread); and the
+// first weight holding NaN or inf, if any. Collective over the world (the
+// forward passes over tp and cp too).
+std::string locate_nonfinite(LlamaModel& model, const std::vector<Batch>& batches, Communicator& world) {
+  const std::vector<Parameter>& params = model.parameters();
+  const int64_t n = static_cast<int64_t>(params.size());
+  int64_t weight = n, grad = -1;  // first weight, last gradient (parameter order)
+  for (int64_t i = 0; i < n; ++i) {
+    if (weight == n && !std::isfinite(squared_norm(params[i].value))) weight = i;
+    if (!std::isfinite(squared_norm(params[i].grad))) grad = i;
+  }
+  weight = n - max_over(world, n - weight);  // the minimum over ranks
+  grad = max_over(world, grad);
+  const int64_t layers = model.config().num_hidden_layers;
+  int64_t residual = layers + 1;  // none
+  for (const Batch& b : batches) {
+    model.forward(b);
+    const int64_t r = model.first_nonfinite_residual();
+    if (r >= 0) residual = std::min(residual, r);
+  }
+  residual = layers + 1 - max_over(world, layers + 1 - residual);
+  std::string out;
+  if (residual == 0) {
+    out = "first non-finite activation: the embedding output";
+  } else if (residual <= layers) {
+    out = absl::StrCat("first non-finite activation: the output of layer ", residual - 1);
+  } else {
+    out = "the forward pass is finite; first non-finite gradient (backward order): ";
+    if (grad < 0) {
+      out += "none";
+    } else {
+      out += params[grad].name;
+      if (const std::string layer = layer_of(params[grad].name); layer != params[grad].name)
+        absl::StrAppend(&out, " (", layer, ")");
+    }
+  }
+  if (weight < n) absl::StrAppend(&out, "; weights: ", params[weight].name, " holds NaN or inf");
+  return out;
+}
+
 std::string duration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds);
   return absl::StrFormat("%dm%02ds", s / 60, s % 60);
@@ -257,7 +322,10 @@ std::string duration(double seconds) {
 
 }  // namespace
 
-absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communicator& world) {
+absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communicator& world,
+                   FaultPlan* faults) {
+  FaultPlan no_faults;
+  if (faults == nullptr) faults = &no_faults;
   const recipe::Recipe& r = loaded.proto;
   if (r.device() == recipe::Recipe::cuda) {
     return absl::UnimplementedError("device: cuda is not available yet (CUDA backend: issue 7)");
@@ -325,13 +393,29 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   GradientReducer reducer(gradients_of(model->parameters()), par.dp_cp);
 
   int64_t start = 0;
-  absl::StatusOr<std::string> latest = latest_checkpoint(run_dir);
-  if (!latest.ok()) return latest.status();
-  if (!latest->empty()) {
-    absl::StatusOr<CheckpointInfo> info = opt.load(*latest, model->parameters(), par.tp_rank());
-    if (!info.ok()) return info.status();
-    start = info->step;
-    out << "resumed from " << *latest << " (step " << start << ")\n";
+  // Resume from the newest checkpoint that verifies on every rank; one that
+  // does not (a flipped byte, a truncated file) is reported by name and the
+  // previous one is tried. None usable: an error, never a silent fresh start.
+  const std::vector<std::string> candidates = resume_candidates(run_dir);
+  std::string resumed_from, unusable;
+  for (const std::string& dir : candidates) {
+    absl::StatusOr<CheckpointInfo> info = opt.load(dir, model->parameters(), par.tp_rank());
+    // Every rank takes the same one: a failure on any rank rejects it.
+    const std::string why = info.ok() ? "" : std::string(info.status().message());
+    if (max_over((*grid)->world(), info.ok() ? 0 : 1) == 0) {
+      start = info->step;
+      resumed_from = dir;
+      break;
+    }
+    out << "rotor train: checkpoint " << dir << " is unusable"
+        << (why.empty() ? " on another rank" : ": " + why) << "; trying the previous one\n";
+    absl::StrAppend(&unusable, "\n  ", dir, ": ", why.empty() ? "unusable on another rank" : why);
+  }
+  if (!candidates.empty() && resumed_from.empty()) {
+    return absl::DataLossError(absl::StrCat("no usable checkpoint in ", run_dir, "/checkpoints:", unusable));
+  }
+  if (!resumed_from.empty()) {
+    out << "resumed from " << resumed_from << " (step " << start << ")\n";
     // Steps after the checkpoint that a killed run had logged are logged again below.
     if (rank0) {
       if (absl::Status s = truncate_metrics(fs::path(run_dir) / "metrics.jsonl", start); !s.ok()) return s;
@@ -367,8 +451,12 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   // The device's peak for MFU: the recipe's run.peak_tflops; none is assumed on the CPU.
   const double peak_tflops = r.run().has_peak_tflops() ? r.run().peak_tflops() : 0.0;
   const int64_t log_every = r.run().has_log_interval() ? r.run().log_interval() : 1;
+  const bool skip_nonfinite = r.train().on_nonfinite() == recipe::TrainSection::skip;
+  const int64_t max_skips = r.train().max_skipped_steps();
+  int64_t skipped_in_row = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = start + 1; step <= steps; ++step) {
+    if (absl::Status s = faults->at_step_start(step, world.rank()); !s.ok()) return s;
     const auto ts = std::chrono::steady_clock::now();
     std::vector<Batch> batches;
     int64_t counted = 0;
@@ -385,6 +473,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
     counted = sum_over(par.dp_cp, LossSum{0, counted}).count;
     if (counted == 0) return absl::DataLossError(absl::StrCat("step ", step, ": no counted target tokens"));
     model->zero_grad();
+    faults->before_forward(step, *model);
     LossSum loss;
     for (const Batch& b : batches) {
       const LossSum l = model->forward_backward(b, 1.0 / static_cast<double>(counted));
@@ -393,18 +482,46 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
     }
     loss = sum_over(par.dp_cp, loss);
     reducer.reduce();
+    faults->after_backward(step, *model);
     const double lr = schedule_lr(r.train(), step);
-    const OptimizerStepInfo info = opt.step(model->parameters(), lr, r.train().grad_clip(), par.tp);
+    // Non-finite loss or gradients (the same values on every rank after the
+    // reductions): the update is never applied. The recipe's
+    // train.on_nonfinite chooses stopping (default) or skipping the step
+    // (at most train.max_skipped_steps in a row); either way the event is
+    // logged with where the values first went non-finite.
+    const double pre_norm = global_grad_norm(model->parameters(), par.tp);
+    std::string nonfinite;
+    if (!std::isfinite(loss.mean()) || !std::isfinite(pre_norm)) {
+      nonfinite = absl::StrCat("step ", step, ": non-finite ",
+                               std::isfinite(loss.mean()) ? "" : absl::StrCat("loss (", loss.mean(), ") and "),
+                               "gradient norm (", pre_norm, "); ",
+                               locate_nonfinite(*model, batches, (*grid)->world()));
+    }
+    faults->restore_weights();
+    if (!nonfinite.empty()) {
+      if (!skip_nonfinite) return absl::DataLossError(absl::StrCat(nonfinite, "; stopping (train.on_nonfinite: stop)"));
+      if (++skipped_in_row > max_skips) {
+        return absl::DataLossError(absl::StrCat(nonfinite, "; stopping: ", skipped_in_row,
+                                                " steps in a row skipped (train.max_skipped_steps: ", max_skips, ")"));
+      }
+      out << "step " << step << "/" << steps << " | skipped: " << nonfinite << std::endl;
+    } else {
+      skipped_in_row = 0;
+    }
+    OptimizerStepInfo info;
+    if (nonfinite.empty()) info = opt.step(model->parameters(), lr, r.train().grad_clip(), par.tp);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = static_cast<double>(global * len) / dt;
     // Model FLOPs per second per rank (see LlamaConfig), the numerator of MFU.
     const double tflops = tps * flops_per_token / 1e12 / static_cast<double>(world.size());
-    if (!std::isfinite(loss.mean())) {
-      return absl::DataLossError(absl::StrCat("step ", step, ": loss is ", loss.mean(), "; stopping before a checkpoint"));
+    nlohmann::json rec = {{"step", step}, {"lr", lr}, {"tokens_per_s", tps}, {"tflops", tflops}};
+    if (nonfinite.empty()) {
+      rec["loss"] = loss.mean();
+      rec["grad_norm"] = info.grad_norm;
+    } else {
+      rec["skipped"] = nonfinite;  // a skipped step's record: no loss, no grad_norm
     }
-    nlohmann::json rec = {{"step", step}, {"loss", loss.mean()}, {"lr", lr},
-                          {"grad_norm", info.grad_norm}, {"tokens_per_s", tps}, {"tflops", tflops}};
     if (peak_tflops > 0) rec["mfu"] = tflops / peak_tflops;
     const bool evaluated =
         heldout && r.eval().interval() > 0 && (step % r.eval().interval() == 0 || step == steps);
@@ -425,6 +542,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
     if (rank0) {
       metrics << rec.dump() << "\n";
       metrics.flush();
+      if (!metrics) return absl::DataLossError(absl::StrCat(run_dir, "/metrics.jsonl: write failed (disk full?)"));
     }
     // Tags: train/<key> for the step's numbers, eval/loss_<length> for held-out losses.
     std::vector<std::pair<std::string, double>> scalars;
@@ -437,7 +555,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
     if (tb) {
       if (absl::Status st = tb->add_scalars(step, scalars, wall); !st.ok()) return st;
     }
-    if (step == start + 1 || step == steps || step % log_every == 0 || evaluated) {
+    if (nonfinite.empty() && (step == start + 1 || step == steps || step % log_every == 0 || evaluated)) {
       out << absl::StrFormat("step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | %.3g TFLOP/s",
                              step, steps, loss.mean(), lr, info.grad_norm, tps, tflops);
       if (peak_tflops > 0) out << absl::StrFormat(" | MFU %.1f%%", 100 * tflops / peak_tflops);
@@ -461,6 +579,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
         continue;
       }
       CheckpointInfo ck{.step = step, .sampler = {{"next_sample", step * global}}, .recipe_yaml = recipe_yaml};
+      ck.after_stage = [&, step](int stage) { faults->at_checkpoint_stage(step, stage); };
       if (absl::StartsWith(r.data().tokenizer(), "spm:"))
         ck.extra_files["tokenizer.model"] = r.data().tokenizer().substr(4);
       if (absl::Status s = save_checkpoint(run_dir, ck, tensors, static_cast<int>(r.checkpoint().keep()));
@@ -500,8 +619,13 @@ int run_train_command(const std::vector<std::string>& args, std::ostream& out, s
     err << "rotor train: " << recipe.status().message() << "\n";
     return 2;
   }
+  absl::StatusOr<FaultPlan> faults = FaultPlan::from_env();
+  if (!faults.ok()) {
+    err << "rotor train: " << faults.status().message() << "\n";
+    return 2;
+  }
   ProcessWorld world;
-  if (absl::Status s = train(*recipe, out, world.comm()); !s.ok()) {
+  if (absl::Status s = train(*recipe, out, world.comm(), &*faults); !s.ok()) {
     // With several ranks, end them all (an error on one rank would leave the
     // others waiting in a collective); the message names this rank.
     if (world.comm().size() > 1) world.comm().abort(absl::StrCat("rotor train: ", s.message()));

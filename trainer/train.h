@@ -22,7 +22,17 @@
 // eval_entropy_<longest length>_layer<l>), tb/ (TensorBoard events: the same
 // numbers as train/<key> and eval/loss_<length>), checkpoints/
 // (trainer/checkpoint.h).
-// If the run directory holds a checkpoint, training continues from it.
+// If the run directory holds a checkpoint, training continues from the newest
+// one that verifies (trainer/checkpoint.h); a corrupt one is reported by name
+// and the previous one used.
+//
+// Non-finite values: a step whose loss or gradient norm is NaN or inf is never
+// applied. The event names the step and where the values began (the first
+// layer whose output, or first parameter whose gradient, is non-finite);
+// train.on_nonfinite chooses stopping (default; the run's checkpoints are all
+// finite: save_checkpoint refuses NaN) or skipping the step (metrics.jsonl
+// records {"step", "skipped": <the event>}), at most train.max_skipped_steps
+// in a row.
 #pragma once
 
 #include <ostream>
@@ -31,6 +41,7 @@
 
 #include "absl/status/status.h"
 #include "parallel/communicator.h"
+#include "trainer/fault_injection.h"
 #include "trainer/recipe.h"
 
 namespace rotor {
@@ -44,7 +55,9 @@ double schedule_lr(const recipe::TrainSection& train, int64_t step);
 // (parallel/process_grid.h). Each dp rank takes global_batch / dp sequences of
 // every step; the cp ranks of a dp rank share them as zigzag shards
 // (ring attention); gradients and losses are summed over dp x cp.
-absl::Status train(const LoadedRecipe& recipe, std::ostream& out, Communicator& world);
+// `faults`: injected failures for the reliability tests (trainer/fault_injection.h).
+absl::Status train(const LoadedRecipe& recipe, std::ostream& out, Communicator& world,
+                   FaultPlan* faults = nullptr);
 
 // CLI entry: returns the exit code (2 for usage and recipe errors).
 int run_train_command(const std::vector<std::string>& args, std::ostream& out,

@@ -231,9 +231,16 @@ void forward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Atten
             T* sr = s + r * n;
             const int64_t end = visible.mask_row(b, i0 + r, sr, n);
             std::fill(sr + end, sr + n, T(0));
-            T m = kNegInf<T>;
-#pragma omp simd reduction(max : m)
-            for (int64_t j = 0; j < end; ++j) m = sr[j] > m ? sr[j] : m;
+            T m = kNegInf<T>, sum = 0;
+#pragma omp simd reduction(max : m) reduction(+ : sum)
+            for (int64_t j = 0; j < end; ++j) {
+              m = sr[j] > m ? sr[j] : m;
+              sum += sr[j];
+            }
+            // A NaN logit must reach the output (the max above skips NaN, which
+            // would turn a row of NaN logits into "no visible key": out 0):
+            // sum is NaN iff a logit is NaN (or +inf meets a masked -inf).
+            if (std::isnan(sum)) m = sum;
             if (m == kNegInf<T>) {
               std::fill(sr, sr + n, T(0));
               inv_l[r] = 0;

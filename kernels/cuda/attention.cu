@@ -22,7 +22,13 @@
 // merge: one warp per row (b, h, i) (8 rows per 256-thread block), lanes
 //   stride over D.
 // All arithmetic f32 (dots, sums, exp); bf16 rounded at the store.
+//
+// Routing: attention_forward / attention_backward hand bf16 calls with head
+// dim 64 or 128 (and 16-byte aligned buffers) to the flash kernels of
+// kernels/cuda/flash_attention.cu; the kernels here serve every other case.
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/flash_attention.h"
+#include "kernels/cuda/memory.h"
 
 namespace rotor::cuda {
 
@@ -78,7 +84,7 @@ __global__ void attention_forward_kernel(AttentionShape s, float scale, const T*
   // Pass 1: the max visible logit.
   float m = -INFINITY;
   for (int64_t j = threadIdx.x; j < Tk; j += blockDim.x)
-    if (mask.visible(b, i, j, Tq, Tk)) m = fmaxf(m, __fmul_rn(scale, dot_row(q_s, kh + j * ldk, D)));
+    if (mask.visible(b, i, j, Tq, Tk)) m = nan_max(m, __fmul_rn(scale, dot_row(q_s, kh + j * ldk, D)));
   m = block_max(m, red);
   if (m == -INFINITY) {  // no visible key: the identity of attention_merge
     for (int64_t x = threadIdx.x; x < D; x += blockDim.x) orow[x] = from_f32<T>(0.0f);
@@ -267,6 +273,11 @@ void attention_forward(Float t, const AttentionShape& s, const void* q, const vo
   check_shape(s, "attention_forward");
   const int64_t rows = s.b * s.hq * s.tq;
   if (rows == 0) return;
+  const void* flash_ptrs[] = {q, k, v, out};
+  if (flash_attention_supported(t, s, flash_ptrs, 4)) {  // lse, entropy: bf16 like q
+    flash_attention_forward(s, q, k, v, q_pos, k_pos, q_seg, k_seg, out, t, lse, entropy, stream);
+    return;
+  }
   const Mask mask{q_pos, k_pos, q_seg, k_seg, s.causal};
   const float scale = static_cast<float>(s.scale);
   dispatch(t, [&](auto tag) {
@@ -286,6 +297,22 @@ void attention_backward(Float t, const AttentionShape& s, const void* q, const v
   check_shape(s, "attention_backward");
   const int64_t rows = s.b * s.hq * s.tq;
   if (rows == 0 || s.tk == 0) return;
+  const void* flash_ptrs[] = {q, k, v, out, dout, dq, dk, dv};
+  if (flash_attention_supported(t, s, flash_ptrs, 8)) {
+    // The op passes no scratch (ops.cc), so take it from the caching
+    // allocator: all work of a device runs on its compute stream (`stream`),
+    // so releasing right after the launches is safe (memory.h: later work on
+    // the stream reuses the block only after these kernels).
+    cudaPointerAttributes attr{};
+    ROTOR_CUDA_CHECK(cudaPointerGetAttributes(&attr, q));  // the device that holds the tensors
+    const int device = attr.device;
+    const size_t bytes = flash_attention_backward_scratch_bytes(s);
+    void* scratch = allocate(device, bytes);
+    flash_attention_backward(s, q, k, v, q_pos, k_pos, q_seg, k_seg, out, t, lse, dout, dq, dk, dv,
+                             scratch, stream);
+    release(device, scratch);
+    return;
+  }
   const Mask mask{q_pos, k_pos, q_seg, k_seg, s.causal};
   const float scale = static_cast<float>(s.scale);
   dispatch(t, [&](auto tag) {

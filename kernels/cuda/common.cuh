@@ -75,6 +75,11 @@ constexpr int kVec = static_cast<int>(16 / sizeof(T));
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // ---- reductions -------------------------------------------------------------
+// max that propagates NaN (fmaxf returns the other operand): a row of NaN
+// logits must give NaN, not look like a fully masked row (max -inf, out 0),
+// so that the trainer sees the non-finite loss (trainer/train.cc).
+__device__ __forceinline__ float nan_max(float a, float b) { return (a != a || b != b) ? a + b : fmaxf(a, b); }
+
 // Butterfly sums: every lane ends with the same value, in a fixed order.
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
@@ -83,7 +88,7 @@ __device__ __forceinline__ float warp_sum(float x) {
 }
 __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  for (int o = 16; o > 0; o >>= 1) x = nan_max(x, __shfl_xor_sync(0xffffffffu, x, o));
   return x;
 }
 

@@ -28,10 +28,10 @@ __global__ void ce_tile_accumulate_kernel(const float* logits, int64_t cols, int
   const int64_t r = blockIdx.x;
   const float* row = logits + r * ld;
   float mx = -INFINITY;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) mx = fmaxf(mx, row[c]);
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) mx = nan_max(mx, row[c]);
   const bool first = col0 == 0;  // the row's first tile starts the running state
   const float run_max = first ? -INFINITY : max[r];
-  mx = fmaxf(block_max(mx, red), run_max);
+  mx = nan_max(block_max(mx, red), run_max);
   float s = 0.0f;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += expf(row[c] - mx);
   s = block_sum(s, red);

@@ -118,7 +118,10 @@ void ce_tile_dlogits(Float t, float* logits, int64_t rows, int64_t cols, int64_t
                      const void* dloss, cudaStream_t stream);
 
 // ---- attention (kernels/attention.h) -----------------------------------------
-// A simple correct kernel (the fast flash kernels are kernels/cuda/flash_*):
+// A simple correct kernel; bf16 calls with head dim 64 or 128 (16-byte
+// aligned buffers) are routed to the flash kernels (kernels/cuda/
+// flash_attention.h; the backward then takes its f32 dq accumulator from the
+// caching allocator for the duration of the call):
 // q [B, Tq, Hq, D], k/v [B, Tk, Hkv, D], out [B, Tq, Hq, D] (=), lse and
 // entropy [B, Hq, Tq] (=; same Float as q; entropy may be null); q_seg/k_seg
 // may be null. Visibility as kernels/attention.h.

@@ -244,27 +244,46 @@ std::vector<OpCase> cases() {
                  }});
   }
   // Attention: GQA, odd lengths, a shifted key block (ring step), segments.
+  // bf16 with D = 64 / 128 runs the flash kernels (kernels/cuda/flash_attention.cu),
+  // other cases the simple ones. zigzag: the query block holds two
+  // non-contiguous chunks of length tq / 2 (rank 1 of cp = 4: chunks 1 and 6),
+  // keys are the whole sequence 0 .. tk - 1 (tk = 8 * (tq / 2)); a query tile
+  // of 64 rows straddles both chunks when tq / 2 is not a multiple of 64.
   struct Att {
     int64_t b, tq, tk, hq, hkv, d, k_offset;
     bool segments;
+    bool zigzag = false;
   };
   for (const Att& a : {Att{1, 7, 7, 2, 1, 16, 0, false}, Att{2, 33, 45, 4, 2, 64, -12, true},
-                       Att{1, 64, 64, 8, 8, 128, 0, true}}) {
+                       Att{1, 64, 64, 8, 8, 128, 0, true},
+                       // flash: GQA 8:2, odd lengths, both head dims
+                       Att{1, 1, 1, 8, 2, 128, 0, false}, Att{2, 63, 63, 8, 2, 64, 0, false},
+                       Att{1, 65, 65, 8, 2, 128, 0, false}, Att{1, 257, 257, 8, 2, 64, 0, true},
+                       Att{1, 257, 257, 8, 2, 128, 0, false},
+                       // ring steps: keys after the first queries (rows that see no key: lse -inf),
+                       // keys wholly in the past (non-causal-looking full block)
+                       Att{1, 96, 64, 8, 2, 64, 40, false}, Att{1, 65, 130, 8, 2, 128, -130, true},
+                       // zigzag query chunks against the whole sequence
+                       Att{1, 130, 520, 8, 2, 128, 0, true, true}, Att{2, 130, 520, 8, 2, 64, 0, false, true}}) {
     const std::string sz = std::to_string(a.b) + "x" + std::to_string(a.tq) + "x" + std::to_string(a.tk) + " h" +
                            std::to_string(a.hq) + "/" + std::to_string(a.hkv) + " d" + std::to_string(a.d) +
-                           (a.segments ? " seg" : "");
+                           " k" + std::to_string(a.k_offset) + (a.segments ? " seg" : "") +
+                           (a.zigzag ? " zigzag" : "");
     c.push_back({"attention " + sz, [a](Env& e) {
                    Tensor q = e.rand({a.b, a.tq, a.hq, a.d}), k = e.rand({a.b, a.tk, a.hkv, a.d});
                    Tensor v = e.rand({a.b, a.tk, a.hkv, a.d});
                    std::vector<double> qp, kp, qs, ks;
+                   const int64_t half = a.tq / 2;
                    for (int64_t r = 0; r < a.b; ++r) {
                      for (int64_t i = 0; i < a.tq; ++i) {
-                       qp.push_back(static_cast<double>(i + 20));
-                       qs.push_back(static_cast<double>((i + 20) / 16));
+                       const int64_t p = a.zigzag ? (i < half ? i + half : i - half + 6 * half) : i + 20;
+                       qp.push_back(static_cast<double>(p));
+                       qs.push_back(static_cast<double>(p / 16));
                      }
                      for (int64_t j = 0; j < a.tk; ++j) {
-                       kp.push_back(static_cast<double>(j + 20 + a.k_offset));
-                       ks.push_back(static_cast<double>((j + 20 + a.k_offset) / 16));
+                       const int64_t p = a.zigzag ? j : j + 20 + a.k_offset;
+                       kp.push_back(static_cast<double>(p));
+                       ks.push_back(static_cast<double>(p / 16));
                      }
                    }
                    AttentionMask m;

@@ -4,8 +4,12 @@
 // bounds the number of checkpoints; `latest` names the newest.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "kernels/random.h"
 #include "model/llama.h"
@@ -133,6 +137,93 @@ TEST(Checkpoint, KeepLatestAndCorruption) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("optimizer.safetensors: checksum mismatch"), std::string::npos)
       << bad.status();
+}
+
+// Weights or moments with NaN or inf are never saved: an error naming the
+// tensor, nothing written, `latest` unchanged.
+TEST(Checkpoint, RefusesNonFiniteTensors) {
+  const std::string dir = ::testing::TempDir() + "/ckpt_nan";
+  fs::remove_all(dir);
+  TrainRun r = make_run();
+  train_step(r, 1);
+  ASSERT_TRUE(save_checkpoint(dir, {.step = 1}, r.model.parameters(), r.opt, 0).ok());
+  Parameter* p = r.model.find("model.layers.1.mlp.up_proj.weight");
+  ASSERT_NE(p, nullptr);
+  p->value.view({p->value.numel()}).narrow(3, 1).fill(std::numeric_limits<double>::infinity());
+  absl::Status s = save_checkpoint(dir, {.step = 2}, r.model.parameters(), r.opt, 0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("model.layers.1.mlp.up_proj.weight holds NaN or inf"), std::string::npos) << s;
+  EXPECT_FALSE(fs::exists(dir + "/checkpoints/step_00000002"));
+  EXPECT_EQ(*latest_checkpoint(dir), dir + "/checkpoints/step_00000001");
+}
+
+// A write that fails (here: the file-size limit, EFBIG, as a full disk gives
+// ENOSPC) is an error naming the file; the partial directory is removed and
+// the previous checkpoint stays the latest and loads.
+TEST(Checkpoint, FailedWriteKeepsThePreviousOne) {
+  const std::string dir = ::testing::TempDir() + "/ckpt_full";
+  fs::remove_all(dir);
+  TrainRun r = make_run();
+  train_step(r, 1);
+  ASSERT_TRUE(save_checkpoint(dir, {.step = 1}, r.model.parameters(), r.opt, 0).ok());
+  train_step(r, 2);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit old_limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  rlimit small = old_limit;
+  small.rlim_cur = 4096;  // bytes per file: below model.safetensors
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  absl::Status s = save_checkpoint(dir, {.step = 2}, r.model.parameters(), r.opt, 0);
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  std::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("checkpoint of step 2 not saved"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("model.safetensors"), std::string::npos) << s;
+  for (const auto& e : fs::directory_iterator(dir + "/checkpoints"))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  EXPECT_EQ(*latest_checkpoint(dir), dir + "/checkpoints/step_00000001");
+  TrainRun other = make_run();
+  EXPECT_TRUE(load_checkpoint(dir + "/checkpoints/step_00000001", other.model.parameters(), &other.opt).ok());
+}
+
+// The stages of a write are reported in order; resume_candidates lists the
+// complete directories newest first, including one renamed into place whose
+// `latest` update never happened, and never a .tmp one.
+TEST(Checkpoint, StagesAndResumeCandidates) {
+  const std::string dir = ::testing::TempDir() + "/ckpt_stages";
+  fs::remove_all(dir);
+  TrainRun r = make_run();
+  std::vector<int> stages;
+  CheckpointInfo info{.step = 4};
+  info.after_stage = [&](int stage) { stages.push_back(stage); };
+  ASSERT_TRUE(save_checkpoint(dir, info, r.model.parameters(), r.opt, 0).ok());
+  EXPECT_EQ(stages, (std::vector<int>{1, 2, 3, 4}));
+  ASSERT_TRUE(save_checkpoint(dir, {.step = 12}, r.model.parameters(), r.opt, 0).ok());
+  std::ofstream(dir + "/checkpoints/latest") << "step_00000004\n";  // killed before latest moved
+  fs::create_directories(dir + "/checkpoints/step_00000016.tmp-77");
+  EXPECT_EQ(resume_candidates(dir), (std::vector<std::string>{dir + "/checkpoints/step_00000012",
+                                                              dir + "/checkpoints/step_00000004"}));
+  EXPECT_TRUE(resume_candidates(dir + "/none").empty());
+}
+
+// A state.json that is JSON but not a checkpoint's is an error naming it
+// (no exception from a wrong type).
+TEST(Checkpoint, MalformedStateJson) {
+  const std::string dir = ::testing::TempDir() + "/ckpt_state";
+  fs::remove_all(dir);
+  TrainRun r = make_run();
+  ASSERT_TRUE(save_checkpoint(dir, {.step = 1}, r.model.parameters(), r.opt, 0).ok());
+  const std::string state = dir + "/checkpoints/step_00000001/state.json";
+  for (const char* text : {R"({"step": 1, "files": {"model.safetensors": 5}})",
+                           R"({"step": "1", "files": {}})",
+                           R"({"step": 1, "files": {"model.safetensors": {"bytes": -1, "crc32": 0}}})",
+                           R"({"step": 1, "files": {"../x": {"bytes": 1, "crc32": 0}}})",
+                           R"({"step": 1, "files": {}})", "[1, 2]", "{"}) {
+    std::ofstream(state, std::ios::trunc) << text;
+    auto bad = load_checkpoint(dir + "/checkpoints/step_00000001", r.model.parameters(), &r.opt);
+    ASSERT_FALSE(bad.ok()) << text;
+    EXPECT_NE(bad.status().message().find(state), std::string::npos) << text << ": " << bad.status();
+  }
 }
 
 }  // namespace

@@ -143,7 +143,7 @@ TEST(Safetensors, F16ConversionAndWriter) {
 
 TEST(Safetensors, MalformedFilesNameTheProblem) {
   const std::string ok_tensor = R"("t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
-  EXPECT_NE(open_error(write_raw("empty_header.st", "", 0)).find("not a valid JSON object"),
+  EXPECT_NE(open_error(write_raw("empty_header.st", "", 0)).find("header is not valid JSON"),
             std::string::npos);
   {
     const std::string p = temp_path("tiny.st");
@@ -152,7 +152,7 @@ TEST(Safetensors, MalformedFilesNameTheProblem) {
   }
   EXPECT_NE(open_error(write_raw("len.st", "{" + ok_tensor + "}", 8, 1000)).find("header length 1000"),
             std::string::npos);
-  EXPECT_NE(open_error(write_raw("json.st", "{\"t\": [1,", 8)).find("not a valid JSON object"),
+  EXPECT_NE(open_error(write_raw("json.st", "{\"t\": [1,", 8)).find("header is not valid JSON"),
             std::string::npos);
   EXPECT_NE(open_error(write_raw("dtype.st", R"({"t":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", 8))
                 .find("unknown dtype 'Q7'"),
