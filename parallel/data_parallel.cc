@@ -1,7 +1,5 @@
 #include "parallel/data_parallel.h"
 
-#include <cstring>
-
 #include "kernels/check.h"
 
 namespace rotor {
@@ -16,7 +14,7 @@ GradientReducer::GradientReducer(std::vector<Tensor> grads, Communicator* comm, 
     if (members.empty()) return;
     int64_t numel = 0;
     for (size_t i : members) numel += grads_[i].numel();
-    buckets_.push_back({members, Tensor::empty({numel}, dtype)});
+    buckets_.push_back({members, Tensor::empty({numel}, dtype, grads_[members[0]].device())});
     members.clear();
     bytes = 0;
   };
@@ -31,18 +29,21 @@ GradientReducer::GradientReducer(std::vector<Tensor> grads, Communicator* comm, 
 }
 
 void GradientReducer::reduce() {
+  // Pack, sum, unpack: copies between views, so the same code serves host and
+  // device gradients (copy_from runs on the tensors' device).
   for (Bucket& bucket : buckets_) {
-    char* flat = static_cast<char*>(bucket.flat.raw());
-    size_t at = 0;
+    int64_t at = 0;
     for (size_t i : bucket.members) {
-      std::memcpy(flat + at, grads_[i].raw(), grads_[i].nbytes());
-      at += grads_[i].nbytes();
+      const int64_t n = grads_[i].numel();
+      bucket.flat.narrow(at, n).copy_from(grads_[i].view({n}));
+      at += n;
     }
     comm_->all_reduce(bucket.flat, ReduceOp::kSum);
     at = 0;
     for (size_t i : bucket.members) {
-      std::memcpy(grads_[i].raw(), flat + at, grads_[i].nbytes());
-      at += grads_[i].nbytes();
+      const int64_t n = grads_[i].numel();
+      grads_[i].view({n}).copy_from(bucket.flat.narrow(at, n));
+      at += n;
     }
   }
 }

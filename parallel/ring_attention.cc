@@ -2,7 +2,6 @@
 #include "parallel/ring_attention.h"
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -167,16 +166,21 @@ Tensor context_shard(const Tensor& full, int cp, int rank) {
   ROTOR_CHECK(full.ndim() >= 2) << "context shard: expected [B, T, ...], got " << full.str();
   const int64_t b = full.dim(0), t = full.dim(1);
   const std::vector<int64_t> idx = context_shard_indices(t, cp, rank);
+  const int64_t n = static_cast<int64_t>(idx.size()), per_token = full.numel() / (b * t);
   std::vector<int64_t> dims = full.shape().vec();
-  dims[1] = static_cast<int64_t>(idx.size());
-  Tensor out = Tensor::empty(Shape(dims), full.dtype());
-  const size_t row = full.nbytes() / static_cast<size_t>(b * t);  // bytes per token
-  const auto* src = static_cast<const char*>(full.raw());
-  auto* dst = static_cast<char*>(out.raw());
-  for (int64_t i = 0; i < b; ++i)
-    for (size_t j = 0; j < idx.size(); ++j)
-      std::memcpy(dst + (i * static_cast<int64_t>(idx.size()) + static_cast<int64_t>(j)) * row,
-                  src + (i * t + idx[j]) * row, row);
+  dims[1] = n;
+  Tensor out = Tensor::empty(Shape(dims), full.dtype(), full.device());
+  // Token rows [B * T, per_token]; the shard is 2 runs of consecutive tokens
+  // per sequence, each one copy (on the tensors' device).
+  const Tensor src = full.view({b * t, per_token}), dst = out.view({b * n, per_token});
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t j = 0; j < n;) {
+      int64_t len = 1;
+      while (j + len < n && idx[j + len] == idx[j] + len) ++len;
+      dst.narrow(i * n + j, len).copy_from(src.narrow(i * t + idx[j], len));
+      j += len;
+    }
+  }
   return out;
 }
 
