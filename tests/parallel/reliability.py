@@ -3,12 +3,12 @@
 full disk, non-finite values and failing ranks (stdlib only).
 
     reliability.py ROTOR MPIRUN REPO TEST
-      TEST  kill_resume | corrupt_fallback | disk_full | nonfinite | fail_rank
+      TEST  kill_resume | corrupt_fallback | disk_full | disk_full_enospc | nonfinite | fail_rank
 
 The corpus, the tiny recipe and the runner are train_parity.py's (Env). The
 failures are real: SIGKILL from outside at random moments, bytes flipped and
-files cut in real checkpoints, a file-size limit (RLIMIT_FSIZE, set on the
-running process) that makes the next checkpoint write fail with EFBIG, and,
+files cut in real checkpoints, a tmpfs too small for a second checkpoint
+(ENOSPC) and a file-size limit set on the running process (EFBIG), and,
 where a moment must be hit exactly, ROTOR_FAULT (trainer/fault_injection.h):
 the shipped binary kills itself at a stage of a checkpoint write, poisons a
 weight or a gradient with NaN, or fails on one rank.
@@ -327,6 +327,46 @@ def test_disk_full(e):
     same_numbers("resumed after the full disk", ref, metrics(run_dir))
 
 
+SKIP = 77
+
+
+def test_disk_full_enospc(e):
+    """A real full disk: the run directory on a tmpfs of 600 KiB (a private
+    mount namespace: `unshare -m`, root) holds one checkpoint (~390 KiB) but not
+    a second: the save of step 4 fails with ENOSPC naming the file, step 2 is
+    intact, no partial directory is left; copied out, the run resumes to the
+    uninterrupted run's numbers. Skipped (77) where mounts are not allowed."""
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if probe.returncode != 0:
+        log(f"SKIP: cannot mount a tmpfs in a private mount namespace here: {probe.stdout.strip()}")
+        return SKIP
+    base = ["train.steps=6", "checkpoint.interval=2", "checkpoint.keep=1", "eval.interval=0"]
+    ref = metrics(e.train("reference", 0, base))
+    mnt = os.path.join(e.tmp, "small-disk")
+    out_dir = os.path.join(e.tmp, "copied")
+    os.makedirs(mnt)
+    inner = os.path.join(mnt, "run")
+    train = " ".join([e.rotor, "train", e.recipe] + sets(inner, *base))
+    script = (f"mount -t tmpfs -o size=600k tmpfs {mnt} || exit 99; {train}; rc=$?; "
+              f"df -k {mnt} | tail -n 1; cp -a {inner} {out_dir}; exit $rc")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], env=e.env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=300)
+    print(r.stdout, end="")
+    pattern = (r"checkpoint of step 4 not saved \(the previous checkpoints are intact\): "
+               r"\S*step_00000004\.tmp-\d+/\S+: write failed \(No space left on device\)")
+    if r.returncode != 1 or not re.search(pattern, r.stdout):
+        raise Fail(f"exit {r.returncode}; expected 1 and /{pattern}/")
+    if complete_steps(out_dir) != [2] or any(".tmp-" in n for n in os.listdir(os.path.join(out_dir, "checkpoints"))):
+        raise Fail(f"checkpoints left: {os.listdir(os.path.join(out_dir, 'checkpoints'))}")
+    check_no_partial(out_dir)
+    log("  ENOSPC at the step-4 save: error names the file, step 2 intact, no partial directory")
+    rc, out = run(e, sets(out_dir, *base))
+    if rc != 0 or "(step 2)" not in out:
+        raise Fail(f"resume exited {rc}:\n{out}")
+    same_numbers("resumed after ENOSPC", ref, metrics(out_dir))
+
+
 def test_nonfinite(e):
     """NaN in activations or gradients: never applied, logged with the step
     and the first layer; stop ends the run with its checkpoints finite, skip
@@ -420,7 +460,8 @@ def test_fail_rank(e):
 
 
 TESTS = {"kill_resume": test_kill_resume, "corrupt_fallback": test_corrupt_fallback,
-         "disk_full": test_disk_full, "nonfinite": test_nonfinite, "fail_rank": test_fail_rank}
+         "disk_full": test_disk_full, "disk_full_enospc": test_disk_full_enospc,
+         "nonfinite": test_nonfinite, "fail_rank": test_fail_rank}
 
 
 if __name__ == "__main__":
