@@ -112,21 +112,34 @@ MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM; }
 
 class MpiRequest : public CommRequest {
  public:
-  MpiRequest(MPI_Request req, Tensor keep_alive, WaitInfo info)
-      : req_(req), keep_alive_(std::move(keep_alive)), info_(std::move(info)) {}
+  // `keep_alive`: the buffer MPI reads or writes; `device_dst`: for a receive
+  // into a GPU tensor through a host buffer, where the bytes go once received.
+  MpiRequest(MPI_Request req, Tensor keep_alive, WaitInfo info, Tensor device_dst = Tensor())
+      : req_(req), keep_alive_(std::move(keep_alive)), device_dst_(std::move(device_dst)),
+        info_(std::move(info)) {}
   ~MpiRequest() override { wait(); }
   void wait() override {
     if (req_ == MPI_REQUEST_NULL) return;
     poll(&req_, info_);  // sets req_ to MPI_REQUEST_NULL
     req_ = MPI_REQUEST_NULL;
+    if (device_dst_.defined()) device_dst_.copy_from(keep_alive_);
     keep_alive_ = Tensor();
+    device_dst_ = Tensor();
   }
 
  private:
   MPI_Request req_;
-  Tensor keep_alive_;
+  Tensor keep_alive_, device_dst_;
   WaitInfo info_;
 };
+
+// GPU tensors go through host copies: Open MPI here is not CUDA-aware. This is
+// the path of tests where several ranks share one GPU; NcclCommunicator
+// (parallel/nccl_communicator.h) is the fast one. CPU tensors pass unchanged.
+Tensor on_host(const Tensor& t) { return t.defined() && !t.device().is_cpu() ? t.to(Device::cpu()) : t; }
+void from_host(const Tensor& t, const Tensor& host) {
+  if (t.defined() && !t.device().is_cpu()) t.copy_from(host);
+}
 
 }  // namespace
 
@@ -226,7 +239,8 @@ void MpiCommunicator::wait(MPI_Request* req, const char* op, int peer) const {
   poll(req, info);
 }
 
-void MpiCommunicator::all_reduce(Tensor& t, ReduceOp op) {
+void MpiCommunicator::all_reduce(Tensor& dev, ReduceOp op) {
+  Tensor t = on_host(dev);
   comm_internal::check_tensor(t, "all_reduce", name_, "t");
   comm_internal::check_reducible(t, "all_reduce", name_);
   const int count = mpi_count(t.numel(), t.dtype(), "all_reduce", name_);
@@ -236,9 +250,12 @@ void MpiCommunicator::all_reduce(Tensor& t, ReduceOp op) {
   check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw(), count, mpi_type(t.dtype()), mpi_op(op), comm_, &req),
             "all_reduce");
   wait(&req, "all_reduce", -1);
+  from_host(dev, t);
 }
 
-void MpiCommunicator::all_gather(const Tensor& in, Tensor& out) {
+void MpiCommunicator::all_gather(const Tensor& in_dev, Tensor& out_dev) {
+  const Tensor in = on_host(in_dev);
+  Tensor out = out_dev.device().is_cpu() ? out_dev : Tensor::empty(out_dev.shape(), out_dev.dtype());
   comm_internal::check_all_gather(in, out, size_, name_);
   const int count = mpi_count(in.numel(), in.dtype(), "all_gather", name_);
   mpi_count(out.numel(), out.dtype(), "all_gather", name_);
@@ -249,9 +266,12 @@ void MpiCommunicator::all_gather(const Tensor& in, Tensor& out) {
   check_mpi(MPI_Iallgather(in.raw(), count, type, out.raw(), count, type, comm_, &req),
             "all_gather");
   wait(&req, "all_gather", -1);
+  from_host(out_dev, out);
 }
 
-void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out) {
+void MpiCommunicator::reduce_scatter(const Tensor& in_dev, Tensor& out_dev) {
+  const Tensor in = on_host(in_dev);
+  Tensor out = out_dev.device().is_cpu() ? out_dev : Tensor::empty(out_dev.shape(), out_dev.dtype());
   comm_internal::check_reduce_scatter(in, out, size_, name_);
   const int count = mpi_count(out.numel(), out.dtype(), "reduce_scatter", name_);
   mpi_count(in.numel(), in.dtype(), "reduce_scatter", name_);
@@ -263,9 +283,11 @@ void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out) {
                                       comm_, &req),
             "reduce_scatter");
   wait(&req, "reduce_scatter", -1);
+  from_host(out_dev, out);
 }
 
-void MpiCommunicator::broadcast(Tensor& t, int root) {
+void MpiCommunicator::broadcast(Tensor& dev, int root) {
+  Tensor t = on_host(dev);
   comm_internal::check_tensor(t, "broadcast", name_, "t");
   ROTOR_CHECK(root >= 0 && root < size_)
       << "broadcast on communicator '" << name_ << "': root " << root << " not in [0, " << size_ << ")";
@@ -275,9 +297,11 @@ void MpiCommunicator::broadcast(Tensor& t, int root) {
   MPI_Request req = MPI_REQUEST_NULL;
   check_mpi(MPI_Ibcast(t.raw(), count, mpi_type(t.dtype()), root, comm_, &req), "broadcast");
   wait(&req, "broadcast", -1);
+  from_host(dev, t);
 }
 
-std::unique_ptr<CommRequest> MpiCommunicator::isend(const Tensor& t, int peer, int tag) {
+std::unique_ptr<CommRequest> MpiCommunicator::isend(const Tensor& dev, int peer, int tag) {
+  const Tensor t = on_host(dev);  // a GPU tensor: sent from a host copy made now
   comm_internal::check_tensor(t, "isend", name_, "t");
   ROTOR_CHECK(peer >= 0 && peer < size_)
       << "isend on communicator '" << name_ << "': peer " << peer << " not in [0, " << size_ << ")";
@@ -293,7 +317,9 @@ std::unique_ptr<CommRequest> MpiCommunicator::isend(const Tensor& t, int peer, i
   return std::make_unique<MpiRequest>(req, t, WaitInfo{world_rank_, name_, timeout_s_, "isend", what});
 }
 
-std::unique_ptr<CommRequest> MpiCommunicator::irecv(Tensor& t, int peer, int tag) {
+std::unique_ptr<CommRequest> MpiCommunicator::irecv(Tensor& dev, int peer, int tag) {
+  // A GPU tensor: received into a host buffer, copied to it by wait().
+  Tensor t = dev.defined() && !dev.device().is_cpu() ? Tensor::empty(dev.shape(), dev.dtype()) : dev;
   comm_internal::check_tensor(t, "irecv", name_, "t");
   ROTOR_CHECK(peer >= 0 && peer < size_)
       << "irecv on communicator '" << name_ << "': peer " << peer << " not in [0, " << size_ << ")";
@@ -305,7 +331,8 @@ std::unique_ptr<CommRequest> MpiCommunicator::irecv(Tensor& t, int peer, int tag
   const std::string what = "(peer rank " + std::to_string(peer) + " = world rank " +
                            std::to_string(world_ranks_[static_cast<size_t>(peer)]) + ", tag " +
                            std::to_string(tag) + ")";
-  return std::make_unique<MpiRequest>(req, t, WaitInfo{world_rank_, name_, timeout_s_, "irecv", what});
+  return std::make_unique<MpiRequest>(req, t, WaitInfo{world_rank_, name_, timeout_s_, "irecv", what},
+                                      t.raw() == dev.raw() ? Tensor() : dev);
 }
 
 void MpiCommunicator::barrier() {

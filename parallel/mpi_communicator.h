@@ -1,4 +1,7 @@
 // MpiCommunicator: the Communicator over OpenMPI, for contiguous CPU tensors.
+// GPU tensors are staged through host copies (Open MPI here is not CUDA-aware):
+// correct, not fast; it lets several ranks share one GPU in tests. GPU runs
+// use NcclCommunicator (parallel/nccl_communicator.h).
 //
 //   auto world = rotor::mpi_world(&argc, &argv);   // MPI_Init_thread + world
 //   ... ProcessGrid::create(std::move(world), tp, cp) ...
