@@ -16,5 +16,9 @@ void scale(const Tensor& x, double alpha);
 double squared_norm(const Tensor& x);
 // dst = src converted (f32 <-> bf16 <-> f64), round to nearest even into bf16.
 void cast(const Tensor& src, const Tensor& dst);
+// dst[:, dst_col : dst_col + cols] = src[:, src_col : src_col + cols] for 2-D
+// tensors of one dtype and row count, on any devices (host <-> GPU too): the
+// column blocks of tensor-parallel shards (parallel/tensor_parallel.h).
+void copy_columns(const Tensor& src, int64_t src_col, const Tensor& dst, int64_t dst_col, int64_t cols);
 
 }  // namespace rotor

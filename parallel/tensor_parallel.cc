@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "kernels/check.h"
+#include "kernels/elementwise.h"
 
 namespace rotor {
 
@@ -14,7 +15,7 @@ bool active(Communicator* tp) { return tp != nullptr && tp->size() > 1; }
 
 Tensor tp_rows_to_full(Communicator* tp, bool sp, const Tensor& local) {
   if (!active(tp) || !sp) return local;
-  Tensor full = Tensor::empty({local.dim(0) * tp->size(), local.dim(1)}, local.dtype());
+  Tensor full = Tensor::empty({local.dim(0) * tp->size(), local.dim(1)}, local.dtype(), local.device());
   tp->all_gather(local, full);
   return full;
 }
@@ -39,23 +40,18 @@ void tp_all_reduce(Communicator* tp, Tensor& t) {
 Tensor tp_gather_whole(Communicator* tp, const Tensor& shard, int shard_dim, int replicas) {
   if (!active(tp) || shard_dim < 0) return shard;
   const int64_t rows = shard.dim(0), cols = shard.dim(1);
-  Tensor stacked = Tensor::empty({rows * tp->size(), cols}, shard.dtype());  // rank-major
+  Tensor stacked = Tensor::empty({rows * tp->size(), cols}, shard.dtype(), shard.device());  // rank-major
   tp->all_gather(shard, stacked);
   const int n = tp->size() / replicas;  // distinct shards
   if (replicas > 1) {  // keep the first rank of each group of replicas
-    Tensor distinct = Tensor::empty({rows * n, cols}, shard.dtype());
+    Tensor distinct = Tensor::empty({rows * n, cols}, shard.dtype(), shard.device());
     for (int r = 0; r < n; ++r) distinct.narrow(r * rows, rows).copy_from(stacked.narrow(r * replicas * rows, rows));
     stacked = distinct;
   }
   if (shard_dim == 0) return stacked;
   // Columns: rank r's [rows, cols] block goes to columns [r cols, (r + 1) cols).
-  Tensor whole = Tensor::empty({rows, cols * n}, shard.dtype());
-  const size_t el = dtype_size(shard.dtype()), block = static_cast<size_t>(cols) * el;
-  const char* src = static_cast<const char*>(stacked.raw());
-  char* dst = static_cast<char*>(whole.raw());
-  for (int r = 0; r < n; ++r)
-    for (int64_t i = 0; i < rows; ++i)
-      std::memcpy(dst + (i * cols * n + r * cols) * el, src + ((r * rows + i) * cols) * el, block);
+  Tensor whole = Tensor::empty({rows, cols * n}, shard.dtype(), shard.device());
+  for (int r = 0; r < n; ++r) copy_columns(stacked.narrow(r * rows, rows), 0, whole, r * cols, cols);
   return whole;
 }
 
@@ -68,12 +64,8 @@ Tensor tp_shard_of(const Tensor& whole, int shard_dim, int tp, int rank, int rep
       << shard_dim;
   if (shard_dim == 0) return whole.narrow(whole.dim(0) / tp * rank, whole.dim(0) / tp).clone();
   const int64_t rows = whole.dim(0), cols = whole.dim(1) / tp;
-  Tensor out = Tensor::empty({rows, cols}, whole.dtype());
-  const size_t el = dtype_size(whole.dtype());
-  for (int64_t i = 0; i < rows; ++i)
-    std::memcpy(static_cast<char*>(out.raw()) + i * cols * el,
-                static_cast<const char*>(whole.raw()) + (i * whole.dim(1) + rank * cols) * el,
-                static_cast<size_t>(cols) * el);
+  Tensor out = Tensor::empty({rows, cols}, whole.dtype(), whole.device());
+  copy_columns(whole, rank * cols, out, 0, cols);
   return out;
 }
 

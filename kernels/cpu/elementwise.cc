@@ -1,10 +1,12 @@
 // CPU reference: add, axpy, scale, squared_norm, cast.
 #include "kernels/elementwise.h"
 
+#include <cstring>
 #include <vector>
 
 #include <omp.h>
 
+#include "kernels/cuda/memory.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/threads.h"
@@ -79,6 +81,26 @@ double squared_norm(const Tensor& x) {
 void cast(const Tensor& src, const Tensor& dst) {
   ROTOR_ON_GPU(src, cuda::cast(src, dst));
   dst.copy_from(src);
+}
+
+void copy_columns(const Tensor& src, int64_t src_col, const Tensor& dst, int64_t dst_col, int64_t cols) {
+  ROTOR_CHECK(src.ndim() == 2 && dst.ndim() == 2 && src.dtype() == dst.dtype() && src.dim(0) == dst.dim(0))
+      << "copy_columns: 2-D tensors of one dtype and row count, got " << src.str() << " and " << dst.str();
+  ROTOR_CHECK(cols >= 0 && src_col >= 0 && dst_col >= 0 && src_col + cols <= src.dim(1) &&
+              dst_col + cols <= dst.dim(1))
+      << "copy_columns: columns [" << src_col << ", " << src_col + cols << ") of " << src.str()
+      << " into [" << dst_col << ", " << dst_col + cols << ") of " << dst.str();
+  const size_t el = dtype_size(src.dtype()), rows = static_cast<size_t>(src.dim(0));
+  const size_t width = static_cast<size_t>(cols) * el;
+  const size_t src_pitch = static_cast<size_t>(src.dim(1)) * el, dst_pitch = static_cast<size_t>(dst.dim(1)) * el;
+  const char* from = static_cast<const char*>(src.raw()) + static_cast<size_t>(src_col) * el;
+  char* to = static_cast<char*>(dst.raw()) + static_cast<size_t>(dst_col) * el;
+  if (!src.device().is_cpu() || !dst.device().is_cpu()) {
+    const int sd = src.device().is_cpu() ? -1 : src.device().index, dd = dst.device().is_cpu() ? -1 : dst.device().index;
+    cuda::copy_2d(to, dst_pitch, dd, from, src_pitch, sd, width, rows);
+    return;
+  }
+  for (size_t i = 0; i < rows; ++i) std::memcpy(to + i * dst_pitch, from + i * src_pitch, width);
 }
 
 }  // namespace rotor

@@ -168,6 +168,16 @@ void copy_bytes(void* dst, int dst_device, const void* src, int src_device, size
   if (dst_device < 0 || src_device < 0) ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+void copy_2d(void* dst, size_t dst_pitch, int dst_device, const void* src, size_t src_pitch,
+             int src_device, size_t width, size_t rows) {
+  if (width == 0 || rows == 0) return;
+  const int device = dst_device >= 0 ? dst_device : src_device;
+  ROTOR_CHECK(device >= 0) << "copy_2d: host to host is not a device copy";
+  cudaStream_t stream = device_context(device).stream;
+  ROTOR_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDefault, stream));
+  if (dst_device < 0 || src_device < 0) ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
 void zero_bytes(void* p, int device, size_t bytes) {
   if (bytes == 0) return;
   ROTOR_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, device_context(device).stream));

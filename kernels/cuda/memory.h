@@ -34,6 +34,10 @@ void empty_cache(int device);
 // copy is done when either side is on the host (so host data can be read or
 // freed), else queues it on the device's compute stream.
 void copy_bytes(void* dst, int dst_device, const void* src, int src_device, size_t bytes);
+// 2-D copy: `rows` rows of `width` bytes, rows `dst_pitch` / `src_pitch`
+// bytes apart (cudaMemcpy2DAsync); devices and completion as copy_bytes.
+void copy_2d(void* dst, size_t dst_pitch, int dst_device, const void* src, size_t src_pitch,
+             int src_device, size_t width, size_t rows);
 // Zeroes `bytes` at `p` on `device` (queued on the compute stream).
 void zero_bytes(void* p, int device, size_t bytes);
 

@@ -22,6 +22,7 @@ void release(int, void*) { no_cuda("cuda::release"); }
 MemoryStats memory_stats(int) { no_cuda("cuda::memory_stats"); }
 void empty_cache(int) { no_cuda("cuda::empty_cache"); }
 void copy_bytes(void*, int, const void*, int, size_t) { no_cuda("cuda::copy_bytes"); }
+void copy_2d(void*, size_t, int, const void*, size_t, int, size_t, size_t) { no_cuda("cuda::copy_2d"); }
 void zero_bytes(void*, int, size_t) { no_cuda("cuda::zero_bytes"); }
 }  // namespace cuda
 

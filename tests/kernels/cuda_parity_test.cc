@@ -149,6 +149,12 @@ std::vector<OpCase> cases() {
                    return std::vector<Tensor>{h, dg, du};
                  }});
   }
+  // copy_columns: a column block (cudaMemcpy2DAsync on the GPU), exact.
+  c.push_back({"copy_columns 13x(7 of 20 -> 9)", [](Env& e) {
+                 Tensor src = e.rand({13, 20}), dst = e.rand({13, 9});
+                 copy_columns(src, 11, dst, 1, 7);
+                 return std::vector<Tensor>{dst};
+               }});
   // cast f32 -> run dtype: round to nearest even on both sides.
   c.push_back({"cast f32->dtype 1029", [](Env& e) {
                  Tensor src = e.rand_f32({1029}, 3.0), dst = e.out({1029});

@@ -155,6 +155,27 @@ TEST(Elementwise, SquaredNormAndBf16Rounding) {
   EXPECT_NEAR(b.item(3), 1e-3, 1e-3 / 256);
 }
 
+// copy_columns moves exactly the named block and nothing else (odd sizes, bf16
+// and f64), and refuses a block past either edge.
+TEST(Elementwise, CopyColumnsMovesOneBlock) {
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF64}) {
+    Tensor src = random_tensor({5, 11}, DType::kF32, 71), dst = random_tensor({5, 6}, DType::kF32, 72);
+    Tensor s = Tensor::empty(src.shape(), dt), d = Tensor::empty(dst.shape(), dt);
+    s.copy_from(src);
+    d.copy_from(dst);
+    const std::vector<double> before = d.to_vector();
+    copy_columns(s, 7, d, 2, 3);
+    for (int64_t i = 0; i < 5; ++i) {
+      for (int64_t j = 0; j < 6; ++j) {
+        const double want = j >= 2 && j < 5 ? s.item(i * 11 + 7 + (j - 2)) : before[static_cast<size_t>(i * 6 + j)];
+        EXPECT_EQ(d.item(i * 6 + j), want) << dtype_name(dt) << " row " << i << " col " << j;
+      }
+    }
+    EXPECT_DEATH(copy_columns(s, 9, d, 0, 3), "copy_columns: columns \\[9, 12\\)");
+    EXPECT_DEATH(copy_columns(s, 0, d, 4, 3), "into \\[4, 7\\)");
+  }
+}
+
 TEST(Embedding, RepeatedIdsAccumulateInBackward) {
   Tensor ids = Tensor::from_vector({2, 2, 0}, {3}, DType::kI32);
   Tensor dout = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {3, 2}, DType::kF32);
