@@ -162,35 +162,25 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
 
   absl::Status load() {
+    const std::string cannot = absl::StrCat("cannot load SentencePiece model '", path_, "': ");
     const SentencePieceLib& lib = sentencepiece_lib();
-    if (lib.handle == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot load SentencePiece model '", path_, "': ", lib.error));
-    }
+    if (lib.handle == nullptr) return absl::FailedPreconditionError(cannot + lib.error);
     // Read the file here, so that a missing, empty or foreign file gets a
     // message of its own rather than SentencePiece's internal one (which for
     // an empty file is "unk is not defined" and for anything that is not a
     // ModelProto names a line of its source).
     std::error_code ec;
     if (std::filesystem::is_directory(path_, ec)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot load SentencePiece model '", path_, "': a directory, not a model file"));
+      return absl::InvalidArgumentError(cannot + "a directory, not a model file");
     }
     std::ifstream in(path_, std::ios::binary);
-    if (!in) {
-      return absl::NotFoundError(absl::StrCat("cannot load SentencePiece model '", path_,
-                                              "': ", std::strerror(errno)));
-    }
+    if (!in) return absl::NotFoundError(cannot + std::strerror(errno));
     std::ostringstream bytes;
     bytes << in.rdbuf();
-    if (in.bad()) {
-      return absl::DataLossError(
-          absl::StrCat("cannot load SentencePiece model '", path_, "': read error"));
-    }
+    if (in.bad()) return absl::DataLossError(cannot + "read error");
     const std::string serialized = bytes.str();
     if (serialized.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot load SentencePiece model '", path_, "': empty file, not a SentencePiece model"));
+      return absl::InvalidArgumentError(cannot + "empty file, not a SentencePiece model");
     }
     lib.construct(storage_);
     constructed_ = true;
@@ -198,8 +188,7 @@ class SentencePieceTokenizer final : public Tokenizer {
     if (!sentencepiece_call(
             [&] { return processor().LoadFromSerializedProto(std::string_view(serialized)); },
             error)) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot load SentencePiece model '", path_,
-                                                     "': ", explain_load_error(serialized, error)));
+      return absl::InvalidArgumentError(cannot + explain_load_error(serialized, error));
     }
     if (processor().GetPieceSize() <= 0) {
       return absl::InvalidArgumentError(

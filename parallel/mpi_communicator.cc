@@ -136,9 +136,14 @@ class MpiRequest : public CommRequest {
 // GPU tensors go through host copies: Open MPI here is not CUDA-aware. This is
 // the path of tests where several ranks share one GPU; NcclCommunicator
 // (parallel/nccl_communicator.h) is the fast one. CPU tensors pass unchanged.
-Tensor on_host(const Tensor& t) { return t.defined() && !t.device().is_cpu() ? t.to(Device::cpu()) : t; }
+bool on_gpu(const Tensor& t) { return t.defined() && !t.device().is_cpu(); }
+// An input: `t`, or a host copy of it.
+Tensor on_host(const Tensor& t) { return on_gpu(t) ? t.to(Device::cpu()) : t; }
+// An output buffer: `t`, or an uninitialised host tensor like it (from_host
+// then copies it back).
+Tensor host_buffer(const Tensor& t) { return on_gpu(t) ? Tensor::empty(t.shape(), t.dtype()) : t; }
 void from_host(const Tensor& t, const Tensor& host) {
-  if (t.defined() && !t.device().is_cpu()) t.copy_from(host);
+  if (on_gpu(t)) t.copy_from(host);
 }
 
 }  // namespace
@@ -255,7 +260,7 @@ void MpiCommunicator::all_reduce(Tensor& dev, ReduceOp op) {
 
 void MpiCommunicator::all_gather(const Tensor& in_dev, Tensor& out_dev) {
   const Tensor in = on_host(in_dev);
-  Tensor out = out_dev.device().is_cpu() ? out_dev : Tensor::empty(out_dev.shape(), out_dev.dtype());
+  Tensor out = host_buffer(out_dev);
   comm_internal::check_all_gather(in, out, size_, name_);
   const int count = mpi_count(in.numel(), in.dtype(), "all_gather", name_);
   mpi_count(out.numel(), out.dtype(), "all_gather", name_);
@@ -271,7 +276,7 @@ void MpiCommunicator::all_gather(const Tensor& in_dev, Tensor& out_dev) {
 
 void MpiCommunicator::reduce_scatter(const Tensor& in_dev, Tensor& out_dev) {
   const Tensor in = on_host(in_dev);
-  Tensor out = out_dev.device().is_cpu() ? out_dev : Tensor::empty(out_dev.shape(), out_dev.dtype());
+  Tensor out = host_buffer(out_dev);
   comm_internal::check_reduce_scatter(in, out, size_, name_);
   const int count = mpi_count(out.numel(), out.dtype(), "reduce_scatter", name_);
   mpi_count(in.numel(), in.dtype(), "reduce_scatter", name_);
@@ -319,7 +324,7 @@ std::unique_ptr<CommRequest> MpiCommunicator::isend(const Tensor& dev, int peer,
 
 std::unique_ptr<CommRequest> MpiCommunicator::irecv(Tensor& dev, int peer, int tag) {
   // A GPU tensor: received into a host buffer, copied to it by wait().
-  Tensor t = dev.defined() && !dev.device().is_cpu() ? Tensor::empty(dev.shape(), dev.dtype()) : dev;
+  Tensor t = host_buffer(dev);
   comm_internal::check_tensor(t, "irecv", name_, "t");
   ROTOR_CHECK(peer >= 0 && peer < size_)
       << "irecv on communicator '" << name_ << "': peer " << peer << " not in [0, " << size_ << ")";
@@ -332,7 +337,7 @@ std::unique_ptr<CommRequest> MpiCommunicator::irecv(Tensor& dev, int peer, int t
                            std::to_string(world_ranks_[static_cast<size_t>(peer)]) + ", tag " +
                            std::to_string(tag) + ")";
   return std::make_unique<MpiRequest>(req, t, WaitInfo{world_rank_, name_, timeout_s_, "irecv", what},
-                                      t.raw() == dev.raw() ? Tensor() : dev);
+                                      on_gpu(dev) ? dev : Tensor());
 }
 
 void MpiCommunicator::barrier() {

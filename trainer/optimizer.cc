@@ -29,9 +29,14 @@ double global_grad_norm(const std::vector<Parameter>& params, Communicator* tp) 
 
 OptimizerStepInfo AdamWOptimizer::step(std::vector<Parameter>& params, double lr,
                                        double grad_clip, Communicator* tp) {
+  return step_with_norm(params, lr, grad_clip, global_grad_norm(params, tp));
+}
+
+OptimizerStepInfo AdamWOptimizer::step_with_norm(std::vector<Parameter>& params, double lr,
+                                                 double grad_clip, double grad_norm) {
   ROTOR_CHECK_EQ(params.size(), m_.size()) << "optimizer built for another parameter list";
   OptimizerStepInfo info;
-  info.grad_norm = global_grad_norm(params, tp);
+  info.grad_norm = grad_norm;
   if (grad_clip > 0 && info.grad_norm > grad_clip) info.clip_scale = grad_clip / info.grad_norm;
   ++step_;
   for (size_t i = 0; i < params.size(); ++i) {

@@ -31,6 +31,10 @@ class AdamWOptimizer {
   // and counts the whole (replicated) ones once.
   OptimizerStepInfo step(std::vector<Parameter>& params, double lr, double grad_clip,
                          Communicator* tp = nullptr);
+  // The same step given global_grad_norm(params, tp) computed already (the
+  // trainer checks it for NaN before stepping).
+  OptimizerStepInfo step_with_norm(std::vector<Parameter>& params, double lr, double grad_clip,
+                                   double grad_norm);
 
   int64_t steps_taken() const { return step_; }
   const AdamWHyper& hyper() const { return hyper_; }

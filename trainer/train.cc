@@ -217,9 +217,10 @@ class Optimizer {
     else adam_.emplace(params, hyper);
   }
 
-  OptimizerStepInfo step(std::vector<Parameter>& params, double lr, double clip, Communicator* tp) {
-    if (adam_) return adam_->step(params, lr, clip, tp);
-    const ZeroStepInfo z = zero_->step(params, lr, clip, global_grad_norm(params, tp));
+  // `grad_norm`: global_grad_norm(params, tp), computed once by the caller.
+  OptimizerStepInfo step(std::vector<Parameter>& params, double lr, double clip, double grad_norm) {
+    if (adam_) return adam_->step_with_norm(params, lr, clip, grad_norm);
+    const ZeroStepInfo z = zero_->step(params, lr, clip, grad_norm);
     return {z.grad_norm, z.clip_scale};
   }
 
@@ -489,15 +490,16 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
     // train.on_nonfinite chooses stopping (default) or skipping the step
     // (at most train.max_skipped_steps in a row); either way the event is
     // logged with where the values first went non-finite.
-    const double pre_norm = global_grad_norm(model->parameters(), par.tp);
+    const double grad_norm = global_grad_norm(model->parameters(), par.tp);
     std::string nonfinite;
-    if (!std::isfinite(loss.mean()) || !std::isfinite(pre_norm)) {
+    if (!std::isfinite(loss.mean()) || !std::isfinite(grad_norm)) {
       nonfinite = absl::StrCat("step ", step, ": non-finite ",
                                std::isfinite(loss.mean()) ? "" : absl::StrCat("loss (", loss.mean(), ") and "),
-                               "gradient norm (", pre_norm, "); ",
+                               "gradient norm (", grad_norm, "); ",
                                locate_nonfinite(*model, batches, (*grid)->world()));
     }
     faults->restore_weights();
+    OptimizerStepInfo info;
     if (!nonfinite.empty()) {
       if (!skip_nonfinite) return absl::DataLossError(absl::StrCat(nonfinite, "; stopping (train.on_nonfinite: stop)"));
       if (++skipped_in_row > max_skips) {
@@ -507,9 +509,8 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
       out << "step " << step << "/" << steps << " | skipped: " << nonfinite << std::endl;
     } else {
       skipped_in_row = 0;
+      info = opt.step(model->parameters(), lr, r.train().grad_clip(), grad_norm);
     }
-    OptimizerStepInfo info;
-    if (nonfinite.empty()) info = opt.step(model->parameters(), lr, r.train().grad_clip(), par.tp);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = static_cast<double>(global * len) / dt;

@@ -21,6 +21,7 @@
 #include "data/tokenizer.h"
 #include "eval/retrieval.h"
 #include "model/llama.h"
+#include "tests/common/tiny_config.h"
 
 namespace rotor {
 namespace {
@@ -53,18 +54,6 @@ Answerer passkey_oracle(const Tokenizer& t, bool wrong) {
     a.mean_entropy = 0.5;
     return a;
   };
-}
-
-// A 2-layer, 16-wide model over the byte vocabulary (GQA: 2 query heads, 1 kv head).
-LlamaConfig tiny_byte_config() {
-  LlamaConfig c;
-  c.vocab_size = kBytesVocabSize;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  return c;
 }
 
 TEST(Retrieval, PasskeyPromptHasTheLengthAndDepth) {
@@ -163,7 +152,7 @@ TEST(Retrieval, GridPassesARetrieverAndFailsAWrongOne) {
 
 TEST(Retrieval, RealModelRunsTheWholePathAndWritesTheCsv) {
   auto t = bytes();
-  const LlamaConfig c = tiny_byte_config();
+  const LlamaConfig c = testing::tiny_config(kBytesVocabSize);
   LlamaOptions opts;
   opts.rope.method = RopeMethod::kDynamic;
   opts.rope.factor = 2;
@@ -210,7 +199,7 @@ TEST(Retrieval, RealModelRunsTheWholePathAndWritesTheCsv) {
 // the answer grows.
 TEST(Retrieval, RecomputeAnswererEqualsKvCacheDecoding) {
   auto t = bytes();
-  const LlamaConfig c = tiny_byte_config();
+  const LlamaConfig c = testing::tiny_config(kBytesVocabSize);
   LlamaOptions opts;
   opts.dtype = DType::kF64;
   opts.rope.method = RopeMethod::kDynamic;

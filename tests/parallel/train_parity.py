@@ -38,6 +38,7 @@ import tempfile
 import time
 
 RTOL = 1e-6
+SKIP = 77  # a test function returns it to be reported skipped (ctest SKIP_RETURN_CODE)
 JS_ATOL = 1e-9
 LICENSES = "/usr/share/common-licenses"
 
@@ -461,14 +462,14 @@ def main(argv, tests=None):
     t = time.time()
     e = Env(argv[1], argv[2], argv[3])
     try:
-        skipped = tests[argv[4]](e) == 77  # a test returns 77 to skip (ctest SKIP_RETURN_CODE)
+        skipped = tests[argv[4]](e) == SKIP
     except (Fail, subprocess.TimeoutExpired) as f:
         log(f"FAIL {argv[4]}: {f}")
         log(f"(files kept in {e.tmp})")
         return 1
     shutil.rmtree(e.tmp, ignore_errors=True)
     if skipped:
-        return 77
+        return SKIP
     log(f"PASS {argv[4]} ({time.time() - t:.1f} s)")
     return 0
 

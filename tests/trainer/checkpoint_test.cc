@@ -15,23 +15,13 @@
 #include "model/llama.h"
 #include "trainer/checkpoint.h"
 #include "tests/common/testing.h"
+#include "tests/common/tiny_config.h"
 #include "trainer/optimizer.h"
 
 namespace rotor {
 namespace {
 
 namespace fs = std::filesystem;
-
-LlamaConfig tiny() {
-  LlamaConfig c;
-  c.vocab_size = 32;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  return c;
-}
 
 Batch batch_for_step(int64_t step) {  // a different batch every step
   Batch b;
@@ -50,7 +40,7 @@ struct TrainRun {
 };
 
 TrainRun make_run() {
-  auto m = LlamaModel::create(tiny(), LlamaOptions());
+  auto m = LlamaModel::create(testing::tiny_config(32), LlamaOptions());
   EXPECT_TRUE(m.ok());
   m->init_weights(9);
   AdamWOptimizer opt(m->parameters(), AdamWHyper{.lr = 0, .beta1 = 0.9, .beta2 = 0.95,
