@@ -45,6 +45,13 @@ void check_targets(const Batch& batch) {
 
 }  // namespace
 
+LossSum sum_over(Communicator* comm, LossSum l) {
+  if (comm == nullptr || comm->size() == 1) return l;
+  Tensor t = Tensor::from_vector({l.sum, static_cast<double>(l.count)}, {2}, DType::kF64);
+  comm->all_reduce(t);
+  return {t.item(0), static_cast<int64_t>(std::llround(t.item(1)))};
+}
+
 Batch shard_for_context(const Batch& b, const ParallelContext& par) {
   if (par.cp_size() == 1) return b;
   const int cp = par.cp_size(), r = par.cp_rank();

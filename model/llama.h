@@ -77,6 +77,9 @@ struct LossSum {
   double mean() const { return count ? sum / static_cast<double>(count) : 0.0; }
 };
 
+// (sum, count) added over the ranks of `comm` (null or one rank: unchanged).
+LossSum sum_over(Communicator* comm, LossSum l);
+
 struct Parameter {
   std::string name;  // HF name
   Tensor value;      // this rank's shard (the whole tensor without tensor parallelism)

@@ -17,6 +17,8 @@
 #include "data/blend.h"
 #include "data/indexed_dataset.h"
 #include "data/packing.h"
+#include "eval/batch.h"
+#include "eval/heldout.h"
 #include "kernels/elementwise.h"
 #include "kernels/random.h"
 #include "model/llama.h"
@@ -24,7 +26,7 @@
 #include "trainer/fault_injection.h"
 #include "trainer/optimizer.h"
 #include "trainer/tensorboard.h"
-#include "trainer/world.h"
+#include "parallel/world.h"
 #include "parallel/context.h"
 #include "parallel/data_parallel.h"
 #include "parallel/zero.h"
@@ -83,25 +85,7 @@ absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r) {
   return s;
 }
 
-// A [rows, len] batch; segment ids only with document masking.
-Batch empty_batch(int64_t rows, int64_t len, bool masking) {
-  Batch b;
-  b.input_ids = Tensor::empty({rows, len}, DType::kI32);
-  b.targets = Tensor::empty({rows, len}, DType::kI32);
-  b.positions = Tensor::empty({rows, len}, DType::kI32);
-  if (masking) b.segments = Tensor::empty({rows, len}, DType::kI32);
-  return b;
-}
 
-// Copies a packed sample into row `r` of `b`.
-void put_sample(const Batch& b, int64_t r, const PackedSample& s) {
-  const int64_t len = b.input_ids.dim(1);
-  std::copy(s.ids.begin(), s.ids.end(), b.input_ids.data<int32_t>() + r * len);
-  std::copy(s.targets.begin(), s.targets.end(), b.targets.data<int32_t>() + r * len);
-  std::copy(s.positions.begin(), s.positions.end(), b.positions.data<int32_t>() + r * len);
-  if (b.segments.defined())
-    std::copy(s.segments.begin(), s.segments.end(), b.segments.data<int32_t>() + r * len);
-}
 
 std::vector<Tensor> gradients_of(const std::vector<Parameter>& params) {
   std::vector<Tensor> g;
@@ -109,13 +93,6 @@ std::vector<Tensor> gradients_of(const std::vector<Parameter>& params) {
   return g;
 }
 
-// (sum, count) added over `comm` (null: unchanged).
-LossSum sum_over(Communicator* comm, LossSum l) {
-  if (comm == nullptr || comm->size() == 1) return l;
-  Tensor t = Tensor::from_vector({l.sum, static_cast<double>(l.count)}, {2}, DType::kF64);
-  comm->all_reduce(t);
-  return {t.item(0), static_cast<int64_t>(std::llround(t.item(1)))};
-}
 
 // Stacks samples [first, first + count) of the stream into a [count, L] batch.
 absl::StatusOr<Batch> make_batch(DataStream& stream, int64_t first, int64_t count, int64_t len,
@@ -129,63 +106,6 @@ absl::StatusOr<Batch> make_batch(DataStream& stream, int64_t first, int64_t coun
   return b;
 }
 
-// Mean held-out loss per token at `length`: the first `tokens` tokens of the
-// held-out stream (documents in dataset order, no shuffling, no document
-// masking) in windows of `length`, several windows per forward pass. With
-// parallelism, window i is evaluated by dp rank i % dp, each window sharded
-// over cp like training; the sums are added over dp_cp.
-// The cheap evaluation during training: held-out loss at one length and the
-// mean attention entropy of each layer (over heads and query rows; computed in
-// the attention kernel, ring-merged under cp, summed over tp heads and dp x cp).
-struct HeldoutEval {
-  double loss = 0;
-  std::vector<double> layer_entropy;  // [layers]
-};
-
-absl::StatusOr<HeldoutEval> heldout_eval(LlamaModel& model, const IndexedDataset& heldout, int64_t length,
-                                         int64_t tokens, const ParallelContext& par) {
-  absl::StatusOr<PackedSampler> s =
-      PackedSampler::create(&heldout, {.sequence_length = length, .seed = 0, .shuffle = false});
-  if (!s.ok()) return s.status();
-  const int64_t windows = std::min(std::max<int64_t>(1, tokens / length), s->samples_per_epoch());
-  std::vector<int64_t> mine;
-  for (int64_t i = par.dp_rank(); i < windows; i += par.dp_size()) mine.push_back(i);
-  const int64_t rows_per_pass = std::max<int64_t>(1, 16384 / length);
-  LossSum total;
-  const int64_t layers = model.config().num_hidden_layers;
-  // Per layer: entropy sum, then (last element) the number of rows summed.
-  Tensor entropy = Tensor::zeros({layers + 1}, DType::kF64);
-  for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(rows_per_pass)) {
-    const int64_t rows = std::min<int64_t>(rows_per_pass, static_cast<int64_t>(mine.size() - first));
-    Batch b = empty_batch(rows, length, /*masking=*/false);
-    for (int64_t i = 0; i < rows; ++i) {
-      absl::StatusOr<PackedSample> x = s->sample(mine[first + static_cast<size_t>(i)]);
-      if (!x.ok()) return x.status();
-      put_sample(b, i, *x);
-    }
-    ForwardStats stats;
-    stats.want_attention_entropy = true;
-    const LossSum l = model.evaluate(shard_for_context(b, par), stats);
-    total.sum += l.sum;
-    total.count += l.count;
-    for (int64_t layer = 0; layer < layers; ++layer) {
-      const Tensor& e = stats.attention_entropy[static_cast<size_t>(layer)];  // [B, Hq/tp, T]
-      double s = 0;
-      for (int64_t i = 0; i < e.numel(); ++i) s += e.item(i);
-      entropy.data<double>()[layer] += s;
-      if (layer == 0) entropy.data<double>()[layers] += static_cast<double>(e.numel());
-    }
-  }
-  total = sum_over(par.dp_cp, total);
-  if (par.tp != nullptr && par.tp->size() > 1) par.tp->all_reduce(entropy);  // the other heads
-  if (par.dp_cp != nullptr && par.dp_cp->size() > 1) par.dp_cp->all_reduce(entropy);
-  HeldoutEval out;
-  out.loss = total.mean();
-  const double rows = entropy.item(layers);
-  for (int64_t layer = 0; layer < layers; ++layer)
-    out.layer_entropy.push_back(rows > 0 ? entropy.item(layer) / rows : 0.0);
-  return out;
-}
 
 // Keeps the records of steps <= `last_step` (a resumed run logs the later ones again).
 absl::Status truncate_metrics(const fs::path& path, int64_t last_step) {
@@ -591,49 +511,6 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
     }
   }
   return absl::OkStatus();
-}
-
-int run_train_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  std::string path;
-  std::vector<std::string> overrides;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--set" && i + 1 < args.size()) {
-      overrides.push_back(args[++i]);
-    } else if (args[i].rfind("--set=", 0) == 0) {
-      overrides.push_back(args[i].substr(6));
-    } else if (args[i] == "--help" || args[i] == "-h") {
-      out << "usage: rotor train RECIPE.yaml [--set KEY=VALUE ...]\n";
-      return 0;
-    } else if (path.empty() && args[i].rfind("--", 0) != 0) {
-      path = args[i];
-    } else {
-      err << "rotor train: unexpected argument '" << args[i] << "'\n";
-      return 2;
-    }
-  }
-  if (path.empty()) {
-    err << "usage: rotor train RECIPE.yaml [--set KEY=VALUE ...]\n";
-    return 2;
-  }
-  absl::StatusOr<LoadedRecipe> recipe = load_recipe(path, overrides);
-  if (!recipe.ok()) {
-    err << "rotor train: " << recipe.status().message() << "\n";
-    return 2;
-  }
-  absl::StatusOr<FaultPlan> faults = FaultPlan::from_env();
-  if (!faults.ok()) {
-    err << "rotor train: " << faults.status().message() << "\n";
-    return 2;
-  }
-  ProcessWorld world;
-  if (absl::Status s = train(*recipe, out, world.comm(), &*faults); !s.ok()) {
-    // With several ranks, end them all (an error on one rank would leave the
-    // others waiting in a collective); the message names this rank.
-    if (world.comm().size() > 1) world.comm().abort(absl::StrCat("rotor train: ", s.message()));
-    err << "rotor train: " << s.message() << "\n";
-    return 1;
-  }
-  return 0;
 }
 
 }  // namespace rotor

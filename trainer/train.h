@@ -37,12 +37,11 @@
 
 #include <ostream>
 #include <string>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "parallel/communicator.h"
 #include "trainer/fault_injection.h"
-#include "trainer/recipe.h"
+#include "trainer/recipe/recipe.h"
 
 namespace rotor {
 
@@ -58,9 +57,5 @@ double schedule_lr(const recipe::TrainSection& train, int64_t step);
 // `faults`: injected failures for the reliability tests (trainer/fault_injection.h).
 absl::Status train(const LoadedRecipe& recipe, std::ostream& out, Communicator& world,
                    FaultPlan* faults = nullptr);
-
-// CLI entry: returns the exit code (2 for usage and recipe errors).
-int run_train_command(const std::vector<std::string>& args, std::ostream& out,
-                      std::ostream& err);
 
 }  // namespace rotor

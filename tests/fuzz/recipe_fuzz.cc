@@ -1,4 +1,4 @@
-// libFuzzer target: trainer/recipe.h: load_recipe of the input as a .yaml file (base: only
+// libFuzzer target: trainer/recipe/recipe.h: load_recipe of the input as a .yaml file (base: only
 // inside the temporary directory), expand_sweep, recipe_to_yaml and reload.
 // Body in tests/fuzz/targets.h (shared with tests/trainer/fuzz_regression_test.cc).
 #include <cstddef>

@@ -23,7 +23,7 @@
 
 #include "data/indexed_dataset.h"
 #include "kernels/tensor.h"
-#include "trainer/recipe.h"
+#include "trainer/recipe/recipe.h"
 #include "trainer/safetensors.h"
 
 namespace rotor::fuzz {

@@ -4,7 +4,7 @@
 
 Needs torch, numpy and transformers (the GPU machines have them; CI does not:
 exit 77 = skipped, with the reason printed). The CPU-side proof that runs in CI
-is tests/trainer/hf_parity.py (an independent float64 Llama); this script
+is tests/trainer/hf/hf_parity.py (an independent float64 Llama); this script
 replaces that stand-in with transformers itself.
 
 1. rotor -> transformers. For every RoPE method (none = theta only, linear,

@@ -12,7 +12,7 @@
 #include "model/llama.h"
 #include "trainer/checkpoint.h"
 #include "trainer/optimizer.h"
-#include "trainer/recipe.h"
+#include "trainer/recipe/recipe.h"
 
 namespace rotor::testing {
 

@@ -11,7 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "data/indexed_dataset.h"
-#include "trainer/sweep_command.h"
+#include "trainer/cli/train_command.h"
+#include "trainer/cli/sweep_command.h"
 #include "trainer/tensorboard.h"
 #include "trainer/train.h"
 

@@ -1,0 +1,66 @@
+// `rotor prep` argument parsing (parse_prep_args, the code the binary runs):
+// repeated and inline options, inputs up to the next option, and an error
+// naming what is wrong for every malformed command line.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "trainer/cli/prep_command.h"
+
+namespace rotor {
+namespace {
+
+TEST(PrepArgs, ParsesEveryOptionForm) {
+  absl::StatusOr<PrepOptions> o = parse_prep_args(
+      {"--tokenizer", "spm:/m/tokenizer.model", "--input", "a.txt", "b.txt", "--output=out/x",
+       "--input=c.jsonl", "--input", "d.txt", "--jsonl-key", "body"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->tokenizer, "spm:/m/tokenizer.model");
+  EXPECT_EQ(o->inputs, (std::vector<std::string>{"a.txt", "b.txt", "c.jsonl", "d.txt"}));
+  EXPECT_EQ(o->output, "out/x");
+  ASSERT_TRUE(o->jsonl_key.has_value());
+  EXPECT_EQ(*o->jsonl_key, "body");
+
+  absl::StatusOr<PrepOptions> plain =
+      parse_prep_args({"--output", "p", "--tokenizer=bytes", "--input", "only.txt"});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->jsonl_key.has_value()) << "no --jsonl-key: JSONL only for .jsonl inputs";
+}
+
+TEST(PrepArgs, ErrorsNameTheProblem) {
+  const auto error = [](const std::vector<std::string>& args) {
+    absl::StatusOr<PrepOptions> o = parse_prep_args(args);
+    return o.ok() ? std::string("ok") : std::string(o.status().message());
+  };
+  EXPECT_EQ(error({"--input", "a", "--output", "o"}), "--tokenizer is required");
+  EXPECT_EQ(error({"--tokenizer", "bytes", "--output", "o"}), "--input is required");
+  EXPECT_EQ(error({"--tokenizer", "bytes", "--input", "a"}), "--output is required");
+  EXPECT_EQ(error({"--tokenizer", "bytes", "--input", "--output", "o"}), "--input needs at least one file");
+  EXPECT_EQ(error({"--tokenizer", "--input", "a", "--output", "o"}), "--tokenizer needs a value");
+  EXPECT_EQ(error({"--tokenizer", "bytes", "--input", "a", "--output"}), "--output needs a value");
+  EXPECT_EQ(error({"--tokenizer", "bytes", "--input", "a", "--output", "o", "--jsonl-key="}),
+            "--jsonl-key needs a value");
+  EXPECT_EQ(error({"--tokenizer", "bytes", "--input", "a", "--output", "o", "--jsonl-key", ""}),
+            "--jsonl-key needs a non-empty key");
+  EXPECT_EQ(error({"--tokenizer", "bytes", "--input", "a", "--output", "o", "--vocab", "3"}),
+            "unknown option '--vocab'");
+  EXPECT_EQ(error({"stray", "--tokenizer", "bytes", "--input", "a", "--output", "o"}),
+            "unexpected argument 'stray' (inputs follow --input)");
+}
+
+TEST(PrepArgs, CommandExitStatus) {
+  std::ostringstream out, err;
+  EXPECT_EQ(run_prep_command({"--help"}, out, err), 0);
+  EXPECT_NE(out.str().find("usage: rotor prep"), std::string::npos);
+  EXPECT_EQ(run_prep_command({"--tokenizer", "bytes"}, out, err), 2);
+  EXPECT_NE(err.str().find("rotor prep: --input is required"), std::string::npos) << err.str();
+  err.str("");
+  EXPECT_EQ(run_prep_command({"--tokenizer", "bytes", "--input", "/nonexistent/in.txt", "--output",
+                              ::testing::TempDir() + "/prep_args_out"},
+                             out, err),
+            2);
+  EXPECT_NE(err.str().find("/nonexistent/in.txt"), std::string::npos) << err.str();
+}
+
+}  // namespace
+}  // namespace rotor

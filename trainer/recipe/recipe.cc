@@ -1,0 +1,550 @@
+// Recipes: base inheritance, overrides, defaults, validation, sweeps. See recipe.h.
+#include "trainer/recipe/recipe.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "trainer/recipe/rope_settings.h"
+
+namespace rotor {
+namespace {
+
+namespace fs = std::filesystem;
+using recipe::Recipe;
+
+// The most runs expand_sweep enumerates.
+constexpr uint64_t kMaxSweepRuns = 1000;
+
+absl::Status invalid(const std::string& location, const std::string& message) {
+  return absl::InvalidArgumentError(
+      location.empty() ? message : absl::StrCat(location, ": ", message));
+}
+
+std::string mark_text(const std::string& file, const YAML::Mark& mark) {
+  if (mark.is_null()) return file;
+  return absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1);
+}
+
+absl::StatusOr<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read recipe '", path, "': ", std::strerror(errno)));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading recipe '", path, "'"));
+  return text.str();
+}
+
+// Loads `path` (its base first) into `out`. `chain`: the files being loaded, outermost first.
+absl::Status load_file(const std::string& path, std::vector<std::string>& chain, Recipe& out,
+                       RecipeSourceMap& where) {
+  absl::StatusOr<std::string> text = read_file(path);
+  if (!text.ok()) return text.status();
+  YAML::Node root;
+  try {
+    root = YAML::Load(*text);
+  } catch (const YAML::Exception& e) {
+    return invalid(mark_text(path, e.mark), absl::StrCat("YAML syntax error: ", e.msg));
+  }
+  if (!root.IsDefined() || root.IsNull()) return absl::OkStatus();
+  if (!root.IsMap()) return invalid(mark_text(path, root.Mark()), "a recipe is a mapping of sections");
+  if (const YAML::Node base = root["base"]; base) {
+    const std::string loc = mark_text(path, base.Mark());
+    if (!base.IsScalar() || base.Scalar().empty())
+      return invalid(loc, absl::StrCat("base: expected a recipe path, got ",
+                                       recipe_internal::yaml_flow(base)));
+    const fs::path base_path = fs::path(path).parent_path() / base.Scalar();
+    std::error_code ec;
+    const std::string canonical = fs::weakly_canonical(base_path, ec).string();
+    if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
+      std::vector<std::string> names = chain;
+      names.push_back(canonical);
+      return invalid(loc, absl::StrCat("base: inheritance cycle: ", absl::StrJoin(names, " -> ")));
+    }
+    chain.push_back(canonical);
+    absl::Status s = load_file(base_path.string(), chain, out, where);
+    chain.pop_back();
+    if (!s.ok()) return invalid(loc, absl::StrCat("base: ", s.message()));
+  }
+  for (const auto& entry : root) {
+    const std::string name = entry.first.IsScalar() ? entry.first.Scalar() : "";
+    if (name == "base") continue;
+    if (name == "sweep") {
+      const std::string loc = mark_text(path, entry.second.Mark());
+      if (!entry.second.IsMap())
+        return invalid(loc, "sweep: expected a mapping of dotted keys to lists of values");
+      for (const auto& axis : entry.second) {
+        const std::string key = axis.first.Scalar();
+        const std::string axis_loc = mark_text(path, axis.first.Mark());
+        if (!axis.second.IsSequence() || axis.second.size() == 0)
+          return invalid(axis_loc, absl::StrCat("sweep.", key, ": expected a non-empty list"));
+        // The key must exist (checked with a null value) and each value must have its type.
+        {
+          Recipe probe;
+          RecipeSourceMap ignored;
+          if (auto s = recipe_internal::set_path(probe, key, YAML::Node(YAML::NodeType::Null),
+                                                 axis_loc, ignored);
+              !s.ok())
+            return s;
+        }
+        for (const auto& value : axis.second) {
+          Recipe probe;
+          RecipeSourceMap ignored;
+          if (auto s = recipe_internal::set_path(probe, key, value,
+                                                 mark_text(path, value.Mark()), ignored);
+              !s.ok())
+            return s;
+        }
+        recipe::SweepAxis* slot = nullptr;
+        for (auto& a : *out.mutable_sweep()) {
+          if (a.key() == key) slot = &a;
+        }
+        if (slot == nullptr) slot = out.add_sweep();
+        slot->set_key(key);
+        slot->clear_values();
+        for (const auto& value : axis.second) slot->add_values(recipe_internal::yaml_flow(value));
+        where[absl::StrCat("sweep.", key)] = axis_loc;
+      }
+      continue;
+    }
+  }
+  // Everything but base and sweep, through the schema walker.
+  YAML::Node body(YAML::NodeType::Map);
+  for (const auto& entry : root) {
+    const std::string name = entry.first.IsScalar() ? entry.first.Scalar() : "";
+    if (name != "base" && name != "sweep") body.force_insert(entry.first, entry.second);
+  }
+  return recipe_internal::apply_yaml(body, out, "", path, where);
+}
+
+absl::Status apply_override(const std::string& assignment, Recipe& out, RecipeSourceMap& where) {
+  const size_t eq = assignment.find('=');
+  const std::string key(absl::StripAsciiWhitespace(absl::string_view(assignment).substr(0, eq)));
+  if (eq == std::string::npos || key.empty())
+    return invalid("", absl::StrCat("--set expects KEY=VALUE, got '", assignment, "'"));
+  const std::string location = absl::StrCat("--set ", key);
+  YAML::Node value;
+  try {
+    value = YAML::Load(assignment.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    return invalid(location, absl::StrCat(key, ": cannot parse '", assignment.substr(eq + 1),
+                                          "' as a YAML value: ", e.msg));
+  }
+  return recipe_internal::set_path(out, key, value, location, where);
+}
+
+// Fills in every default of recipe.proto.
+Recipe with_defaults(const Recipe& given, const std::string& path) {
+  Recipe r = given;
+  auto* m = r.mutable_model();
+  const LlamaConfig d;
+  // init_from with the sizes written out (e.g. inherited with base:) is
+  // completed and validated like a model trained from scratch.
+  if (!m->has_init_from() || m->has_hidden_size()) {
+    if (!m->has_num_key_value_heads() && m->has_num_attention_heads())
+      m->set_num_key_value_heads(m->num_attention_heads());
+    if (!m->has_head_dim() && m->has_hidden_size() && m->has_num_attention_heads() &&
+        m->num_attention_heads() > 0)
+      m->set_head_dim(m->hidden_size() / m->num_attention_heads());
+    if (!m->has_rms_norm_eps()) m->set_rms_norm_eps(d.rms_norm_eps);
+    if (!m->has_max_position_embeddings()) m->set_max_position_embeddings(d.max_position_embeddings);
+    if (!m->has_tie_word_embeddings()) m->set_tie_word_embeddings(d.tie_word_embeddings);
+    if (!m->has_initializer_range()) m->set_initializer_range(d.initializer_range);
+  }
+  auto* data = r.mutable_data();
+  for (auto& ds : *data->mutable_datasets())
+    if (!ds.has_weight()) ds.set_weight(1.0);
+  if (!data->has_tokenizer()) data->set_tokenizer("bytes");
+  if (!data->has_document_masking()) data->set_document_masking(false);
+  auto* t = r.mutable_train();
+  if (!t->has_micro_batch_size()) t->set_micro_batch_size(1);
+  if (!t->has_min_lr()) t->set_min_lr(0.0);
+  if (!t->has_warmup_steps()) t->set_warmup_steps(0);
+  if (!t->has_schedule()) t->set_schedule(recipe::TrainSection::cosine);
+  if (!t->has_weight_decay()) t->set_weight_decay(0.1);
+  if (!t->has_beta1()) t->set_beta1(0.9);
+  if (!t->has_beta2()) t->set_beta2(0.95);
+  if (!t->has_grad_clip()) t->set_grad_clip(1.0);
+  if (!t->has_recompute()) t->set_recompute(false);
+  if (!t->has_seed()) t->set_seed(1234);
+  if (!t->has_on_nonfinite()) t->set_on_nonfinite(recipe::TrainSection::stop);
+  if (!t->has_max_skipped_steps()) t->set_max_skipped_steps(5);
+  if (!r.parallel().has_tp()) r.mutable_parallel()->set_tp(1);
+  if (!r.parallel().has_cp()) r.mutable_parallel()->set_cp(1);
+  if (!r.checkpoint().has_interval()) r.mutable_checkpoint()->set_interval(0);
+  if (!r.checkpoint().has_keep()) r.mutable_checkpoint()->set_keep(0);
+  if (!r.eval().has_interval()) r.mutable_eval()->set_interval(0);
+  if (!r.eval().has_tokens()) r.mutable_eval()->set_tokens(32768);
+  if (!r.run().has_dir()) r.mutable_run()->set_dir(absl::StrCat("runs/", recipe_stem(path)));
+  if (!r.has_device()) r.set_device(Recipe::cpu);
+  return r;
+}
+
+// A validation error: `keys` are the dotted keys it is about (the first with a
+// known location gives the location).
+struct Checker {
+  const RecipeSourceMap* where = nullptr;
+  const std::string* file = nullptr;
+  absl::Status first;
+
+  std::string locate(std::initializer_list<std::string> keys) const {
+    if (where != nullptr) {
+      for (const std::string& k : keys) {
+        if (auto it = where->find(k); it != where->end()) return it->second;
+      }
+    }
+    return file != nullptr ? *file : "";
+  }
+  void fail(std::initializer_list<std::string> keys, const std::string& message) {
+    if (first.ok()) first = invalid(locate(keys), message);
+  }
+  void require(bool ok, std::initializer_list<std::string> keys, const std::string& message) {
+    if (!ok) fail(keys, message);
+  }
+};
+
+void check_positive(Checker& c, bool has, int64_t v, const std::string& key, bool required) {
+  if (!has) {
+    if (required) c.fail({key}, absl::StrCat(key, " is required"));
+    return;
+  }
+  c.require(v >= 1, {key}, absl::StrCat(key, " must be >= 1, got ", v));
+}
+
+void check_recipe(const Recipe& r, Checker& c) {
+  const auto& m = r.model();
+  const bool sizes = !m.has_init_from();
+  if (m.has_init_from()) c.require(!m.init_from().empty(), {"model.init_from"}, "model.init_from is empty");
+  check_positive(c, m.has_vocab_size(), m.vocab_size(), "model.vocab_size", sizes);
+  check_positive(c, m.has_hidden_size(), m.hidden_size(), "model.hidden_size", sizes);
+  check_positive(c, m.has_intermediate_size(), m.intermediate_size(), "model.intermediate_size", sizes);
+  check_positive(c, m.has_num_hidden_layers(), m.num_hidden_layers(), "model.num_hidden_layers", sizes);
+  check_positive(c, m.has_num_attention_heads(), m.num_attention_heads(),
+                 "model.num_attention_heads", sizes);
+  check_positive(c, m.has_num_key_value_heads(), m.num_key_value_heads(),
+                 "model.num_key_value_heads", false);
+  check_positive(c, m.has_head_dim(), m.head_dim(), "model.head_dim", false);
+  check_positive(c, m.has_max_position_embeddings(), m.max_position_embeddings(),
+                 "model.max_position_embeddings", false);
+  if (m.has_rms_norm_eps())
+    c.require(m.rms_norm_eps() > 0, {"model.rms_norm_eps"}, "model.rms_norm_eps must be > 0");
+  if (m.has_initializer_range())
+    c.require(m.initializer_range() > 0, {"model.initializer_range"},
+              "model.initializer_range must be > 0");
+
+  const auto& d = r.data();
+  c.require(d.datasets_size() > 0, {"data.datasets", "data"}, "data.datasets is required (a list of {path, weight})");
+  for (int i = 0; i < d.datasets_size(); ++i) {
+    const std::string k = absl::StrCat("data.datasets[", i, "]");
+    c.require(d.datasets(i).has_path() && !d.datasets(i).path().empty(), {k + ".path", k},
+              absl::StrCat(k, ".path is required"));
+    c.require(!d.datasets(i).has_weight() || d.datasets(i).weight() > 0, {k + ".weight", k},
+              absl::StrCat(k, ".weight must be > 0"));
+  }
+  check_positive(c, d.has_sequence_length(), d.sequence_length(), "data.sequence_length", true);
+  if (d.has_tokenizer()) {
+    const bool spm = absl::StartsWith(d.tokenizer(), "spm:") && d.tokenizer().size() > 4;
+    c.require(d.tokenizer() == "bytes" || spm, {"data.tokenizer"},
+              absl::StrCat("data.tokenizer: expected 'bytes' or 'spm:PATH', got '", d.tokenizer(), "'"));
+    if (d.tokenizer() == "bytes" && m.has_vocab_size())
+      c.require(m.vocab_size() >= 256, {"model.vocab_size", "data.tokenizer"},
+                absl::StrCat("model.vocab_size (", m.vocab_size(),
+                             ") must be >= 256 with data.tokenizer bytes"));
+  }
+
+  const auto& t = r.train();
+  check_positive(c, t.has_steps(), t.steps(), "train.steps", true);
+  c.require(t.has_global_batch_tokens() != t.has_global_batch_size(),
+            {"train.global_batch_tokens", "train.global_batch_size", "train"},
+            "exactly one of train.global_batch_tokens and train.global_batch_size is required");
+  check_positive(c, t.has_global_batch_tokens(), t.global_batch_tokens(), "train.global_batch_tokens", false);
+  check_positive(c, t.has_global_batch_size(), t.global_batch_size(), "train.global_batch_size", false);
+  check_positive(c, t.has_micro_batch_size(), t.micro_batch_size(), "train.micro_batch_size", false);
+  if (!t.has_lr()) c.fail({"train.lr", "train"}, "train.lr is required");
+  else c.require(t.lr() > 0, {"train.lr"}, absl::StrCat("train.lr must be > 0, got ", t.lr()));
+  if (t.has_min_lr()) c.require(t.min_lr() >= 0, {"train.min_lr"}, "train.min_lr must be >= 0");
+  if (t.has_lr() && t.has_min_lr())
+    c.require(t.lr() >= t.min_lr(), {"train.min_lr", "train.lr"},
+              absl::StrCat("train.lr (", t.lr(), ") must be >= train.min_lr (", t.min_lr(), ")"));
+  if (t.has_warmup_steps()) {
+    c.require(t.warmup_steps() >= 0, {"train.warmup_steps"}, "train.warmup_steps must be >= 0");
+    if (t.has_steps())
+      c.require(t.warmup_steps() <= t.steps(), {"train.warmup_steps", "train.steps"},
+                absl::StrCat("train.warmup_steps (", t.warmup_steps(),
+                             ") must be <= train.steps (", t.steps(), ")"));
+  }
+  if (t.has_weight_decay())
+    c.require(t.weight_decay() >= 0, {"train.weight_decay"}, "train.weight_decay must be >= 0");
+  if (t.has_beta1())
+    c.require(t.beta1() >= 0 && t.beta1() < 1, {"train.beta1"}, "train.beta1 must be in [0, 1)");
+  if (t.has_beta2())
+    c.require(t.beta2() >= 0 && t.beta2() < 1, {"train.beta2"}, "train.beta2 must be in [0, 1)");
+  if (t.has_grad_clip())
+    c.require(t.grad_clip() >= 0, {"train.grad_clip"}, "train.grad_clip must be >= 0 (0: off)");
+  if (t.has_max_skipped_steps())
+    c.require(t.max_skipped_steps() >= 0, {"train.max_skipped_steps"}, "train.max_skipped_steps must be >= 0");
+  const int64_t micro = t.has_micro_batch_size() ? t.micro_batch_size() : 1;
+  if (t.has_global_batch_tokens() && d.sequence_length() > 0 && micro > 0)
+    c.require(t.global_batch_tokens() % (micro * d.sequence_length()) == 0,
+              {"train.global_batch_tokens", "train.micro_batch_size", "data.sequence_length"},
+              absl::StrCat("train.global_batch_tokens (", t.global_batch_tokens(),
+                           ") must be a multiple of train.micro_batch_size * data.sequence_length (",
+                           micro, " * ", d.sequence_length(), ")"));
+  if (t.has_global_batch_size() && micro > 0)
+    c.require(t.global_batch_size() % micro == 0,
+              {"train.global_batch_size", "train.micro_batch_size"},
+              absl::StrCat("train.global_batch_size (", t.global_batch_size(),
+                           ") must be a multiple of train.micro_batch_size (", micro, ")"));
+
+  const auto& p = r.parallel();
+  check_positive(c, p.has_tp(), p.tp(), "parallel.tp", false);
+  check_positive(c, p.has_cp(), p.cp(), "parallel.cp", false);
+  const int64_t tp = p.has_tp() && p.tp() > 0 ? p.tp() : 1;
+  const int64_t cp = p.has_cp() && p.cp() > 0 ? p.cp() : 1;
+  auto tp_divides = [&](bool has, int64_t v, const std::string& key) {
+    if (has && v > 0)
+      c.require(v % tp == 0, {"parallel.tp", key},
+                absl::StrCat("parallel.tp (", tp, ") must divide ", key, " (", v, ")"));
+  };
+  tp_divides(m.has_num_attention_heads(), m.num_attention_heads(), "model.num_attention_heads");
+  // kv heads: divided by tp, or replicated when tp is a multiple of them.
+  if (m.has_num_key_value_heads() && m.num_key_value_heads() > 0)
+    c.require(m.num_key_value_heads() % tp == 0 || tp % m.num_key_value_heads() == 0,
+              {"parallel.tp", "model.num_key_value_heads"},
+              absl::StrCat("parallel.tp (", tp, ") must divide model.num_key_value_heads (",
+                           m.num_key_value_heads(), ") or be a multiple of it (kv heads replicated)"));
+  tp_divides(m.has_intermediate_size(), m.intermediate_size(), "model.intermediate_size");
+  tp_divides(m.has_vocab_size(), m.vocab_size(), "model.vocab_size");
+  // Each cp rank holds 2 chunks of every sequence; with sequence parallelism
+  // the tp ranks split those rows again.
+  const bool sp = tp > 1 && (!p.has_sequence_parallel() || p.sequence_parallel());
+  const int64_t multiple = (cp > 1 ? 2 * cp : 1) * (sp ? tp : 1);
+  if (multiple > 1 && d.sequence_length() > 0)
+    c.require(d.sequence_length() % multiple == 0, {cp > 1 ? "parallel.cp" : "parallel.tp", "data.sequence_length"},
+              absl::StrCat("data.sequence_length (", d.sequence_length(), ") must be a multiple of ",
+                           cp > 1 ? absl::StrCat("2 * parallel.cp (", 2 * cp, ")") : std::string(),
+                           cp > 1 && sp ? " times " : "",
+                           sp ? absl::StrCat("parallel.tp (", tp, ") with sequence parallelism") : std::string()));
+
+  if (r.checkpoint().has_interval())
+    c.require(r.checkpoint().interval() >= 0, {"checkpoint.interval"}, "checkpoint.interval must be >= 0");
+  if (r.checkpoint().has_keep())
+    c.require(r.checkpoint().keep() >= 0, {"checkpoint.keep"}, "checkpoint.keep must be >= 0");
+  check_positive(c, r.run().has_log_interval(), r.run().log_interval(), "run.log_interval", false);
+  if (r.run().has_peak_tflops())
+    c.require(r.run().peak_tflops() > 0, {"run.peak_tflops"}, "run.peak_tflops must be > 0");
+  check_positive(c, r.eval().has_tokens(), r.eval().tokens(), "eval.tokens", false);
+  if (r.eval().has_interval())
+    c.require(r.eval().interval() >= 0, {"eval.interval"}, "eval.interval must be >= 0");
+  for (int i = 0; i < r.eval().lengths_size(); ++i)
+    c.require(r.eval().lengths(i) >= 1, {absl::StrCat("eval.lengths[", i, "]"), "eval.lengths"},
+              absl::StrCat("eval.lengths[", i, "] must be >= 1"));
+  // Held-out windows are sharded like training sequences.
+  for (int i = 0; i < r.eval().lengths_size(); ++i)
+    if (multiple > 1 && r.eval().lengths(i) >= 1)
+      c.require(r.eval().lengths(i) % multiple == 0, {absl::StrCat("eval.lengths[", i, "]"), "eval.lengths"},
+                absl::StrCat("eval.lengths[", i, "] (", r.eval().lengths(i), ") must be a multiple of ",
+                             multiple, ", as data.sequence_length (parallel.cp and parallel.tp)"));
+  if (r.run().has_dir()) c.require(!r.run().dir().empty(), {"run.dir"}, "run.dir is empty");
+}
+
+// rotor rope's conversion of the rope/logit_scale sections (and its checks).
+absl::StatusOr<RopeSettings> convert_rope(const Recipe& r, int64_t head_dim) {
+  std::vector<std::string> sets = {absl::StrCat("model.head_dim=", head_dim)};
+  Recipe sections;
+  *sections.mutable_rope() = r.rope();
+  *sections.mutable_logit_scale() = r.logit_scale();
+  const YAML::Node doc = YAML::Load(recipe_to_yaml(sections));
+  for (const char* name : {"rope", "logit_scale"}) {
+    if (!doc.IsMap() || !doc[name]) continue;
+    for (const auto& kv : doc[name])
+      sets.push_back(absl::StrCat(name, ".", kv.first.Scalar(), "=",
+                                  recipe_internal::yaml_flow(kv.second)));
+  }
+  return parse_rope_settings("", "", sets);
+}
+
+// Location of an error message from code that names keys but has no marks.
+std::string locate_message(const std::string& message, const RecipeSourceMap& where,
+                           const std::string& file) {
+  size_t best = std::string::npos, best_size = 0;
+  std::string loc = file;
+  auto is_key_char = [](char ch) {
+    return ch == '.' || ch == '_' || ch == '[' || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+  };
+  for (const auto& [key, location] : where) {
+    for (size_t at = message.find(key); at != std::string::npos; at = message.find(key, at + 1)) {
+      const size_t end = at + key.size();
+      const bool whole = (at == 0 || !is_key_char(message[at - 1])) &&
+                         (end == message.size() || !is_key_char(message[end]));
+      if (!whole) continue;
+      if (at < best || (at == best && key.size() > best_size)) {
+        best = at, best_size = key.size(), loc = location;
+      }
+      break;
+    }
+  }
+  return loc;
+}
+
+// given -> LoadedRecipe: defaults, validation, typed configs.
+absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, RecipeSourceMap where) {
+  LoadedRecipe out;
+  out.path = path;
+  out.proto = with_defaults(given, path);
+  out.given = std::move(given);
+  out.where = std::move(where);
+  Checker c{&out.where, &out.path, absl::OkStatus()};
+  const auto& gm = out.given.model();
+  if (!gm.has_init_from() && !gm.has_head_dim() && gm.has_num_attention_heads() &&
+      gm.num_attention_heads() > 0 && gm.has_hidden_size())
+    c.require(gm.hidden_size() % gm.num_attention_heads() == 0,
+              {"model.num_attention_heads", "model.hidden_size"},
+              absl::StrCat("model.hidden_size (", gm.hidden_size(),
+                           ") must be a multiple of model.num_attention_heads (",
+                           gm.num_attention_heads(), ") when model.head_dim is not given"));
+  check_recipe(out.proto, c);
+  if (!c.first.ok()) return c.first;
+
+  const auto& m = out.proto.model();
+  LlamaConfig& cfg = out.model;
+  if (m.has_vocab_size()) cfg.vocab_size = m.vocab_size();
+  if (m.has_hidden_size()) cfg.hidden_size = m.hidden_size();
+  if (m.has_intermediate_size()) cfg.intermediate_size = m.intermediate_size();
+  if (m.has_num_hidden_layers()) cfg.num_hidden_layers = m.num_hidden_layers();
+  if (m.has_num_attention_heads()) cfg.num_attention_heads = m.num_attention_heads();
+  if (m.has_num_key_value_heads()) cfg.num_key_value_heads = m.num_key_value_heads();
+  if (m.has_head_dim()) cfg.head_dim = m.head_dim();
+  if (m.has_rms_norm_eps()) cfg.rms_norm_eps = m.rms_norm_eps();
+  if (m.has_max_position_embeddings()) cfg.max_position_embeddings = m.max_position_embeddings();
+  if (m.has_tie_word_embeddings()) cfg.tie_word_embeddings = m.tie_word_embeddings();
+  if (m.has_initializer_range()) cfg.initializer_range = m.initializer_range();
+  if (!m.has_init_from() || m.has_hidden_size()) {
+    if (absl::Status s = cfg.validate(); !s.ok()) {
+      const std::string msg = absl::StrCat("model: ", s.message());
+      RecipeSourceMap model_keys;
+      for (const auto& [key, location] : out.where)
+        if (absl::StartsWith(key, "model.")) model_keys[key.substr(6)] = location;
+      const std::string loc = locate_message(msg, model_keys, out.path);
+      return invalid(loc, msg);
+    }
+  }
+  out.head_dim_known = m.has_head_dim();
+  int64_t head_dim = m.head_dim();
+  if (!out.head_dim_known) {  // init_from without sizes: a placeholder, see recipe.h
+    const int n = std::max(out.proto.rope().short_factor_size(), out.proto.rope().long_factor_size());
+    head_dim = n > 0 ? 2 * n : 128;
+  }
+  absl::StatusOr<RopeSettings> rope = convert_rope(out.proto, head_dim);
+  if (!rope.ok()) {
+    const std::string msg(rope.status().message());
+    return invalid(locate_message(msg, out.where, out.path), msg);
+  }
+  out.rope = rope->rope;
+  out.logit_scale = rope->logit_scale;
+  cfg.rope_theta = out.rope.theta;
+  return out;
+}
+
+std::string sanitize(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-' || ch == '=';
+    out += ok ? ch : '_';
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string recipe_stem(const std::string& path) { return fs::path(path).stem().string(); }
+
+absl::StatusOr<LoadedRecipe> load_recipe(const std::string& path,
+                                         const std::vector<std::string>& overrides) {
+  Recipe given;
+  RecipeSourceMap where;
+  std::error_code ec;
+  std::vector<std::string> chain = {fs::weakly_canonical(path, ec).string()};
+  if (absl::Status s = load_file(path, chain, given, where); !s.ok()) return s;
+  for (const std::string& assignment : overrides) {
+    if (absl::Status s = apply_override(assignment, given, where); !s.ok()) return s;
+  }
+  return finish(std::move(given), path, std::move(where));
+}
+
+absl::Status validate(const Recipe& resolved) {
+  Checker c;
+  check_recipe(resolved, c);
+  if (!c.first.ok()) return c.first;
+  const auto& m = resolved.model();
+  if (m.has_head_dim()) {
+    if (auto rope = convert_rope(resolved, m.head_dim()); !rope.ok()) return rope.status();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<NamedRun>> expand_sweep(const LoadedRecipe& recipe) {
+  const std::string stem = recipe_stem(recipe.path);
+  std::vector<NamedRun> runs;
+  const auto& axes = recipe.given.sweep();
+  if (axes.empty()) {
+    NamedRun run{stem, recipe};
+    runs.push_back(std::move(run));
+    return runs;
+  }
+  // Each run is validated on its own (about a millisecond): a grid of 10^4 or
+  // more runs (e.g. 4 axes of 10 values) took seconds to minutes to refuse or list.
+  uint64_t grid = 1;
+  for (const auto& axis : axes) {
+    grid *= static_cast<uint64_t>(std::max(axis.values_size(), 1));
+    if (grid > kMaxSweepRuns) {
+      const auto it = recipe.where.find(absl::StrCat("sweep.", axes[0].key()));
+      return invalid(it != recipe.where.end() ? it->second : recipe.path,
+                     absl::StrCat("sweep: the grid has more than ", kMaxSweepRuns,
+                                  " runs (the product of the axis lengths)"));
+    }
+  }
+  std::vector<int> index(axes.size(), 0);
+  while (true) {
+    Recipe given = recipe.given;
+    given.clear_sweep();
+    RecipeSourceMap where = recipe.where;
+    std::string name = stem;
+    std::vector<std::pair<std::string, std::string>> values;
+    for (int a = 0; a < axes.size(); ++a) {
+      const std::string& text = axes[a].values(index[a]);
+      const std::string loc = where[absl::StrCat("sweep.", axes[a].key())];
+      if (auto s = recipe_internal::set_path(given, axes[a].key(), YAML::Load(text), loc, where);
+          !s.ok())
+        return s;
+      absl::StrAppend(&name, "-", axes[a].key(), "=", text);
+      values.emplace_back(axes[a].key(), text);
+    }
+    name = sanitize(name);
+    const std::string dir =
+        absl::StrCat(with_defaults(given, recipe.path).run().dir(), "/", name);
+    given.mutable_run()->set_dir(dir);
+    absl::StatusOr<LoadedRecipe> loaded = finish(std::move(given), recipe.path, std::move(where));
+    if (!loaded.ok())
+      return absl::Status(loaded.status().code(),
+                          absl::StrCat("sweep run ", name, ": ", loaded.status().message()));
+    runs.push_back(NamedRun{name, *std::move(loaded), std::move(values)});
+    int a = axes.size() - 1;  // odometer, last axis fastest
+    while (a >= 0 && ++index[a] == axes[a].values_size()) index[a--] = 0;
+    if (a < 0) break;
+  }
+  return runs;
+}
+
+}  // namespace rotor

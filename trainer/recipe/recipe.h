@@ -1,0 +1,124 @@
+// Recipes of `rotor train`: YAML files checked against the protobuf schema in
+// trainer/recipe/recipe.proto (that file lists every key, its type and its default).
+//
+//   absl::StatusOr<LoadedRecipe> r = load_recipe("recipes/demo/base.yaml", {"train.lr=1e-3"});
+//   for (const NamedRun& run : *expand_sweep(*r)) ... run.recipe.proto.run().dir() ...
+//   write recipe_to_yaml(r->proto) into the run directory.
+//
+// Loading: `base: other.yaml` (relative to the recipe's directory) is loaded
+// first and the recipe's keys override it, key by key (sections merge, lists
+// replace, `key: null` unsets an inherited key); chains are allowed, a cycle is
+// an error. Then each override "dotted.key=VALUE" (VALUE parsed as YAML, e.g.
+// `--set data.datasets=[{path: a}]`, `--set eval.lengths=[1024,2048]`) is
+// applied in order through the same schema walker. Then defaults are filled in
+// (see recipe.proto), everything is validated and converted to typed configs.
+//
+// Errors name the file, line and column (1-based) and the dotted key:
+//   "r.yaml:7:3: unknown key 'train.lrr' (did you mean 'train.lr'?)"
+//   "r.yaml:9:10: train.steps: expected an integer, got 'ten'"
+//   "r.yaml:4:7: parallel.tp (3) must divide model.num_attention_heads (4)"
+// For --set the location reads "--set KEY"; for a combination the location is
+// that of the first key named that has one.
+//
+// Validated (beyond the types): required keys (model sizes without
+// model.init_from, data.datasets, data.sequence_length, train.steps, train.lr,
+// exactly one of train.global_batch_tokens / train.global_batch_size),
+// LlamaConfig::validate, validate_rope / validate_logit_scale through
+// rotor rope's own conversion (parse_rope_settings), ranges (positive sizes,
+// betas in [0, 1), weights > 0, ...), and the combinations: tp divides
+// num_attention_heads, num_key_value_heads and intermediate_size; with cp > 1
+// sequence_length is a multiple of 2*cp; global_batch_tokens is a multiple of
+// micro_batch_size * sequence_length (global_batch_size of micro_batch_size);
+// lr >= min_lr; warmup_steps <= steps; the byte tokenizer needs vocab_size >= 256.
+// Checks that need the world size (dp dividing the batch) belong to the trainer.
+//
+// With model.init_from and no head_dim (nor hidden_size and
+// num_attention_heads) in the recipe, RoPE cannot be checked against the head
+// size here: LoadedRecipe::head_dim_known is false and the trainer must call
+// validate_rope(rope, head_dim) once it has read the checkpoint's config.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "model/config.h"
+#include "model/llama.h"
+#include "model/rope.h"
+#include "trainer/recipe/recipe.pb.h"
+
+namespace rotor {
+
+// Where each key got its value: dotted key ("train.lr", "data.datasets[0].path")
+// -> "FILE:LINE:COL" or "--set KEY".
+using RecipeSourceMap = std::map<std::string, std::string>;
+
+struct LoadedRecipe {
+  recipe::Recipe given;   // what the files and overrides said (no defaults, no base)
+  recipe::Recipe proto;   // resolved: `given` plus every default; what recipe_to_yaml writes
+  LlamaConfig model;      // from proto.model (+ rope_theta = rope.theta)
+  RopeConfig rope;        // from proto.rope, by rotor rope's conversion
+  LogitScaleConfig logit_scale;
+  bool head_dim_known = true;  // false: see the header comment (init_from)
+  std::string path;            // the recipe file as given to load_recipe
+  RecipeSourceMap where;
+
+  // The model options the recipe sets (rope, logit_scale); the caller adds
+  // recompute, parallel layout and dtype.
+  LlamaOptions model_options() const {
+    LlamaOptions o;
+    o.rope = rope;
+    o.logit_scale = logit_scale;
+    return o;
+  }
+};
+
+struct NamedRun {
+  std::string name;  // "<stem>-<key>=<value>-..." (sanitized), or "<stem>" without a sweep
+  LoadedRecipe recipe;  // resolved, validated, no sweep, run.dir = <run.dir>/<name>
+  // The swept keys and this run's values (YAML text), in axis order.
+  std::vector<std::pair<std::string, std::string>> values = {};
+};
+
+absl::StatusOr<LoadedRecipe> load_recipe(const std::string& path,
+                                         const std::vector<std::string>& overrides);
+
+// The grid of `sweep:` (first axis slowest), each run validated on its own; a
+// recipe without a sweep gives one run, named by the stem, with run.dir unchanged.
+// A grid of more than 1000 runs is refused (an error at the sweep: key).
+// String values must be valid UTF-8 (so the resolved recipe.yaml names the
+// same paths); anything else is an error at the value's file:line:col.
+absl::StatusOr<std::vector<NamedRun>> expand_sweep(const LoadedRecipe& recipe);
+
+// Values and combinations of a resolved recipe (defaults filled in); errors
+// name the keys, without locations.
+absl::Status validate(const recipe::Recipe& resolved);
+
+// The recipe as YAML: sections in schema order, only the fields present,
+// numbers in shortest round-trip form; load_recipe of it gives the same proto.
+std::string recipe_to_yaml(const recipe::Recipe& recipe);
+
+// The file name without directory and extension ("recipes/demo/base.yaml" -> "base").
+std::string recipe_stem(const std::string& path);
+
+namespace recipe_internal {
+// The reflection walker (recipe_schema.cc). `key` is the dotted path of `node`.
+// apply_yaml sets the fields of `message` named by the keys of the mapping `node`;
+// set_path sets one dotted key to `value`. Both record locations in `where`.
+absl::Status apply_yaml(const YAML::Node& node, google::protobuf::Message& message,
+                        const std::string& key, const std::string& file, RecipeSourceMap& where);
+absl::Status set_path(google::protobuf::Message& message, const std::string& dotted,
+                      const YAML::Node& value, const std::string& location,
+                      RecipeSourceMap& where);
+std::string yaml_flow(const YAML::Node& node);
+// Edit distance <= 2 suggestion among `candidates`, or "".
+std::string closest(const std::string& word, const std::vector<std::string>& candidates);
+}  // namespace recipe_internal
+
+}  // namespace rotor
