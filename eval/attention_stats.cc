@@ -57,16 +57,16 @@ QK load_qk(const Tensor& q, const Tensor& k, const Tensor& q_pos, const Tensor& 
 // sequence. Each cp rank holds k [B, T/cp, Hkv/tp, hd] of its zigzag shard;
 // the all-gather stacks them [cp * B, T/cp, ...] and they are regrouped per
 // batch row, in rank order (rows need no key order: masks use positions).
-void gather_keys(QK& x, Communicator* cp) {
-  if (cp == nullptr || cp->size() == 1) return;
-  const int64_t n = cp->size(), per_row = x.tk * x.hkv * x.hd;
+void gather_keys(QK& x, Communicator& cp) {
+  if (cp.size() == 1) return;
+  const int64_t n = cp.size(), per_row = x.tk * x.hkv * x.hd;
   Tensor k = Tensor::from_vector(x.k, {x.batch, per_row}, DType::kF64);
   Tensor all_k = Tensor::empty({n * x.batch, per_row}, DType::kF64);
-  cp->all_gather(k, all_k);
+  cp.all_gather(k, all_k);
   Tensor pos = Tensor::empty({x.batch, x.tk}, DType::kI32);
   std::copy(x.k_pos.begin(), x.k_pos.end(), pos.data<int32_t>());
   Tensor all_pos = Tensor::empty({n * x.batch, x.tk}, DType::kI32);
-  cp->all_gather(pos, all_pos);
+  cp.all_gather(pos, all_pos);
   std::vector<double> keys(static_cast<size_t>(n * x.batch * per_row));
   std::vector<int32_t> key_pos(static_cast<size_t>(n * x.batch * x.tk));
   for (int64_t b = 0; b < x.batch; ++b)
@@ -305,7 +305,7 @@ void add_js(const QK& a, const QK& c, int64_t layer, int64_t width, int64_t head
 QK layer_qk(const LlamaModel& m, int64_t layer, const Batch& shard) {
   const BlockActivations& act = m.activations(layer);
   QK x = load_qk(act.q, act.k, shard.positions, shard.positions);
-  gather_keys(x, m.options().parallel.cp);
+  gather_keys(x, *m.options().parallel.cp);
   return x;
 }
 

@@ -42,8 +42,8 @@ absl::StatusOr<HeldoutEval> heldout_eval(LlamaModel& model, const IndexedDataset
     }
   }
   total = sum_over(par.dp_cp, total);
-  if (par.tp != nullptr && par.tp->size() > 1) par.tp->all_reduce(entropy);  // the other heads
-  if (par.dp_cp != nullptr && par.dp_cp->size() > 1) par.dp_cp->all_reduce(entropy);
+  if (par.tp->size() > 1) par.tp->all_reduce(entropy);  // the other heads
+  if (par.dp_cp->size() > 1) par.dp_cp->all_reduce(entropy);
   HeldoutEval out;
   out.loss = total.mean();
   const double rows = entropy.item(layers);

@@ -106,7 +106,7 @@ absl::StatusOr<LengthPerplexity> perplexity_at_length(LlamaModel& model, const I
   flat.insert(flat.end(), sums.bucket_tokens.begin(), sums.bucket_tokens.end());
   flat.push_back(sums.loss);
   flat.push_back(sums.tokens);
-  if (par.dp_cp != nullptr && par.dp_cp->size() > 1) {
+  if (par.dp_cp->size() > 1) {
     Tensor t = Tensor::from_vector(flat, {static_cast<int64_t>(flat.size())}, DType::kF64);
     par.dp_cp->all_reduce(t);
     flat = t.to_vector();

@@ -108,6 +108,17 @@ class Tensor {
 
   static Tensor empty(const Shape& shape, DType dtype, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu());
+  // New tensors on the device and with the dtype of `ref` (defined): its
+  // shape, or `shape`. Scratch buffers are made this way so that they follow
+  // their inputs to whatever device those live on.
+  static Tensor empty_like(const Tensor& ref) { return empty(ref.shape(), ref.dtype(), ref.device()); }
+  static Tensor empty_like(const Tensor& ref, const Shape& shape) {
+    return empty(shape, ref.dtype(), ref.device());
+  }
+  static Tensor zeros_like(const Tensor& ref) { return zeros(ref.shape(), ref.dtype(), ref.device()); }
+  static Tensor zeros_like(const Tensor& ref, const Shape& shape) {
+    return zeros(shape, ref.dtype(), ref.device());
+  }
   // A non-owning view of `data`, which must outlive every view made of it.
   static Tensor wrap(void* data, const Shape& shape, DType dtype,
                      Device device = Device::cpu());

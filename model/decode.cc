@@ -99,7 +99,7 @@ std::vector<double> Decoder::run(int64_t start) {
   const int64_t m = n - start, d = c.hidden_size, hq = c.num_attention_heads;
   const DType dt = model.options().dtype;
   Tensor x = Tensor::empty({m, d}, dt);
-  embedding_forward(model.batch_.input_ids.view({m}), model.params_.front().value, x);
+  embedding_forward(model.batch_.input_ids.view({m}), model.params_[model.embed_index_].value, x);
   double entropy_sum = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const KvCacheLayer cache{k_[l], v_[l], start};

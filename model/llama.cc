@@ -17,13 +17,41 @@
 namespace rotor {
 
 namespace {
-constexpr int kParamsPerBlock = 9;
-const char* const kBlockParamNames[kParamsPerBlock] = {
-    "input_layernorm.weight",  "self_attn.q_proj.weight",
-    "self_attn.k_proj.weight", "self_attn.v_proj.weight",
-    "self_attn.o_proj.weight", "post_attention_layernorm.weight",
-    "mlp.gate_proj.weight",    "mlp.up_proj.weight",
-    "mlp.down_proj.weight"};
+// The parameters of one block, in checkpoint order (the order of
+// parameters()): the Hugging Face name after "model.layers.<l>.", the
+// BlockWeights field it fills, its global shape, the dimension split over tp
+// (0 rows, 1 columns, -1 whole on every rank) and whether it is a k/v
+// projection (replicated over tp / Hkv ranks when tp exceeds the kv heads).
+struct BlockDims {
+  int64_t d, f, hq, hkv, hd;
+};
+struct BlockParamSpec {
+  const char* name;
+  Tensor BlockWeights::*field;
+  Shape (*shape)(const BlockDims&);
+  int shard_dim;
+  bool kv;
+};
+const BlockParamSpec kBlockParams[] = {
+    {"input_layernorm.weight", &BlockWeights::input_layernorm,
+     [](const BlockDims& b) { return Shape{b.d}; }, -1, false},
+    {"self_attn.q_proj.weight", &BlockWeights::q_proj,
+     [](const BlockDims& b) { return Shape{b.hq * b.hd, b.d}; }, 0, false},
+    {"self_attn.k_proj.weight", &BlockWeights::k_proj,
+     [](const BlockDims& b) { return Shape{b.hkv * b.hd, b.d}; }, 0, true},
+    {"self_attn.v_proj.weight", &BlockWeights::v_proj,
+     [](const BlockDims& b) { return Shape{b.hkv * b.hd, b.d}; }, 0, true},
+    {"self_attn.o_proj.weight", &BlockWeights::o_proj,
+     [](const BlockDims& b) { return Shape{b.d, b.hq * b.hd}; }, 1, false},
+    {"post_attention_layernorm.weight", &BlockWeights::post_attention_layernorm,
+     [](const BlockDims& b) { return Shape{b.d}; }, -1, false},
+    {"mlp.gate_proj.weight", &BlockWeights::gate_proj,
+     [](const BlockDims& b) { return Shape{b.f, b.d}; }, 0, false},
+    {"mlp.up_proj.weight", &BlockWeights::up_proj,
+     [](const BlockDims& b) { return Shape{b.f, b.d}; }, 0, false},
+    {"mlp.down_proj.weight", &BlockWeights::down_proj,
+     [](const BlockDims& b) { return Shape{b.d, b.f}; }, 1, false},
+};
 
 // Sum and count of the per-token losses [N] whose target is counted (>= 0).
 LossSum sum_token_losses(const Tensor& loss, const Tensor& targets) {
@@ -46,7 +74,7 @@ void check_targets(const Batch& batch) {
 }  // namespace
 
 LossSum sum_over(Communicator* comm, LossSum l) {
-  if (comm == nullptr || comm->size() == 1) return l;
+  if (comm->size() == 1) return l;
   Tensor t = Tensor::from_vector({l.sum, static_cast<double>(l.count)}, {2}, DType::kF64);
   comm->all_reduce(t);
   return {t.item(0), static_cast<int64_t>(std::llround(t.item(1)))};
@@ -69,8 +97,8 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
   const int64_t hd = config.resolved_head_dim();
   const int64_t hq = config.num_attention_heads, hkv = config.num_key_value_heads;
   const int tp = options.parallel.tp_size();
+  tp_ = options.parallel.tp;
   if (tp > 1) {
-    tp_ = options.parallel.tp;
     sp_ = options.parallel.sequence_parallel;
     vocab_start_ = v / tp * options.parallel.tp_rank();
   }
@@ -78,6 +106,8 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
     // Collective over tp: the ranks whose query heads read the same kv head.
     const int replicas = tp / static_cast<int>(hkv);
     kv_group_ = tp_->split(options.parallel.tp_rank() / replicas, options.parallel.tp_rank(), "tp_kv");
+  } else {
+    kv_group_ = make_local_communicator("tp_kv");  // no replicas: the k/v gradients are this rank's
   }
   // shard_dim: 0 rows / 1 columns split over tp, -1 whole on every rank.
   // kv heads: split over tp, or (tp > kv heads) each replicated on tp / hkv ranks.
@@ -89,6 +119,7 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
                        Tensor::zeros(Shape(local), options.dtype), tp > 1 ? shard_dim : -1,
                        replicas, shape});
   };
+  embed_index_ = params_.size();
   add("model.embed_tokens.weight", {v, d}, 0);
   // A block computes with its rank's share of the heads and FFN columns.
   LlamaConfig local = config;
@@ -96,18 +127,23 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
   local.num_attention_heads = hq / tp;
   local.num_key_value_heads = hkv * kv_replicas / tp;
   local.intermediate_size = f / tp;
+  const BlockDims dims{d, f, hq, hkv, hd};
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
-    const Shape shapes[kParamsPerBlock] = {{d},      {hq * hd, d}, {hkv * hd, d},
-                                           {hkv * hd, d}, {d, hq * hd}, {d},
-                                           {f, d},   {f, d},       {d, f}};
-    const int shard[kParamsPerBlock] = {-1, 0, 0, 0, 1, -1, 0, 0, 1};
-    for (int k = 0; k < kParamsPerBlock; ++k)
-      add(p + kBlockParamNames[k], shapes[k], shard[k], k == 2 || k == 3 ? kv_replicas : 1);
+    block_params_.emplace_back();
+    for (const BlockParamSpec& spec : kBlockParams) {
+      block_params_.back().push_back(params_.size());
+      add(p + spec.name, spec.shape(dims), spec.shard_dim, spec.kv ? kv_replicas : 1);
+    }
     blocks_.emplace_back(local, l);
   }
+  final_norm_index_ = params_.size();
   add("model.norm.weight", {d}, -1);
-  if (!config.tie_word_embeddings) add("lm_head.weight", {v, d}, 0);
+  head_index_ = embed_index_;  // tied: the embedding is the head
+  if (!config.tie_word_embeddings) {
+    head_index_ = params_.size();
+    add("lm_head.weight", {v, d}, 0);
+  }
 }
 
 absl::StatusOr<LlamaModel> LlamaModel::create(const LlamaConfig& config,
@@ -178,13 +214,17 @@ void LlamaModel::zero_grad() {
 }
 
 BlockWeights LlamaModel::block_weights(int64_t layer, bool grads) const {
-  const size_t base = 1 + static_cast<size_t>(layer) * kParamsPerBlock;
-  auto t = [&](int k) { return grads ? params_[base + k].grad : params_[base + k].value; };
-  return {t(0), t(1), t(2), t(3), t(4), t(5), t(6), t(7), t(8)};
+  BlockWeights w;
+  const std::vector<size_t>& index = block_params_.at(static_cast<size_t>(layer));
+  for (size_t k = 0; k < index.size(); ++k) {
+    const Parameter& p = params_[index[k]];
+    w.*kBlockParams[k].field = grads ? p.grad : p.value;
+  }
+  return w;
 }
 
 const Tensor& LlamaModel::head_weight(bool grad) const {
-  const Parameter& p = config_.tie_word_embeddings ? params_.front() : params_.back();
+  const Parameter& p = params_[head_index_];
   return grad ? p.grad : p.value;
 }
 
@@ -195,7 +235,7 @@ void LlamaModel::prepare_context(const Batch& batch) {
   const int64_t b = batch.input_ids.dim(0), t = batch.input_ids.dim(1);
   batch_ = batch;
   Communicator* cp = options_.parallel.cp;
-  const bool ring = cp != nullptr && cp->size() > 1;
+  const bool ring = cp->size() > 1;
   ROTOR_CHECK(!ring || batch.positions.defined())
       << "with context parallelism the batch must carry the shard's global positions";
   if (!batch_.positions.defined()) {
@@ -217,13 +257,13 @@ void LlamaModel::prepare_context(const Batch& batch) {
     ctx_.mask.q_seg = ctx_.mask.k_seg = batch_.segments;
   }
   ctx_.mask.causal = true;
-  ctx_.cp = ring ? cp : nullptr;
+  ctx_.cp = cp;
   ctx_.tp = tp_;
   ctx_.sp = sp_;
   ctx_.kv_replicas = kv_group_.get();
   ctx_.attention_entropy = want_entropy_;
   rows_ = b * t;
-  if (tp_ != nullptr && sp_) {
+  if (sp_) {
     ROTOR_CHECK(rows_ % tp_->size() == 0)
         << "sequence parallelism: the batch's " << rows_ << " tokens do not split evenly over tp "
         << tp_->size();
@@ -261,19 +301,19 @@ void LlamaModel::prepare_context(const Batch& batch) {
   }
 }
 
-const Parameter& LlamaModel::final_norm() const { return params_[1 + blocks_.size() * kParamsPerBlock]; }
+const Parameter& LlamaModel::final_norm() const { return params_[final_norm_index_]; }
 
 Tensor LlamaModel::forward_hidden(const Batch& batch) {
   prepare_context(batch);
   const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
   Tensor x;
-  if (tp_ == nullptr) {
+  if (tp_->size() == 1) {
     x = Tensor::empty({n, d}, options_.dtype);
-    embedding_forward(batch_.input_ids.view({n}), params_.front().value, x);
+    embedding_forward(batch_.input_ids.view({n}), params_[embed_index_].value, x);
   } else {
     // Vocabulary-parallel: each rank fills the rows of its ids; summed over tp.
     Tensor partial = Tensor::empty({n, d}, options_.dtype);
-    vocab_parallel_embedding_forward(batch_.input_ids.view({n}), params_.front().value,
+    vocab_parallel_embedding_forward(batch_.input_ids.view({n}), params_[embed_index_].value,
                                      vocab_start_, partial);
     x = sp_ ? Tensor::empty({rows_, d}, options_.dtype) : partial;
     tp_sum_to_rows(tp_, sp_, partial, x);
@@ -348,12 +388,12 @@ void LlamaModel::backward(double grad_scale) {
   Tensor dh = Tensor::empty({n, d}, options_.dtype);
   cross_entropy_backward(final_full_, head_weight(false), batch_.targets.view({n}), ce_lse_, dloss,
                          dh, head_weight(true), options_.ce_chunks, vocab_start_,
-                         tp_ != nullptr ? config_.vocab_size : 0);
+                         tp_->size() > 1 ? config_.vocab_size : 0);
   backward_from_hidden(head_input_gradient(dh));
 }
 
 Tensor LlamaModel::head_input_gradient(const Tensor& dh_partial) const {
-  if (tp_ == nullptr) return dh_partial;
+  if (tp_->size() == 1) return dh_partial;
   Tensor local = sp_ ? Tensor::empty({rows_, config_.hidden_size}, options_.dtype) : dh_partial;
   tp_sum_to_rows(tp_, sp_, dh_partial, local);
   return local;
@@ -361,7 +401,7 @@ Tensor LlamaModel::head_input_gradient(const Tensor& dh_partial) const {
 
 void LlamaModel::backward_from_hidden(const Tensor& dh) {
   const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
-  const size_t norm_index = 1 + blocks_.size() * kParamsPerBlock;
+  const size_t norm_index = final_norm_index_;
   Tensor dx = Tensor::empty({rows_, d}, options_.dtype);
   norm_backward(ctx_, dh, final_in_, params_[norm_index].value, final_rstd_, dx,
                 params_[norm_index].grad);
@@ -373,11 +413,11 @@ void LlamaModel::backward_from_hidden(const Tensor& dh) {
     acts_[l] = BlockActivations();  // free as we go
     dx = dprev;
   }
-  if (tp_ == nullptr) {
-    embedding_backward(batch_.input_ids.view({n}), dx, params_.front().grad);
+  if (tp_->size() == 1) {
+    embedding_backward(batch_.input_ids.view({n}), dx, params_[embed_index_].grad);
   } else {
     vocab_parallel_embedding_backward(batch_.input_ids.view({n}), tp_rows_to_full(tp_, sp_, dx),
-                                      vocab_start_, params_.front().grad);
+                                      vocab_start_, params_[embed_index_].grad);
   }
   have_forward_ = false;
   final_in_ = final_out_ = final_full_ = final_rstd_ = ce_lse_ = Tensor();
@@ -391,7 +431,7 @@ LossSum LlamaModel::forward_backward(const Batch& batch, double grad_scale) {
   Tensor dloss = Tensor::empty({n}, options_.dtype);
   dloss.fill(grad_scale);
   Tensor dh = Tensor::empty(h.shape(), options_.dtype);
-  if (tp_ == nullptr) {
+  if (tp_->size() == 1) {
     cross_entropy_forward_backward(h, head_weight(false), batch.targets.view({n}), dloss, loss, lse,
                                    dh, head_weight(true), options_.ce_chunks);
   } else {
@@ -414,7 +454,7 @@ double LlamaModel::forward_backward(const Batch& batch) {
 }
 
 Tensor LlamaModel::logits(const Batch& batch) {
-  ROTOR_CHECK(tp_ == nullptr) << "logits() materialises the whole vocabulary: not with tensor parallelism";
+  ROTOR_CHECK(tp_->size() == 1) << "logits() materialises the whole vocabulary: not with tensor parallelism";
   Tensor h = forward_hidden(batch);
   Tensor out = Tensor::empty({h.dim(0), config_.vocab_size}, options_.dtype);
   matmul(h, head_weight(false), out, false, true);
@@ -430,7 +470,7 @@ std::vector<double> LlamaModel::next_token_logprobs(int64_t row) const {
   const Tensor& w = head_weight(false);  // [V / tp, D]: this rank's vocabulary rows
   Tensor local = Tensor::empty({1, w.dim(0)}, options_.dtype);
   matmul(final_full_.narrow(row, 1), w, local, false, true);
-  if (tp_ == nullptr) return log_softmax(local.to_vector());
+  if (tp_->size() == 1) return log_softmax(local.to_vector());
   // Rank r holds ids [r * V / tp, (r + 1) * V / tp): gathered in rank order.
   Tensor all = Tensor::empty({tp_->size(), w.dim(0)}, options_.dtype);
   tp_->all_gather(local, all);

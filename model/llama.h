@@ -77,7 +77,7 @@ struct LossSum {
   double mean() const { return count ? sum / static_cast<double>(count) : 0.0; }
 };
 
-// (sum, count) added over the ranks of `comm` (null or one rank: unchanged).
+// (sum, count) added over the ranks of `comm` (one rank: unchanged).
 LossSum sum_over(Communicator* comm, LossSum l);
 
 struct Parameter {
@@ -172,7 +172,7 @@ class LlamaModel {
   // The head's input gradient [N, D] (a partial sum under tp) -> this rank's rows, summed.
   Tensor head_input_gradient(const Tensor& dh_partial) const;
 
-  // Tensor parallelism (parallel/tensor_parallel.h): tp_ null without it.
+  // Tensor parallelism (parallel/tensor_parallel.h): options.parallel.tp (one rank: none).
   Communicator* tp_ = nullptr;
   // The tp ranks sharing this rank's kv head (only when kv heads are replicated).
   std::shared_ptr<Communicator> kv_group_;
@@ -184,6 +184,11 @@ class LlamaModel {
   LlamaConfig config_;
   LlamaOptions options_;
   std::vector<Parameter> params_;
+  // Positions in params_, from the constructor's table of parameters: the
+  // embedding, each block's parameters (in BlockWeights order), the final
+  // norm and the head (the embedding when tied).
+  size_t embed_index_ = 0, final_norm_index_ = 0, head_index_ = 0;
+  std::vector<std::vector<size_t>> block_params_;
   std::vector<LlamaBlock> blocks_;
 
   // Saved by forward for backward.

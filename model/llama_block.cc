@@ -12,18 +12,14 @@
 
 namespace rotor {
 
-namespace {
-Tensor like(const Shape& shape, const Tensor& ref) { return Tensor::empty(shape, ref.dtype()); }
-}  // namespace
-
 void norm_backward(const BlockContext& ctx, const Tensor& dy, const Tensor& x, const Tensor& weight,
                    const Tensor& rstd, const Tensor& dx, const Tensor& dweight) {
-  if (!(ctx.sp && ctx.tp != nullptr && ctx.tp->size() > 1)) {
+  if (!(ctx.sp && ctx.tp->size() > 1)) {
     rmsnorm_backward(dy, x, weight, rstd, dx, dweight);
     return;
   }
   // Under SP this rank saw only its rows: its weight gradient is a partial sum.
-  Tensor part = Tensor::zeros(dweight.shape(), dweight.dtype());
+  Tensor part = Tensor::zeros_like(dweight);
   rmsnorm_backward(dy, x, weight, rstd, dx, part);
   ctx.tp->all_reduce(part);
   add(dweight, part, dweight);
@@ -36,32 +32,32 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
   const int64_t d = config_.hidden_size, f = config_.intermediate_size;
   const int64_t hd = config_.resolved_head_dim();
   const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
-  const int64_t rows = ctx.sp && ctx.tp != nullptr ? n / ctx.tp->size() : n;  // this rank's rows
+  const int64_t rows = ctx.sp ? n / ctx.tp->size() : n;  // this rank's rows
   ROTOR_CHECK(x.ndim() == 2 && x.dim(0) == rows && x.dim(1) == d)
       << "block " << layer_ << ": x must be [" << rows << ", " << d << "], got " << x.str();
 
   a.x = x;
-  a.rstd1 = like({rows}, x);
-  Tensor xn1 = like({rows, d}, x);
+  a.rstd1 = Tensor::empty_like(x, {rows});
+  Tensor xn1 = Tensor::empty_like(x, {rows, d});
   rmsnorm_forward(x, w.input_layernorm, config_.rms_norm_eps, xn1, a.rstd1);
   a.xn1 = tp_rows_to_full(ctx.tp, ctx.sp, xn1);  // SP: all-gather before column-parallel q/k/v
 
   // Projections, then RoPE in place on q and k ([N, H*hd] viewed as [B, T, H, hd]).
-  a.q = like({b, t, hq, hd}, x);
-  a.k = like({b, t, hkv, hd}, x);
-  a.v = like({b, t, hkv, hd}, x);
+  a.q = Tensor::empty_like(x, {b, t, hq, hd});
+  a.k = Tensor::empty_like(x, {b, t, hkv, hd});
+  a.v = Tensor::empty_like(x, {b, t, hkv, hd});
   matmul(a.xn1, w.q_proj, a.q.view({n, hq * hd}), false, true);
   matmul(a.xn1, w.k_proj, a.k.view({n, hkv * hd}), false, true);
   matmul(a.xn1, w.v_proj, a.v.view({n, hkv * hd}), false, true);
   rope_forward(a.q, ctx.positions, ctx.inv_freq, ctx.attention_factor, q_scale, a.q);
   rope_forward(a.k, ctx.positions, ctx.inv_freq, ctx.attention_factor, Tensor(), a.k);
 
-  a.attn = like({b, t, hq, hd}, x);
-  a.lse = like({b, hq, t}, x);
-  a.entropy = ctx.attention_entropy ? like({b, hq, t}, x) : Tensor();
+  a.attn = Tensor::empty_like(x, {b, t, hq, hd});
+  a.lse = Tensor::empty_like(x, {b, hq, t});
+  a.entropy = ctx.attention_entropy ? Tensor::empty_like(x, {b, hq, t}) : Tensor();
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   if (cache != nullptr) {
-    ROTOR_CHECK(b == 1 && ctx.tp == nullptr && (ctx.cp == nullptr || ctx.cp->size() == 1))
+    ROTOR_CHECK(b == 1 && ctx.tp->size() == 1 && ctx.cp->size() == 1)
         << "block " << layer_ << ": a KV cache holds one sequence on one rank";
     const int64_t end = cache->start + t;
     cache->k.narrow(cache->start, t).copy_from(a.k.view({t, hkv, hd}));
@@ -69,31 +65,31 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
     attention_forward(a.q, cache->k.narrow(0, end).view({1, end, hkv, hd}),
                       cache->v.narrow(0, end).view({1, end, hkv, hd}), ctx.mask, scale, a.attn, a.lse,
                       a.entropy);
-  } else if (ctx.cp != nullptr && ctx.cp->size() > 1) {
+  } else if (ctx.cp->size() > 1) {
     ring_attention_forward(*ctx.cp, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, a.entropy);
   } else {
     attention_forward(a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, a.entropy);
   }
 
   // Row-parallel o_proj: partial sums over tp -> this rank's rows.
-  Tensor o_partial = like({n, d}, x);
+  Tensor o_partial = Tensor::empty_like(x, {n, d});
   matmul(a.attn.view({n, hq * hd}), w.o_proj, o_partial, false, true);
-  a.h = ctx.sp && ctx.tp != nullptr ? like({rows, d}, x) : o_partial;
+  a.h = ctx.sp ? Tensor::empty_like(x, {rows, d}) : o_partial;
   tp_sum_to_rows(ctx.tp, ctx.sp, o_partial, a.h);
   add(a.h, x, a.h);
 
-  a.rstd2 = like({rows}, x);
-  Tensor xn2 = like({rows, d}, x);
+  a.rstd2 = Tensor::empty_like(x, {rows});
+  Tensor xn2 = Tensor::empty_like(x, {rows, d});
   rmsnorm_forward(a.h, w.post_attention_layernorm, config_.rms_norm_eps, xn2, a.rstd2);
   a.xn2 = tp_rows_to_full(ctx.tp, ctx.sp, xn2);
-  a.gate = like({n, f}, x);
-  a.up = like({n, f}, x);
+  a.gate = Tensor::empty_like(x, {n, f});
+  a.up = Tensor::empty_like(x, {n, f});
   matmul(a.xn2, w.gate_proj, a.gate, false, true);
   matmul(a.xn2, w.up_proj, a.up, false, true);
-  a.act = like({n, f}, x);
+  a.act = Tensor::empty_like(x, {n, f});
   swiglu_forward(a.gate, a.up, a.act);
-  if (ctx.sp && ctx.tp != nullptr) {
-    Tensor down_partial = like({n, d}, x);
+  if (ctx.sp) {
+    Tensor down_partial = Tensor::empty_like(x, {n, d});
     matmul(a.act, w.down_proj, down_partial, false, true);
     tp_sum_to_rows(ctx.tp, ctx.sp, down_partial, y);
   } else {
@@ -114,7 +110,7 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
                           const Tensor& q_scale, BlockActivations& a, const Tensor& dy,
                           const Tensor& dx) const {
   if (!a.xn1.defined()) {  // recompute: rebuild the activations from the saved input
-    Tensor y = like(a.x.shape(), a.x);
+    Tensor y = Tensor::empty_like(a.x);
     forward(w, ctx, q_scale, a.x, y, a, /*keep_all=*/true);
   }
   const int64_t b = ctx.batch, t = ctx.seq, n = b * t;
@@ -122,37 +118,37 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
   const int64_t hd = config_.resolved_head_dim();
   const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
 
-  const bool sp = ctx.sp && ctx.tp != nullptr;
+  const bool sp = ctx.sp;
   const int64_t rows = sp ? n / ctx.tp->size() : n;
   // MLP: y = h + act Wd^T. Under SP the row-parallel output's gradient is gathered.
   const Tensor dy_full = tp_rows_to_full(ctx.tp, ctx.sp, dy);
-  Tensor dact = like({n, f}, dy);
+  Tensor dact = Tensor::empty_like(dy, {n, f});
   matmul(dy_full, w.down_proj, dact);                          // [N, F]
   matmul(dy_full, a.act, g.down_proj, true, false, 1.0, 1.0);  // dWd += dy^T act
-  Tensor dgate = like({n, f}, dy), dup = like({n, f}, dy);
+  Tensor dgate = Tensor::empty_like(dy, {n, f}), dup = Tensor::empty_like(dy, {n, f});
   swiglu_backward(dact, a.gate, a.up, dgate, dup);
   // Column-parallel gate/up: the input gradient is a partial sum over tp.
-  Tensor dxn2_partial = like({n, d}, dy);
+  Tensor dxn2_partial = Tensor::empty_like(dy, {n, d});
   matmul(dgate, w.gate_proj, dxn2_partial);
   matmul(dup, w.up_proj, dxn2_partial, false, false, 1.0, 1.0);
   matmul(dgate, a.xn2, g.gate_proj, true, false, 1.0, 1.0);
   matmul(dup, a.xn2, g.up_proj, true, false, 1.0, 1.0);
-  Tensor dxn2 = sp ? like({rows, d}, dy) : dxn2_partial;
+  Tensor dxn2 = sp ? Tensor::empty_like(dy, {rows, d}) : dxn2_partial;
   tp_sum_to_rows(ctx.tp, ctx.sp, dxn2_partial, dxn2);
-  Tensor dh = like({rows, d}, dy);
+  Tensor dh = Tensor::empty_like(dy, {rows, d});
   norm_backward(ctx, dxn2, a.h, w.post_attention_layernorm, a.rstd2, dh, g.post_attention_layernorm);
   add(dh, dy, dh);  // residual
 
   // Attention: h = x + attn Wo^T
   const Tensor dh_full = tp_rows_to_full(ctx.tp, ctx.sp, dh);
-  Tensor dattn = like({b, t, hq, hd}, dy);
+  Tensor dattn = Tensor::empty_like(dy, {b, t, hq, hd});
   matmul(dh_full, w.o_proj, dattn.view({n, hq * hd}));
   matmul(dh_full, a.attn.view({n, hq * hd}), g.o_proj, true, false, 1.0, 1.0);
   Tensor dq = Tensor::zeros({b, t, hq, hd}, dy.dtype());
   Tensor dk = Tensor::zeros({b, t, hkv, hd}, dy.dtype());
   Tensor dv = Tensor::zeros({b, t, hkv, hd}, dy.dtype());
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  if (ctx.cp != nullptr && ctx.cp->size() > 1) {
+  if (ctx.cp->size() > 1) {
     ring_attention_backward(*ctx.cp, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, dattn, dq, dk, dv);
   } else {
     attention_backward(a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, dattn, dq, dk, dv);
@@ -161,14 +157,14 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
   rope_backward(dk, ctx.positions, ctx.inv_freq, ctx.attention_factor, Tensor(), dk);
   const Tensor dq2 = dq.view({n, hq * hd}), dk2 = dk.view({n, hkv * hd}),
                dv2 = dv.view({n, hkv * hd});
-  Tensor dxn1_partial = like({n, d}, dy);
+  Tensor dxn1_partial = Tensor::empty_like(dy, {n, d});
   matmul(dq2, w.q_proj, dxn1_partial);
   matmul(dk2, w.k_proj, dxn1_partial, false, false, 1.0, 1.0);
   matmul(dv2, w.v_proj, dxn1_partial, false, false, 1.0, 1.0);
   matmul(dq2, a.xn1, g.q_proj, true, false, 1.0, 1.0);
-  if (ctx.kv_replicas != nullptr && ctx.kv_replicas->size() > 1) {
+  if (ctx.kv_replicas->size() > 1) {
     // Replicated kv head: each rank saw only its query heads' share of it.
-    Tensor gk = like(g.k_proj.shape(), dy), gv = like(g.v_proj.shape(), dy);
+    Tensor gk = Tensor::empty_like(dy, g.k_proj.shape()), gv = Tensor::empty_like(dy, g.v_proj.shape());
     matmul(dk2, a.xn1, gk, true, false);
     matmul(dv2, a.xn1, gv, true, false);
     ctx.kv_replicas->all_reduce(gk);
@@ -179,7 +175,7 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
     matmul(dk2, a.xn1, g.k_proj, true, false, 1.0, 1.0);
     matmul(dv2, a.xn1, g.v_proj, true, false, 1.0, 1.0);
   }
-  Tensor dxn1 = sp ? like({rows, d}, dy) : dxn1_partial;
+  Tensor dxn1 = sp ? Tensor::empty_like(dy, {rows, d}) : dxn1_partial;
   tp_sum_to_rows(ctx.tp, ctx.sp, dxn1_partial, dxn1);
   norm_backward(ctx, dxn1, a.x, w.input_layernorm, a.rstd1, dx, g.input_layernorm);
   add(dx, dh, dx);  // residual

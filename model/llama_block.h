@@ -45,9 +45,10 @@ struct BlockContext {
   AttentionMask mask;        // positions (and segment ids) for attention
   Tensor inv_freq;           // [hd / 2] f32
   double attention_factor = 1.0;
-  Communicator* cp = nullptr;  // context-parallel ring; null or one rank: local attention
+  // Communicators, never null (one rank: no parallelism on that axis).
+  Communicator* cp = nullptr;  // context-parallel ring; one rank: local attention
   Communicator* tp = nullptr;  // tensor-parallel group (parallel/tensor_parallel.h)
-  bool sp = false;             // sequence parallel: x, h, y hold rows [N/tp) of this rank
+  bool sp = false;             // sequence parallel (tp > 1 only): x, h, y hold rows [N/tp) of this rank
   // kv heads replicated over tp: the ranks holding this rank's kv head, over
   // which the k/v weight gradients (each rank's query heads' share) are summed.
   Communicator* kv_replicas = nullptr;

@@ -25,12 +25,12 @@ struct KvBlock {
 
   static KvBlock like(const KvBlock& o) {
     KvBlock b;
-    b.k = Tensor::empty(o.k.shape(), o.k.dtype(), o.k.device());
-    b.v = Tensor::empty(o.v.shape(), o.v.dtype(), o.v.device());
-    b.pos = Tensor::empty(o.pos.shape(), o.pos.dtype(), o.pos.device());
-    if (o.seg.defined()) b.seg = Tensor::empty(o.seg.shape(), o.seg.dtype(), o.seg.device());
-    if (o.dk.defined()) b.dk = Tensor::empty(o.dk.shape(), o.dk.dtype(), o.dk.device());
-    if (o.dv.defined()) b.dv = Tensor::empty(o.dv.shape(), o.dv.dtype(), o.dv.device());
+    b.k = Tensor::empty_like(o.k);
+    b.v = Tensor::empty_like(o.v);
+    b.pos = Tensor::empty_like(o.pos);
+    if (o.seg.defined()) b.seg = Tensor::empty_like(o.seg);
+    if (o.dk.defined()) b.dk = Tensor::empty_like(o.dk);
+    if (o.dv.defined()) b.dv = Tensor::empty_like(o.dv);
     return b;
   }
 };
@@ -96,12 +96,12 @@ void ring_attention_forward(Communicator& cp, const Tensor& q, const Tensor& k, 
   // Accumulator starts as the identity of the merge: out 0, lse -inf.
   out.zero();
   lse.fill(-std::numeric_limits<double>::infinity());
-  const Tensor part_out = Tensor::empty(out.shape(), out.dtype(), out.device());
-  const Tensor part_lse = Tensor::empty(lse.shape(), lse.dtype(), lse.device());
+  const Tensor part_out = Tensor::empty_like(out);
+  const Tensor part_lse = Tensor::empty_like(lse);
   Tensor part_entropy;
   if (entropy.defined()) {
     entropy.zero();
-    part_entropy = Tensor::empty(entropy.shape(), entropy.dtype(), entropy.device());
+    part_entropy = Tensor::empty_like(entropy);
   }
   for (int s = 0; s < n; ++s) {
     std::vector<std::unique_ptr<CommRequest>> reqs;
@@ -128,8 +128,8 @@ void ring_attention_backward(Communicator& cp, const Tensor& q, const Tensor& k,
     attention_backward(q, k, v, mask, scale, out, lse, dout, dq, dk, dv);
     return;
   }
-  KvBlock cur{k, v, mask.k_pos, mask.k_seg, Tensor::zeros(dk.shape(), dk.dtype(), dk.device()),
-              Tensor::zeros(dv.shape(), dv.dtype(), dv.device())};
+  KvBlock cur{k, v, mask.k_pos, mask.k_seg, Tensor::zeros_like(dk),
+              Tensor::zeros_like(dv)};
   KvBlock next = KvBlock::like(cur);
   for (int s = 0; s < n; ++s) {
     // K and V (unchanged by this step) leave while the gradients are computed;

@@ -437,6 +437,29 @@ __global__ void __launch_bounds__(256) flash_bwd_prep_kernel(Params p) {
   if (lane == 0) p.delta[(bb * p.hq + h) * p.tq + i] = s;
 }
 
+// out[key, :] += mult * acc[key, :] for the warp's 16 keys [r0, r0 + 16)
+// below nk, staged through the warp's own rows of c_s [64, kLdO]; out row
+// `key` starts at out + key * key_stride (bf16, rounded once per add).
+template <int D, int kNd>
+__device__ void add_key_rows(float* c_s, FragC (&acc)[kNd], bf16_t* out, int64_t key_stride, int r0,
+                             int nk, float mult) {
+  constexpr int kLdO = Dims<D>::kLdO;
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int n = 0; n < kNd; ++n)
+    wmma::store_matrix_sync(c_s + r0 * kLdO + n * kWm, acc[n], kLdO, wmma::mem_row_major);
+  __syncwarp();
+  for (int r = 0; r < kWm; ++r) {
+    const int key = r0 + r;
+    if (key >= nk) break;
+    bf16_t* dst = out + key * key_stride;
+#pragma unroll
+    for (int x = lane; x < D; x += 32)
+      dst[x] = __float2bfloat16_rn(__bfloat162float(dst[x]) + mult * c_s[key * kLdO + x]);
+  }
+  __syncwarp();
+}
+
 // q, dout [B, Tq, Hq, D], k, v [B, Tk, Hkv, D], lse [B, Hq, Tq] (StatT), delta
 // -> dk, dv (+=) [B, Tk, Hkv, D]; dq_acc (+= atomically) [B, Tq, Hq, D] f32.
 template <int D, class StatT>
@@ -572,31 +595,10 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_kernel(Params p) {
 
   // dv += dV, dk += scale dK for the warp's keys, through c_s (its own rows).
   __syncthreads();
-#pragma unroll
-  for (int n = 0; n < kNd; ++n)
-    wmma::store_matrix_sync(c_s + r0 * kLdO + n * kWm, dv_acc[n], kLdO, wmma::mem_row_major);
-  __syncwarp();
-  for (int r = 0; r < kWm; ++r) {
-    const int key = r0 + r;
-    if (key >= nk) break;
-    bf16_t* dst = p.dv + ((bb * p.tk + j0 + key) * p.hkv + hk) * D;
-#pragma unroll
-    for (int x = lane; x < D; x += 32)
-      dst[x] = __float2bfloat16_rn(__bfloat162float(dst[x]) + c_s[key * kLdO + x]);
-  }
-  __syncwarp();
-#pragma unroll
-  for (int n = 0; n < kNd; ++n)
-    wmma::store_matrix_sync(c_s + r0 * kLdO + n * kWm, dk_acc[n], kLdO, wmma::mem_row_major);
-  __syncwarp();
-  for (int r = 0; r < kWm; ++r) {
-    const int key = r0 + r;
-    if (key >= nk) break;
-    bf16_t* dst = p.dk + ((bb * p.tk + j0 + key) * p.hkv + hk) * D;
-#pragma unroll
-    for (int x = lane; x < D; x += 32)
-      dst[x] = __float2bfloat16_rn(__bfloat162float(dst[x]) + p.scale * c_s[key * kLdO + x]);
-  }
+  const int64_t key_stride = p.hkv * D;
+  const int64_t first_key = ((bb * p.tk + j0) * p.hkv + hk) * D;
+  add_key_rows<D, kNd>(c_s, dv_acc, p.dv + first_key, key_stride, r0, nk, 1.0f);
+  add_key_rows<D, kNd>(c_s, dk_acc, p.dk + first_key, key_stride, r0, nk, p.scale);
 }
 
 // dq [n] (bf16) += dq_acc [n] (f32), rounded once; n = B Tq Hq D (even).

@@ -103,4 +103,6 @@ double weighted_sum(const Tensor& y, const Tensor& w) {
   return s;
 }
 
+std::filesystem::path source_root() { return ROTOR_SOURCE_DIR; }
+
 }  // namespace rotor::testing

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -50,5 +51,9 @@ void write_file_bytes(const std::string& path, const std::vector<uint8_t>& bytes
 // sum_i w_i * y_i in f64: turns a tensor output into a scalar loss with
 // random weights, so every output element's gradient path is exercised.
 double weighted_sum(const Tensor& y, const Tensor& w);
+
+// The repository root (the source tree the tests were built from), for tests
+// that read its recipes, scripts and corpora.
+std::filesystem::path source_root();
 
 }  // namespace rotor::testing

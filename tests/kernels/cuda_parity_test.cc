@@ -24,8 +24,7 @@
 // Every reference output must be finite and not all zero (a case that
 // compares zeros with zeros would prove nothing).
 //
-// Not run on this machine yet (no GPU lent to the session that wrote it):
-// see README.md "CUDA backend".
+// The CUDA backend's state: docs/design.md ("Backends").
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -2,6 +2,7 @@
 // eval CSVs the test writes: merged CSVs, report.md, the plots of
 // eval/plots.py (when python3 with matplotlib is there) and the errors.
 #include "trainer/cli/report_command.h"
+#include "tests/common/testing.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -86,7 +87,7 @@ class ReportCommandTest : public ::testing::Test {
 };
 
 fs::path plots_script() {
-  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "eval/plots.py";
+  return rotor::testing::source_root() / "eval/plots.py";
 }
 
 int count_lines(const std::string& text) {

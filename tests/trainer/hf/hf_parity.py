@@ -167,7 +167,7 @@ class _Linear(torch.nn.Module):
 
 
 def logit_scale(spec, layer, positions):
-    """rotor_logit_scale of config.json, read from its definition (DESIGN.md)."""
+    """rotor_logit_scale of config.json, read from its definition (docs/huggingface.md)."""
     if spec is None or spec["kind"] == "none" or layer in spec["skip_layers"]:
         return torch.ones(len(positions))
     if spec["kind"] == "constant":

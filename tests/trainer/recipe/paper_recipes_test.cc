@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "trainer/recipe/recipe.h"
 #include "trainer/cli/sweep_command.h"
+#include "tests/common/testing.h"
 
 namespace rotor {
 namespace {
@@ -20,7 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path paper_dir() {
-  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "recipes/paper";
+  return rotor::testing::source_root() / "recipes/paper";
 }
 
 LoadedRecipe load_or_fail(const fs::path& path) {

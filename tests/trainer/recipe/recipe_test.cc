@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "google/protobuf/util/message_differencer.h"
+#include "tests/common/testing.h"
 
 namespace rotor {
 namespace {
@@ -95,7 +96,7 @@ TEST_F(RecipeTest, GoodRecipeLoadsWithDefaults) {
 // ones start from the base run at 4x its length and differ from each other
 // only in rope and logit_scale (and run.dir).
 TEST_F(RecipeTest, DemoRecipesLoad) {
-  const fs::path demo = fs::path(__FILE__).parent_path().parent_path().parent_path() / "recipes/demo";
+  const fs::path demo = rotor::testing::source_root() / "recipes/demo";
   const LoadedRecipe base = load_or_fail((demo / "base.yaml").string());
   EXPECT_EQ(base.proto.data().sequence_length(), 128);
   EXPECT_GE(base.model.vocab_size, 256);
