@@ -20,7 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path paper_dir() {
-  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "recipes/paper";
+  return fs::path(__FILE__).parent_path().parent_path().parent_path().parent_path() / "recipes/paper";
 }
 
 LoadedRecipe load_or_fail(const fs::path& path) {
