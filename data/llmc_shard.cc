@@ -183,36 +183,4 @@ bool looks_like_llmc_shard(const std::string& path) {
   return magic == kLlmcMagicUint16 || magic == kLlmcMagicUint32;
 }
 
-absl::Status write_llmc_shard(const std::string& path, std::span<const int64_t> tokens,
-                              LlmcTokenWidth width) {
-  if (tokens.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", tokens.size(), " tokens exceed an llm.c shard's 2^31 - 1"));
-  }
-  const int w = static_cast<int>(width);
-  const int64_t hi = width == LlmcTokenWidth::kUint16 ? 65535 : 4294967295LL;
-  std::vector<std::byte> bytes(kLlmcHeaderBytes + tokens.size() * w);
-  int32_t header[kLlmcHeaderInts] = {};
-  header[0] = width == LlmcTokenWidth::kUint16 ? kLlmcMagicUint16 : kLlmcMagicUint32;
-  header[1] = width == LlmcTokenWidth::kUint16 ? kLlmcVersionUint16 : kLlmcVersionUint32;
-  header[2] = static_cast<int32_t>(tokens.size());
-  std::memcpy(bytes.data(), header, kLlmcHeaderBytes);
-  std::byte* p = bytes.data() + kLlmcHeaderBytes;
-  for (size_t k = 0; k < tokens.size(); ++k) {
-    if (tokens[k] < 0 || tokens[k] > hi) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": token ", tokens[k],
-                                                     " at position ", k, " does not fit uint",
-                                                     8 * w));
-    }
-    if (width == LlmcTokenWidth::kUint16) {
-      const auto v = static_cast<uint16_t>(tokens[k]);
-      std::memcpy(p + 2 * k, &v, 2);
-    } else {
-      const auto v = static_cast<uint32_t>(tokens[k]);
-      std::memcpy(p + 4 * k, &v, 4);
-    }
-  }
-  return write_file_atomically(path, bytes.data(), bytes.size());
-}
-
 }  // namespace rotor

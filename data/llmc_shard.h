@@ -16,7 +16,6 @@
 #pragma once
 
 #include <cstdint>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -91,10 +90,5 @@ class LlmcDocuments : public DocumentSource {
 
 // True when `path` names a file that begins with an llm.c magic.
 bool looks_like_llmc_shard(const std::string& path);
-
-// Writes a shard (header + tokens) to path via path.tmp and a rename. Errors if
-// a token does not fit the width or there are 2^31 or more tokens.
-absl::Status write_llmc_shard(const std::string& path, std::span<const int64_t> tokens,
-                              LlmcTokenWidth width = LlmcTokenWidth::kUint16);
 
 }  // namespace rotor
