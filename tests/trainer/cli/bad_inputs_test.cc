@@ -37,7 +37,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path corpus_dir() { return fs::path(__FILE__).parent_path().parent_path() / "bad_inputs"; }
+fs::path corpus_dir() { return fs::path(__FILE__).parent_path().parent_path().parent_path() / "bad_inputs"; }
 
 struct BadInput {
   std::string kind;
