@@ -1,5 +1,6 @@
 #include "data/indexed_dataset.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -229,6 +230,41 @@ SequenceView IndexedDataset::sequence(int64_t i) const {
   v.data = bin_.data() == nullptr ? nullptr : bin_.data() + sequence_pointer(i);
   v.dtype = dtype_;
   return v;
+}
+
+int64_t IndexedDataset::document_tokens(int64_t doc) const {
+  const auto [a, b] = document_range(doc);
+  int64_t n = 0;
+  for (int64_t i = a; i < b; ++i) n += sequence_length(i);
+  return n;
+}
+
+absl::Status IndexedDataset::read_document(int64_t doc, int64_t offset, int64_t length,
+                                           int32_t* out) const {
+  if (doc < 0 || doc >= num_documents()) {
+    return absl::OutOfRangeError(absl::StrCat(prefix_, ": document ", doc, " out of range [0, ",
+                                              num_documents(), ")"));
+  }
+  const int64_t total = document_tokens(doc);
+  if (offset < 0 || length < 0 || offset > total || length > total - offset) {
+    return absl::OutOfRangeError(absl::StrCat(prefix_, ": tokens [", offset, ", ", offset + length,
+                                              ") of document ", doc, " out of range [0, ", total,
+                                              ")"));
+  }
+  const auto [a, b] = document_range(doc);
+  int64_t filled = 0;
+  for (int64_t seq = a; seq < b && filled < length; ++seq) {
+    const int64_t len = sequence_length(seq);
+    if (offset >= len) {
+      offset -= len;
+      continue;
+    }
+    const int64_t take = std::min(len - offset, length - filled);
+    if (absl::Status s = read(seq, offset, take, out + filled); !s.ok()) return s;
+    filled += take;
+    offset = 0;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status IndexedDataset::read(int64_t i, int64_t offset, int64_t length,

@@ -35,6 +35,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "data/documents.h"
 #include "data/mapped_file.h"
 #include "kernels/check.h"
 
@@ -74,7 +75,9 @@ struct SequenceView {
   int64_t at(int64_t k) const;
 };
 
-class IndexedDataset {
+// As a DocumentSource (data/documents.h), document k is the concatenation of
+// its sequences; name() is the prefix.
+class IndexedDataset : public DocumentSource {
  public:
   // Maps <prefix>.bin and <prefix>.idx and validates the index against the
   // format above and the .bin size. Errors name the file and what is wrong.
@@ -83,7 +86,13 @@ class IndexedDataset {
   const std::string& prefix() const { return prefix_; }
   TokenDType dtype() const { return dtype_; }
   int64_t num_sequences() const { return num_sequences_; }
-  int64_t num_documents() const { return num_doc_indices_ - 1; }
+
+  // DocumentSource.
+  const std::string& name() const override { return prefix_; }
+  int64_t num_documents() const override { return num_doc_indices_ - 1; }
+  int64_t document_tokens(int64_t doc) const override;
+  absl::Status read_document(int64_t doc, int64_t offset, int64_t length,
+                             int32_t* out) const override;
   // Total tokens over all sequences.
   int64_t num_tokens() const { return num_tokens_; }
 

@@ -1,6 +1,10 @@
 #include "data/llmc_shard.h"
 
+#include <glob.h>
+
+#include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <vector>
 
@@ -89,36 +93,94 @@ absl::Status LlmcShard::read(int64_t offset, int64_t length, int32_t* out) const
   return absl::OkStatus();
 }
 
-absl::Status write_llmc_shard(const std::string& path, std::span<const int64_t> tokens,
-                              LlmcTokenWidth width) {
-  if (tokens.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", tokens.size(), " tokens exceed an llm.c shard's 2^31 - 1"));
-  }
-  const int w = static_cast<int>(width);
-  const int64_t hi = width == LlmcTokenWidth::kUint16 ? 65535 : 4294967295LL;
-  std::vector<std::byte> bytes(kLlmcHeaderBytes + tokens.size() * w);
-  int32_t header[kLlmcHeaderInts] = {};
-  header[0] = width == LlmcTokenWidth::kUint16 ? kLlmcMagicUint16 : kLlmcMagicUint32;
-  header[1] = width == LlmcTokenWidth::kUint16 ? kLlmcVersionUint16 : kLlmcVersionUint32;
-  header[2] = static_cast<int32_t>(tokens.size());
-  std::memcpy(bytes.data(), header, kLlmcHeaderBytes);
-  std::byte* p = bytes.data() + kLlmcHeaderBytes;
-  for (size_t k = 0; k < tokens.size(); ++k) {
-    if (tokens[k] < 0 || tokens[k] > hi) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": token ", tokens[k],
-                                                     " at position ", k, " does not fit uint",
-                                                     8 * w));
+namespace {
+
+// The files of `pattern` in sorted (byte) order; `pattern` itself when it
+// holds no glob character.
+absl::StatusOr<std::vector<std::string>> expand_shards(const std::string& pattern) {
+  if (pattern.find_first_of("*?[") == std::string::npos) return std::vector<std::string>{pattern};
+  glob_t g{};
+  const int rc = ::glob(pattern.c_str(), GLOB_ERR, nullptr, &g);
+  std::vector<std::string> paths;
+  for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) paths.emplace_back(g.gl_pathv[i]);
+  ::globfree(&g);
+  if (rc == GLOB_NOMATCH || (rc == 0 && paths.empty()))
+    return absl::NotFoundError(absl::StrCat(pattern, ": no file matches"));
+  if (rc != 0) return absl::NotFoundError(absl::StrCat(pattern, ": cannot read the directory"));
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+}  // namespace
+
+absl::StatusOr<LlmcDocuments> LlmcDocuments::open(const std::string& path) {
+  absl::StatusOr<std::vector<std::string>> paths = expand_shards(path);
+  if (!paths.ok()) return paths.status();
+  LlmcDocuments d;
+  d.name_ = path;
+  d.shard_start_.push_back(0);
+  for (const std::string& p : *paths) {
+    absl::StatusOr<LlmcShard> shard = LlmcShard::open(p);
+    if (!shard.ok()) return shard.status();
+    if (!d.shards_.empty() && shard->width() != d.width()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          p, ": uint", 8 * static_cast<int>(shard->width()), " tokens, but ", d.shards_[0].path(),
+          " has uint", 8 * static_cast<int>(d.width()), " (", path, " mixes llm.c formats)"));
     }
-    if (width == LlmcTokenWidth::kUint16) {
-      const auto v = static_cast<uint16_t>(tokens[k]);
-      std::memcpy(p + 2 * k, &v, 2);
-    } else {
-      const auto v = static_cast<uint32_t>(tokens[k]);
-      std::memcpy(p + 4 * k, &v, 4);
+    d.shards_.push_back(*std::move(shard));
+    d.shard_start_.push_back(d.shard_start_.back() + d.shards_.back().num_tokens());
+  }
+  const int64_t total = d.shard_start_.back();
+  if (total == 0) return absl::InvalidArgumentError(absl::StrCat(path, ": no tokens"));
+  const uint32_t bos = d.bos();
+  d.doc_start_.push_back(0);
+  for (size_t s = 0; s < d.shards_.size(); ++s) {
+    const LlmcShard& shard = d.shards_[s];
+    for (int64_t k = 0; k < shard.num_tokens(); ++k) {
+      const int64_t at = d.shard_start_[s] + k;
+      if (at > 0 && shard.token(k) == bos) d.doc_start_.push_back(at);
     }
   }
-  return write_file_atomically(path, bytes.data(), bytes.size());
+  d.doc_start_.push_back(total);
+  return d;
+}
+
+int64_t LlmcDocuments::document_tokens(int64_t doc) const {
+  ROTOR_CHECK(doc >= 0 && doc < num_documents()) << "document " << doc << " of " << num_documents();
+  return doc_start_[static_cast<size_t>(doc) + 1] - doc_start_[static_cast<size_t>(doc)];
+}
+
+absl::Status LlmcDocuments::read_document(int64_t doc, int64_t offset, int64_t length,
+                                          int32_t* out) const {
+  if (doc < 0 || doc >= num_documents()) {
+    return absl::OutOfRangeError(absl::StrCat(name_, ": document ", doc, " out of range [0, ",
+                                              num_documents(), ")"));
+  }
+  const int64_t total = document_tokens(doc);
+  if (offset < 0 || length < 0 || offset > total || length > total - offset) {
+    return absl::OutOfRangeError(absl::StrCat(name_, ": tokens [", offset, ", ", offset + length,
+                                              ") of document ", doc, " out of range [0, ", total,
+                                              ")"));
+  }
+  int64_t at = doc_start_[static_cast<size_t>(doc)] + offset;  // stream offset
+  size_t s = static_cast<size_t>(
+      std::upper_bound(shard_start_.begin(), shard_start_.end(), at) - shard_start_.begin() - 1);
+  for (int64_t filled = 0; filled < length; ++s) {
+    const int64_t local = at - shard_start_[s];
+    const int64_t take = std::min(shards_[s].num_tokens() - local, length - filled);
+    if (take <= 0) continue;  // an empty shard
+    if (absl::Status st = shards_[s].read(local, take, out + filled); !st.ok()) return st;
+    filled += take;
+    at += take;
+  }
+  return absl::OkStatus();
+}
+
+bool looks_like_llmc_shard(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  int32_t magic = 0;
+  if (!in.read(reinterpret_cast<char*>(&magic), sizeof magic)) return false;
+  return magic == kLlmcMagicUint16 || magic == kLlmcMagicUint32;
 }
 
 }  // namespace rotor

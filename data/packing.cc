@@ -19,10 +19,10 @@ std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed, uint64_t strea
   return p;
 }
 
-PackedSampler::PackedSampler(const IndexedDataset* dataset, const PackingOptions& options)
+PackedSampler::PackedSampler(const DocumentSource* dataset, const PackingOptions& options)
     : dataset_(dataset), options_(options) {}
 
-absl::StatusOr<PackedSampler> PackedSampler::create(const IndexedDataset* dataset,
+absl::StatusOr<PackedSampler> PackedSampler::create(const DocumentSource* dataset,
                                                     const PackingOptions& options) {
   if (options.sequence_length < 1) {
     return absl::InvalidArgumentError(
@@ -30,16 +30,14 @@ absl::StatusOr<PackedSampler> PackedSampler::create(const IndexedDataset* datase
   }
   PackedSampler s(dataset, options);
   for (int64_t d = 0; d < dataset->num_documents(); ++d) {
-    const auto [a, b] = dataset->document_range(d);
-    int64_t n = 0;
-    for (int64_t i = a; i < b; ++i) n += dataset->sequence_length(i);
+    const int64_t n = dataset->document_tokens(d);
     s.doc_tokens_.push_back(n);
     s.total_tokens_ += n;
   }
   const int64_t L = options.sequence_length;
   if (s.total_tokens_ < L + 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        dataset->prefix(), ": ", s.total_tokens_, " tokens cannot fill one sample of ",
+        dataset->name(), ": ", s.total_tokens_, " tokens cannot fill one sample of ",
         "data.sequence_length + 1 = ", L + 1, " tokens"));
   }
   s.samples_per_epoch_ = (s.total_tokens_ - 1) / L;
@@ -73,20 +71,14 @@ absl::Status PackedSampler::read_stream(int64_t start, int64_t count, std::vecto
   while (filled < count) {
     ROTOR_CHECK_LT(k, doc_order_.size()) << "read past the epoch's stream";
     const int64_t doc = doc_order_[k];
-    int64_t offset = start + filled - doc_start_[k];  // offset inside this document
-    const auto [a, b] = dataset_->document_range(doc);
-    for (int64_t seq = a; seq < b && filled < count; ++seq) {
-      const int64_t len = dataset_->sequence_length(seq);
-      if (offset >= len) {
-        offset -= len;
-        continue;
-      }
-      const int64_t take = std::min(len - offset, count - filled);
-      if (absl::Status st = dataset_->read(seq, offset, take, tokens.data() + filled); !st.ok())
+    const int64_t offset = start + filled - doc_start_[k];  // offset inside this document
+    const int64_t take = std::min(doc_tokens_[static_cast<size_t>(doc)] - offset, count - filled);
+    if (take > 0) {
+      if (absl::Status st = dataset_->read_document(doc, offset, take, tokens.data() + filled);
+          !st.ok())
         return st;
       std::fill_n(doc_of_token.begin() + filled, take, static_cast<int64_t>(k));
       filled += take;
-      offset = 0;
     }
     ++k;
   }

@@ -1,8 +1,10 @@
-// Packing documents of an indexed dataset into training samples of a fixed
-// length, in a deterministic shuffled order that can be resumed.
+// Packing the documents of a dataset (data/documents.h: a Megatron indexed
+// dataset, llm.c shards) into training samples of a fixed length, in a
+// deterministic shuffled order that can be resumed.
 //
-// Epoch e is the stream of all documents (each the concatenation of its
-// sequences; prep appends the end-of-document token) in the order of a
+// Epoch e is the stream of all documents (an indexed dataset's: each the
+// concatenation of its sequences, prep appending the end-of-document token;
+// llm.c's: each starting with its BOS token) in the order of a
 // permutation drawn from (seed, e). Sample j of the epoch covers stream tokens
 // [j L, j L + L + 1): L inputs and the L next-token targets (so consecutive
 // samples share one token, as in Megatron's GPT dataset). The samples of an
@@ -25,7 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "data/indexed_dataset.h"
+#include "data/documents.h"
 
 namespace rotor {
 
@@ -46,7 +48,7 @@ class PackedSampler {
  public:
   // `dataset` must outlive the sampler. Errors if the dataset holds fewer
   // than L + 1 tokens.
-  static absl::StatusOr<PackedSampler> create(const IndexedDataset* dataset,
+  static absl::StatusOr<PackedSampler> create(const DocumentSource* dataset,
                                               const PackingOptions& options);
 
   int64_t samples_per_epoch() const { return samples_per_epoch_; }
@@ -54,13 +56,13 @@ class PackedSampler {
   absl::StatusOr<PackedSample> sample(int64_t index);
 
  private:
-  PackedSampler(const IndexedDataset* dataset, const PackingOptions& options);
+  PackedSampler(const DocumentSource* dataset, const PackingOptions& options);
   void prepare_epoch(int64_t epoch);
   // Reads stream tokens [start, start + count) of the current epoch.
   absl::Status read_stream(int64_t start, int64_t count, std::vector<int32_t>& tokens,
                            std::vector<int64_t>& doc_of_token);
 
-  const IndexedDataset* dataset_;
+  const DocumentSource* dataset_;
   PackingOptions options_;
   std::vector<int64_t> doc_tokens_;   // tokens per document (dataset order)
   int64_t total_tokens_ = 0;

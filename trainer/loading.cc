@@ -64,8 +64,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> checkpoint_tokenizer(const std::strin
                                                                   const LoadedRecipe& recipe) {
   const fs::path spm = fs::path(dir) / "tokenizer.model";
   std::error_code ec;
-  const std::string spec = fs::exists(spm, ec) ? absl::StrCat("spm:", spm.string())
-                                               : recipe.proto.data().tokenizer();
+  const bool has_spm = fs::exists(spm, ec);
+  if (!has_spm && !recipe.proto.data().has_tokenizer()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tokenizer: ", dir, " has no tokenizer.model and its recipe names no data.tokenizer"));
+  }
+  const std::string spec =
+      has_spm ? absl::StrCat("spm:", spm.string()) : recipe.proto.data().tokenizer();
   absl::StatusOr<std::unique_ptr<Tokenizer>> t = make_tokenizer(spec);
   if (!t.ok()) {
     return absl::Status(t.status().code(), absl::StrCat("tokenizer: ", t.status().message()));

@@ -40,7 +40,8 @@ absl::StatusOr<ScoringModel> load_scoring_model(const std::string& path, bool lo
 absl::Status load_scoring_weights(ScoringModel& m);
 
 // The tokenizer the checkpoint was trained with: "spm:<dir>/tokenizer.model"
-// when that file exists, else the recipe's data.tokenizer.
+// when that file exists, else the recipe's data.tokenizer; InvalidArgument
+// when the recipe names none.
 absl::StatusOr<std::unique_ptr<Tokenizer>> checkpoint_tokenizer(const std::string& dir,
                                                                   const LoadedRecipe& recipe);
 inline absl::StatusOr<std::unique_ptr<Tokenizer>> checkpoint_tokenizer(const ScoringModel& m) {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "data/blend.h"
+#include "data/documents.h"
 #include "data/indexed_dataset.h"
 #include "data/packing.h"
 #include "eval/batch.h"
@@ -25,6 +26,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/fault_injection.h"
 #include "trainer/optimizer.h"
+#include "trainer/recipe/convert.h"
 #include "trainer/tensorboard.h"
 #include "parallel/world.h"
 #include "parallel/context.h"
@@ -54,7 +56,7 @@ namespace {
 // The training stream: the recipe's datasets, each packed and shuffled with
 // its own seed, blended by weight (data/blend.h).
 struct DataStream {
-  std::vector<std::unique_ptr<IndexedDataset>> datasets;  // outlive the samplers
+  std::vector<std::unique_ptr<DocumentSource>> datasets;  // outlive the samplers
   std::unique_ptr<BlendedSampler> blend;
 
   absl::StatusOr<PackedSample> sample(int64_t index) { return blend->sample(index); }
@@ -66,9 +68,9 @@ absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r) {
   std::vector<PackedSampler> samplers;
   std::vector<double> weights;
   for (const recipe::Dataset& d : r.data().datasets()) {
-    absl::StatusOr<IndexedDataset> ds = IndexedDataset::open(d.path());
+    absl::StatusOr<std::unique_ptr<DocumentSource>> ds = open_documents(d.path(), document_format(d));
     if (!ds.ok()) return ds.status();
-    s.datasets.push_back(std::make_unique<IndexedDataset>(std::move(*ds)));
+    s.datasets.push_back(*std::move(ds));
     // Dataset 0 keeps the recipe's seed; the others get their own shuffles.
     const uint64_t dataset_seed = samplers.empty() ? seed : mix64(seed ^ mix64(samplers.size()));
     absl::StatusOr<PackedSampler> sampler = PackedSampler::create(

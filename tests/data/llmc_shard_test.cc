@@ -1,8 +1,10 @@
-// llm.c token shards: round trip in both widths, the exact header, and errors.
+// llm.c token shards: shards of both widths written as llm.c's write_datafile
+// writes them (tests/common/llmc_datafile.h) read back, and errors.
 #include "data/llmc_shard.h"
 
 #include <gtest/gtest.h>
 
+#include "tests/common/llmc_datafile.h"
 #include "tests/common/testing.h"
 
 #include <cstdint>
@@ -40,8 +42,8 @@ int32_t header_int(const Bytes& b, int k) {
 
 TEST(LlmcShard, RoundTripUint16) {
   const std::string path = temp_path("u16");
-  const std::vector<int64_t> tokens = {50256, 15496, 995, 0, 65535, 50256, 7};
-  ASSERT_TRUE(write_llmc_shard(path, tokens).ok());
+  const std::vector<uint32_t> tokens = {50256, 15496, 995, 0, 65535, 50256, 7};
+  testing::write_llmc_datafile(path, tokens);
   const Bytes b = read_file_bytes(path);
   ASSERT_EQ(b.size(), 1024 + 2 * tokens.size());
   EXPECT_EQ(header_int(b, 0), 20240520);
@@ -57,7 +59,7 @@ TEST(LlmcShard, RoundTripUint16) {
   ASSERT_EQ(shard->num_tokens(), 7);
   std::vector<int32_t> got(tokens.size());
   ASSERT_TRUE(shard->read(0, 7, got.data()).ok());
-  for (size_t k = 0; k < tokens.size(); ++k) EXPECT_EQ(got[k], tokens[k]);
+  for (size_t k = 0; k < tokens.size(); ++k) EXPECT_EQ(got[k], static_cast<int32_t>(tokens[k]));
   int32_t one;
   ASSERT_TRUE(shard->read(6, 1, &one).ok());
   EXPECT_EQ(one, 7);
@@ -66,8 +68,8 @@ TEST(LlmcShard, RoundTripUint16) {
 
 TEST(LlmcShard, RoundTripUint32Llama3) {
   const std::string path = temp_path("u32");
-  const std::vector<int64_t> tokens = {128000, 9906, 1917, 128000, 0};
-  ASSERT_TRUE(write_llmc_shard(path, tokens, LlmcTokenWidth::kUint32).ok());
+  const std::vector<uint32_t> tokens = {128000, 9906, 1917, 128000, 0};
+  testing::write_llmc_datafile(path, tokens, testing::LlmcModel::kLlama3);
   const Bytes b = read_file_bytes(path);
   ASSERT_EQ(b.size(), 1024 + 4 * tokens.size());
   EXPECT_EQ(header_int(b, 0), 20240801);
@@ -78,20 +80,21 @@ TEST(LlmcShard, RoundTripUint32Llama3) {
   for (int64_t k = 0; k < 5; ++k) EXPECT_EQ(shard->token(k), tokens[k]);
 }
 
-TEST(LlmcShard, WriterRejectsOutOfRangeTokens) {
-  const std::string path = temp_path("range");
-  const std::vector<int64_t> tokens = {1, 70000};
-  expect_error(write_llmc_shard(path, tokens), path, "token 70000 at position 1");
-  const std::vector<int64_t> negative = {-1};
-  EXPECT_FALSE(write_llmc_shard(path, negative, LlmcTokenWidth::kUint32).ok());
+// A uint32 token that does not fit an int32 id is an error naming it.
+TEST(LlmcShard, Uint32TokenBeyondInt32IsAnError) {
+  const std::string path = temp_path("big");
+  testing::write_llmc_datafile(path, {1, 0x80000000u}, testing::LlmcModel::kLlama3);
+  auto shard = LlmcShard::open(path);
+  ASSERT_TRUE(shard.ok()) << shard.status();
+  int32_t out[2];
+  expect_error(shard->read(0, 2, out), path, "token 1 = 2147483648 does not fit int32");
 }
 
 class CorruptShard : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = temp_path("c");
-    const std::vector<int64_t> tokens = {1, 2, 3, 4};
-    ASSERT_TRUE(write_llmc_shard(path_, tokens).ok());
+    testing::write_llmc_datafile(path_, {1, 2, 3, 4});
     bytes_ = read_file_bytes(path_);
   }
   absl::Status reopen() {

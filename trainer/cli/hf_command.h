@@ -51,8 +51,8 @@
 // (data.datasets [{path: "(imported from HF_DIR)"}], data.sequence_length =
 // max_position_embeddings, train.steps 1, lr 1e-5, global_batch_size 1), so
 // that the recipe loads; a comment at its top says so. tokenizer.model is
-// copied when present (and data.tokenizer names it), else data.tokenizer is
-// bytes.
+// copied when present (and data.tokenizer names it), else the recipe names no
+// tokenizer (data.tokenizer absent).
 //
 // Errors are "rotor export-hf: MESSAGE" / "rotor import-hf: MESSAGE" on
 // stderr; status 2 for usage and input errors (missing files, bad config,

@@ -6,10 +6,9 @@ absl::StatusOr<RecipeLayout> recipe_layout(const recipe::Recipe& r, Communicator
   absl::StatusOr<std::unique_ptr<ProcessGrid>> grid = ProcessGrid::create(
       world.split(0, world.rank(), "world"), static_cast<int>(r.parallel().tp()), static_cast<int>(r.parallel().cp()));
   if (!grid.ok()) return absl::InvalidArgumentError(grid.status().message());
-  const bool sp = !r.parallel().has_sequence_parallel() || r.parallel().sequence_parallel();
   RecipeLayout layout;
   layout.grid = *std::move(grid);
-  layout.par = ParallelContext::of(*layout.grid, sp);
+  layout.par = ParallelContext::of(*layout.grid, r.parallel().sequence_parallel());
   return layout;
 }
 

@@ -1,6 +1,6 @@
 // The parallel layout a recipe asks for over a world of processes:
 // parallel.tp x parallel.cp, dp the rest (parallel/process_grid.h), sequence
-// parallelism as parallel.sequence_parallel says (default: on). Training and
+// parallelism as parallel.sequence_parallel says. Training and
 // every evaluation build their grid here.
 #pragma once
 
@@ -19,8 +19,10 @@ struct RecipeLayout {
   ParallelContext par;
 };
 
-// The grid is built over a duplicate of `world` (so that sweeps can make one
-// per run). InvalidArgument when the world size does not fit tp x cp.
+// `recipe`: resolved (LoadedRecipe::proto), so parallel.tp, parallel.cp and
+// parallel.sequence_parallel hold their values, defaults included. The grid
+// is built over a duplicate of `world` (so that sweeps can make one per run).
+// InvalidArgument when the world size does not fit tp x cp.
 absl::StatusOr<RecipeLayout> recipe_layout(const recipe::Recipe& recipe, Communicator& world);
 
 }  // namespace rotor

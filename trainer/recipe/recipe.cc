@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "trainer/recipe/rope_settings.h"
+#include "trainer/recipe/convert.h"
 
 namespace rotor {
 namespace {
@@ -143,49 +143,92 @@ absl::Status apply_override(const std::string& assignment, Recipe& out, RecipeSo
   return recipe_internal::set_path(out, key, value, location, where);
 }
 
-// Fills in every default of recipe.proto.
-Recipe with_defaults(const Recipe& given, const std::string& path) {
-  Recipe r = given;
-  auto* m = r.mutable_model();
-  const LlamaConfig d;
+// The defaults of the rope section (RopeConfig's) for the method it names.
+void fill_rope_defaults(recipe::RopeSection& s) {
+  const RopeConfig d;
+  if (!s.has_method()) s.set_method(rope_method_name(d.method));
+  if (!s.has_theta()) s.set_theta(d.theta);
+  const absl::StatusOr<RopeMethod> method = parse_rope_method(s.method());
+  if (!method.ok()) return;  // reported by validation
+  if (*method == RopeMethod::kYarn) {
+    if (!s.has_beta_fast()) s.set_beta_fast(d.beta_fast);
+    if (!s.has_beta_slow()) s.set_beta_slow(d.beta_slow);
+    if (!s.has_truncate()) s.set_truncate(d.truncate);
+  }
+  if (*method == RopeMethod::kLlama3) {
+    if (!s.has_low_freq_factor()) s.set_low_freq_factor(d.low_freq_factor);
+    if (!s.has_high_freq_factor()) s.set_high_freq_factor(d.high_freq_factor);
+  }
+}
+
+// The defaults of the logit_scale section (LogitScaleConfig's) for its kind.
+void fill_logit_scale_defaults(recipe::LogitScaleSection& s) {
+  const LogitScaleConfig d;
+  if (!s.has_kind()) s.set_kind(logit_scale_kind_name(d.kind));
+  const absl::StatusOr<LogitScaleKind> kind = parse_logit_scale_kind(s.kind());
+  if (!kind.ok()) return;  // reported by validation
+  if (*kind == LogitScaleKind::kConstant && !s.has_value()) s.set_value(d.value);
+  if (*kind == LogitScaleKind::kLogPosition) {
+    if (!s.has_base_length()) s.set_base_length(d.base_length);
+    if (!s.has_min()) s.set_min(d.min);
+  }
+}
+
+// The defaults of the model section (LlamaConfig's), unless the sizes come
+// from model.init_from's checkpoint.
+void fill_model_defaults(recipe::ModelSection& m) {
   // init_from with the sizes written out (e.g. inherited with base:) is
   // completed and validated like a model trained from scratch.
-  if (!m->has_init_from() || m->has_hidden_size()) {
-    if (!m->has_num_key_value_heads() && m->has_num_attention_heads())
-      m->set_num_key_value_heads(m->num_attention_heads());
-    if (!m->has_head_dim() && m->has_hidden_size() && m->has_num_attention_heads() &&
-        m->num_attention_heads() > 0)
-      m->set_head_dim(m->hidden_size() / m->num_attention_heads());
-    if (!m->has_rms_norm_eps()) m->set_rms_norm_eps(d.rms_norm_eps);
-    if (!m->has_max_position_embeddings()) m->set_max_position_embeddings(d.max_position_embeddings);
-    if (!m->has_tie_word_embeddings()) m->set_tie_word_embeddings(d.tie_word_embeddings);
-    if (!m->has_initializer_range()) m->set_initializer_range(d.initializer_range);
-  }
+  if (m.has_init_from() && !m.has_hidden_size()) return;
+  const LlamaConfig d;
+  if (!m.has_num_key_value_heads() && m.has_num_attention_heads())
+    m.set_num_key_value_heads(m.num_attention_heads());
+  if (!m.has_head_dim() && m.has_hidden_size() && m.has_num_attention_heads() &&
+      m.num_attention_heads() > 0)
+    m.set_head_dim(m.hidden_size() / m.num_attention_heads());
+  if (!m.has_rms_norm_eps()) m.set_rms_norm_eps(d.rms_norm_eps);
+  if (!m.has_max_position_embeddings()) m.set_max_position_embeddings(d.max_position_embeddings);
+  if (!m.has_tie_word_embeddings()) m.set_tie_word_embeddings(d.tie_word_embeddings);
+  if (!m.has_initializer_range()) m.set_initializer_range(d.initializer_range);
+}
+
+void fill_train_defaults(recipe::TrainSection& t) {
+  if (!t.has_micro_batch_size()) t.set_micro_batch_size(1);
+  if (!t.has_min_lr()) t.set_min_lr(0.0);
+  if (!t.has_warmup_steps()) t.set_warmup_steps(0);
+  if (!t.has_schedule()) t.set_schedule(recipe::TrainSection::cosine);
+  if (!t.has_weight_decay()) t.set_weight_decay(0.1);
+  if (!t.has_beta1()) t.set_beta1(0.9);
+  if (!t.has_beta2()) t.set_beta2(0.95);
+  if (!t.has_grad_clip()) t.set_grad_clip(1.0);
+  if (!t.has_recompute()) t.set_recompute(false);
+  if (!t.has_seed()) t.set_seed(1234);
+  if (!t.has_on_nonfinite()) t.set_on_nonfinite(recipe::TrainSection::stop);
+  if (!t.has_max_skipped_steps()) t.set_max_skipped_steps(5);
+}
+
+// Fills in every default of recipe.proto (the one place that knows them).
+Recipe with_defaults(const Recipe& given, const std::string& path) {
+  Recipe r = given;
+  fill_model_defaults(*r.mutable_model());
+  fill_rope_defaults(*r.mutable_rope());
+  fill_logit_scale_defaults(*r.mutable_logit_scale());
   auto* data = r.mutable_data();
   for (auto& ds : *data->mutable_datasets())
     if (!ds.has_weight()) ds.set_weight(1.0);
-  if (!data->has_tokenizer()) data->set_tokenizer("bytes");
   if (!data->has_document_masking()) data->set_document_masking(false);
-  auto* t = r.mutable_train();
-  if (!t->has_micro_batch_size()) t->set_micro_batch_size(1);
-  if (!t->has_min_lr()) t->set_min_lr(0.0);
-  if (!t->has_warmup_steps()) t->set_warmup_steps(0);
-  if (!t->has_schedule()) t->set_schedule(recipe::TrainSection::cosine);
-  if (!t->has_weight_decay()) t->set_weight_decay(0.1);
-  if (!t->has_beta1()) t->set_beta1(0.9);
-  if (!t->has_beta2()) t->set_beta2(0.95);
-  if (!t->has_grad_clip()) t->set_grad_clip(1.0);
-  if (!t->has_recompute()) t->set_recompute(false);
-  if (!t->has_seed()) t->set_seed(1234);
-  if (!t->has_on_nonfinite()) t->set_on_nonfinite(recipe::TrainSection::stop);
-  if (!t->has_max_skipped_steps()) t->set_max_skipped_steps(5);
-  if (!r.parallel().has_tp()) r.mutable_parallel()->set_tp(1);
-  if (!r.parallel().has_cp()) r.mutable_parallel()->set_cp(1);
+  fill_train_defaults(*r.mutable_train());
+  auto* p = r.mutable_parallel();
+  if (!p->has_tp()) p->set_tp(1);
+  if (!p->has_cp()) p->set_cp(1);
+  if (!p->has_sequence_parallel()) p->set_sequence_parallel(true);
+  if (!p->has_zero1()) p->set_zero1(false);
   if (!r.checkpoint().has_interval()) r.mutable_checkpoint()->set_interval(0);
   if (!r.checkpoint().has_keep()) r.mutable_checkpoint()->set_keep(0);
   if (!r.eval().has_interval()) r.mutable_eval()->set_interval(0);
   if (!r.eval().has_tokens()) r.mutable_eval()->set_tokens(32768);
   if (!r.run().has_dir()) r.mutable_run()->set_dir(absl::StrCat("runs/", recipe_stem(path)));
+  if (!r.run().has_log_interval()) r.mutable_run()->set_log_interval(1);
   if (!r.has_device()) r.set_device(Recipe::cpu);
   return r;
 }
@@ -221,9 +264,8 @@ void check_positive(Checker& c, bool has, int64_t v, const std::string& key, boo
   c.require(v >= 1, {key}, absl::StrCat(key, " must be >= 1, got ", v));
 }
 
-void check_recipe(const Recipe& r, Checker& c) {
-  const auto& m = r.model();
-  const bool sizes = !m.has_init_from();
+void check_model(const recipe::ModelSection& m, bool training, Checker& c) {
+  const bool sizes = training && !m.has_init_from();
   if (m.has_init_from()) c.require(!m.init_from().empty(), {"model.init_from"}, "model.init_from is empty");
   check_positive(c, m.has_vocab_size(), m.vocab_size(), "model.vocab_size", sizes);
   check_positive(c, m.has_hidden_size(), m.hidden_size(), "model.hidden_size", sizes);
@@ -241,9 +283,12 @@ void check_recipe(const Recipe& r, Checker& c) {
   if (m.has_initializer_range())
     c.require(m.initializer_range() > 0, {"model.initializer_range"},
               "model.initializer_range must be > 0");
+}
 
+void check_data(const Recipe& r, bool training, Checker& c) {
   const auto& d = r.data();
-  c.require(d.datasets_size() > 0, {"data.datasets", "data"}, "data.datasets is required (a list of {path, weight})");
+  if (training)
+    c.require(d.datasets_size() > 0, {"data.datasets", "data"}, "data.datasets is required (a list of {path, weight})");
   for (int i = 0; i < d.datasets_size(); ++i) {
     const std::string k = absl::StrCat("data.datasets[", i, "]");
     c.require(d.datasets(i).has_path() && !d.datasets(i).path().empty(), {k + ".path", k},
@@ -251,66 +296,77 @@ void check_recipe(const Recipe& r, Checker& c) {
     c.require(!d.datasets(i).has_weight() || d.datasets(i).weight() > 0, {k + ".weight", k},
               absl::StrCat(k, ".weight must be > 0"));
   }
-  check_positive(c, d.has_sequence_length(), d.sequence_length(), "data.sequence_length", true);
+  check_positive(c, d.has_sequence_length(), d.sequence_length(), "data.sequence_length", training);
   if (d.has_tokenizer()) {
     const bool spm = absl::StartsWith(d.tokenizer(), "spm:") && d.tokenizer().size() > 4;
     c.require(d.tokenizer() == "bytes" || spm, {"data.tokenizer"},
               absl::StrCat("data.tokenizer: expected 'bytes' or 'spm:PATH', got '", d.tokenizer(), "'"));
-    if (d.tokenizer() == "bytes" && m.has_vocab_size())
-      c.require(m.vocab_size() >= 256, {"model.vocab_size", "data.tokenizer"},
-                absl::StrCat("model.vocab_size (", m.vocab_size(),
+    // Only a recipe that says bytes: without data.tokenizer the ids are the data's own.
+    if (d.tokenizer() == "bytes" && r.model().has_vocab_size())
+      c.require(r.model().vocab_size() >= 256, {"model.vocab_size", "data.tokenizer"},
+                absl::StrCat("model.vocab_size (", r.model().vocab_size(),
                              ") must be >= 256 with data.tokenizer bytes"));
   }
+}
 
+void check_train(const Recipe& r, bool training, Checker& c) {
   const auto& t = r.train();
-  check_positive(c, t.has_steps(), t.steps(), "train.steps", true);
-  c.require(t.has_global_batch_tokens() != t.has_global_batch_size(),
-            {"train.global_batch_tokens", "train.global_batch_size", "train"},
-            "exactly one of train.global_batch_tokens and train.global_batch_size is required");
+  const int64_t len = r.data().sequence_length();
+  check_positive(c, t.has_steps(), t.steps(), "train.steps", training);
+  if (training || (t.has_global_batch_tokens() && t.has_global_batch_size()))
+    c.require(t.has_global_batch_tokens() != t.has_global_batch_size(),
+              {"train.global_batch_tokens", "train.global_batch_size", "train"},
+              "exactly one of train.global_batch_tokens and train.global_batch_size is required");
   check_positive(c, t.has_global_batch_tokens(), t.global_batch_tokens(), "train.global_batch_tokens", false);
   check_positive(c, t.has_global_batch_size(), t.global_batch_size(), "train.global_batch_size", false);
   check_positive(c, t.has_micro_batch_size(), t.micro_batch_size(), "train.micro_batch_size", false);
-  if (!t.has_lr()) c.fail({"train.lr", "train"}, "train.lr is required");
-  else c.require(t.lr() > 0, {"train.lr"}, absl::StrCat("train.lr must be > 0, got ", t.lr()));
-  if (t.has_min_lr()) c.require(t.min_lr() >= 0, {"train.min_lr"}, "train.min_lr must be >= 0");
-  if (t.has_lr() && t.has_min_lr())
+  if (!t.has_lr()) {
+    if (training) c.fail({"train.lr", "train"}, "train.lr is required");
+  } else {
+    c.require(t.lr() > 0, {"train.lr"}, absl::StrCat("train.lr must be > 0, got ", t.lr()));
+  }
+  c.require(t.min_lr() >= 0, {"train.min_lr"}, "train.min_lr must be >= 0");
+  if (t.has_lr())
     c.require(t.lr() >= t.min_lr(), {"train.min_lr", "train.lr"},
               absl::StrCat("train.lr (", t.lr(), ") must be >= train.min_lr (", t.min_lr(), ")"));
-  if (t.has_warmup_steps()) {
-    c.require(t.warmup_steps() >= 0, {"train.warmup_steps"}, "train.warmup_steps must be >= 0");
-    if (t.has_steps())
-      c.require(t.warmup_steps() <= t.steps(), {"train.warmup_steps", "train.steps"},
-                absl::StrCat("train.warmup_steps (", t.warmup_steps(),
-                             ") must be <= train.steps (", t.steps(), ")"));
-  }
-  if (t.has_weight_decay())
-    c.require(t.weight_decay() >= 0, {"train.weight_decay"}, "train.weight_decay must be >= 0");
-  if (t.has_beta1())
-    c.require(t.beta1() >= 0 && t.beta1() < 1, {"train.beta1"}, "train.beta1 must be in [0, 1)");
-  if (t.has_beta2())
-    c.require(t.beta2() >= 0 && t.beta2() < 1, {"train.beta2"}, "train.beta2 must be in [0, 1)");
-  if (t.has_grad_clip())
-    c.require(t.grad_clip() >= 0, {"train.grad_clip"}, "train.grad_clip must be >= 0 (0: off)");
-  if (t.has_max_skipped_steps())
-    c.require(t.max_skipped_steps() >= 0, {"train.max_skipped_steps"}, "train.max_skipped_steps must be >= 0");
-  const int64_t micro = t.has_micro_batch_size() ? t.micro_batch_size() : 1;
-  if (t.has_global_batch_tokens() && d.sequence_length() > 0 && micro > 0)
-    c.require(t.global_batch_tokens() % (micro * d.sequence_length()) == 0,
+  c.require(t.warmup_steps() >= 0, {"train.warmup_steps"}, "train.warmup_steps must be >= 0");
+  if (t.has_steps())
+    c.require(t.warmup_steps() <= t.steps(), {"train.warmup_steps", "train.steps"},
+              absl::StrCat("train.warmup_steps (", t.warmup_steps(),
+                           ") must be <= train.steps (", t.steps(), ")"));
+  c.require(t.weight_decay() >= 0, {"train.weight_decay"}, "train.weight_decay must be >= 0");
+  c.require(t.beta1() >= 0 && t.beta1() < 1, {"train.beta1"}, "train.beta1 must be in [0, 1)");
+  c.require(t.beta2() >= 0 && t.beta2() < 1, {"train.beta2"}, "train.beta2 must be in [0, 1)");
+  c.require(t.grad_clip() >= 0, {"train.grad_clip"}, "train.grad_clip must be >= 0 (0: off)");
+  c.require(t.max_skipped_steps() >= 0, {"train.max_skipped_steps"}, "train.max_skipped_steps must be >= 0");
+  const int64_t micro = t.micro_batch_size();
+  if (t.has_global_batch_tokens() && len > 0 && micro > 0)
+    c.require(t.global_batch_tokens() % (micro * len) == 0,
               {"train.global_batch_tokens", "train.micro_batch_size", "data.sequence_length"},
               absl::StrCat("train.global_batch_tokens (", t.global_batch_tokens(),
                            ") must be a multiple of train.micro_batch_size * data.sequence_length (",
-                           micro, " * ", d.sequence_length(), ")"));
+                           micro, " * ", len, ")"));
   if (t.has_global_batch_size() && micro > 0)
     c.require(t.global_batch_size() % micro == 0,
               {"train.global_batch_size", "train.micro_batch_size"},
               absl::StrCat("train.global_batch_size (", t.global_batch_size(),
                            ") must be a multiple of train.micro_batch_size (", micro, ")"));
+}
 
+// The multiple every sequence length must be of: each cp rank holds 2 chunks
+// of every sequence; with sequence parallelism the tp ranks split those rows again.
+int64_t sequence_multiple(const recipe::ParallelSection& p) {
+  const int64_t tp = std::max<int64_t>(p.tp(), 1), cp = std::max<int64_t>(p.cp(), 1);
+  const bool sp = tp > 1 && p.sequence_parallel();
+  return (cp > 1 ? 2 * cp : 1) * (sp ? tp : 1);
+}
+
+void check_parallel(const Recipe& r, Checker& c) {
   const auto& p = r.parallel();
+  const auto& m = r.model();
   check_positive(c, p.has_tp(), p.tp(), "parallel.tp", false);
   check_positive(c, p.has_cp(), p.cp(), "parallel.cp", false);
-  const int64_t tp = p.has_tp() && p.tp() > 0 ? p.tp() : 1;
-  const int64_t cp = p.has_cp() && p.cp() > 0 ? p.cp() : 1;
+  const int64_t tp = std::max<int64_t>(p.tp(), 1), cp = std::max<int64_t>(p.cp(), 1);
   auto tp_divides = [&](bool has, int64_t v, const std::string& key) {
     if (has && v > 0)
       c.require(v % tp == 0, {"parallel.tp", key},
@@ -325,53 +381,60 @@ void check_recipe(const Recipe& r, Checker& c) {
                            m.num_key_value_heads(), ") or be a multiple of it (kv heads replicated)"));
   tp_divides(m.has_intermediate_size(), m.intermediate_size(), "model.intermediate_size");
   tp_divides(m.has_vocab_size(), m.vocab_size(), "model.vocab_size");
-  // Each cp rank holds 2 chunks of every sequence; with sequence parallelism
-  // the tp ranks split those rows again.
-  const bool sp = tp > 1 && (!p.has_sequence_parallel() || p.sequence_parallel());
-  const int64_t multiple = (cp > 1 ? 2 * cp : 1) * (sp ? tp : 1);
-  if (multiple > 1 && d.sequence_length() > 0)
-    c.require(d.sequence_length() % multiple == 0, {cp > 1 ? "parallel.cp" : "parallel.tp", "data.sequence_length"},
-              absl::StrCat("data.sequence_length (", d.sequence_length(), ") must be a multiple of ",
+  const bool sp = tp > 1 && p.sequence_parallel();
+  const int64_t multiple = sequence_multiple(p);
+  const int64_t len = r.data().sequence_length();
+  if (multiple > 1 && len > 0)
+    c.require(len % multiple == 0, {cp > 1 ? "parallel.cp" : "parallel.tp", "data.sequence_length"},
+              absl::StrCat("data.sequence_length (", len, ") must be a multiple of ",
                            cp > 1 ? absl::StrCat("2 * parallel.cp (", 2 * cp, ")") : std::string(),
                            cp > 1 && sp ? " times " : "",
                            sp ? absl::StrCat("parallel.tp (", tp, ") with sequence parallelism") : std::string()));
+}
 
-  if (r.checkpoint().has_interval())
-    c.require(r.checkpoint().interval() >= 0, {"checkpoint.interval"}, "checkpoint.interval must be >= 0");
-  if (r.checkpoint().has_keep())
-    c.require(r.checkpoint().keep() >= 0, {"checkpoint.keep"}, "checkpoint.keep must be >= 0");
+void check_run(const Recipe& r, Checker& c) {
+  c.require(r.checkpoint().interval() >= 0, {"checkpoint.interval"}, "checkpoint.interval must be >= 0");
+  c.require(r.checkpoint().keep() >= 0, {"checkpoint.keep"}, "checkpoint.keep must be >= 0");
   check_positive(c, r.run().has_log_interval(), r.run().log_interval(), "run.log_interval", false);
   if (r.run().has_peak_tflops())
     c.require(r.run().peak_tflops() > 0, {"run.peak_tflops"}, "run.peak_tflops must be > 0");
   check_positive(c, r.eval().has_tokens(), r.eval().tokens(), "eval.tokens", false);
-  if (r.eval().has_interval())
-    c.require(r.eval().interval() >= 0, {"eval.interval"}, "eval.interval must be >= 0");
+  c.require(r.eval().interval() >= 0, {"eval.interval"}, "eval.interval must be >= 0");
   for (int i = 0; i < r.eval().lengths_size(); ++i)
     c.require(r.eval().lengths(i) >= 1, {absl::StrCat("eval.lengths[", i, "]"), "eval.lengths"},
               absl::StrCat("eval.lengths[", i, "] must be >= 1"));
   // Held-out windows are sharded like training sequences.
+  const int64_t multiple = sequence_multiple(r.parallel());
   for (int i = 0; i < r.eval().lengths_size(); ++i)
     if (multiple > 1 && r.eval().lengths(i) >= 1)
       c.require(r.eval().lengths(i) % multiple == 0, {absl::StrCat("eval.lengths[", i, "]"), "eval.lengths"},
                 absl::StrCat("eval.lengths[", i, "] (", r.eval().lengths(i), ") must be a multiple of ",
                              multiple, ", as data.sequence_length (parallel.cp and parallel.tp)"));
-  if (r.run().has_dir()) c.require(!r.run().dir().empty(), {"run.dir"}, "run.dir is empty");
+  c.require(!r.run().dir().empty(), {"run.dir"}, "run.dir is empty");
 }
 
-// rotor rope's conversion of the rope/logit_scale sections (and its checks).
-absl::StatusOr<RopeSettings> convert_rope(const Recipe& r, int64_t head_dim) {
-  std::vector<std::string> sets = {absl::StrCat("model.head_dim=", head_dim)};
-  Recipe sections;
-  *sections.mutable_rope() = r.rope();
-  *sections.mutable_logit_scale() = r.logit_scale();
-  const YAML::Node doc = YAML::Load(recipe_to_yaml(sections));
-  for (const char* name : {"rope", "logit_scale"}) {
-    if (!doc.IsMap() || !doc[name]) continue;
-    for (const auto& kv : doc[name])
-      sets.push_back(absl::StrCat(name, ".", kv.first.Scalar(), "=",
-                                  recipe_internal::yaml_flow(kv.second)));
-  }
-  return parse_rope_settings("", "", sets);
+// Values and combinations of a resolved recipe; `training`: the keys a
+// training run needs are required.
+void check_recipe(const Recipe& r, bool training, Checker& c) {
+  check_model(r.model(), training, c);
+  check_data(r, training, c);
+  check_train(r, training, c);
+  check_parallel(r, c);
+  check_run(r, c);
+}
+
+// The rope and logit_scale sections as typed configs, checked against `head_dim`.
+absl::Status convert_rope(const Recipe& r, int64_t head_dim, RopeConfig& rope,
+                          LogitScaleConfig& logit_scale) {
+  absl::StatusOr<RopeConfig> rc = rope_config(r.rope());
+  if (!rc.ok()) return rc.status();
+  absl::StatusOr<LogitScaleConfig> lc = logit_scale_config(r.logit_scale());
+  if (!lc.ok()) return lc.status();
+  if (absl::Status s = validate_rope(*rc, head_dim); !s.ok()) return s;
+  if (absl::Status s = validate_logit_scale(*lc); !s.ok()) return s;
+  rope = *std::move(rc);
+  logit_scale = *std::move(lc);
+  return absl::OkStatus();
 }
 
 // Location of an error message from code that names keys but has no marks.
@@ -398,7 +461,21 @@ std::string locate_message(const std::string& message, const RecipeSourceMap& wh
 }
 
 // given -> LoadedRecipe: defaults, validation, typed configs.
-absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, RecipeSourceMap where) {
+// The model's sizes against LlamaConfig::validate, the error located at the
+// model key it names.
+absl::Status check_model_config(const LoadedRecipe& out) {
+  const absl::Status s = out.model.validate();
+  if (s.ok()) return s;
+  const std::string msg = absl::StrCat("model: ", s.message());
+  RecipeSourceMap model_keys;
+  for (const auto& [key, location] : out.where)
+    if (absl::StartsWith(key, "model.")) model_keys[key.substr(6)] = location;
+  return invalid(locate_message(msg, model_keys, out.path), msg);
+}
+
+// given -> LoadedRecipe: defaults, validation, typed configs.
+absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, RecipeSourceMap where,
+                                    RecipeMode mode) {
   LoadedRecipe out;
   out.path = path;
   out.proto = with_defaults(given, path);
@@ -413,46 +490,31 @@ absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, Recip
               absl::StrCat("model.hidden_size (", gm.hidden_size(),
                            ") must be a multiple of model.num_attention_heads (",
                            gm.num_attention_heads(), ") when model.head_dim is not given"));
-  check_recipe(out.proto, c);
+  check_recipe(out.proto, mode == RecipeMode::kTrain, c);
   if (!c.first.ok()) return c.first;
 
   const auto& m = out.proto.model();
-  LlamaConfig& cfg = out.model;
-  if (m.has_vocab_size()) cfg.vocab_size = m.vocab_size();
-  if (m.has_hidden_size()) cfg.hidden_size = m.hidden_size();
-  if (m.has_intermediate_size()) cfg.intermediate_size = m.intermediate_size();
-  if (m.has_num_hidden_layers()) cfg.num_hidden_layers = m.num_hidden_layers();
-  if (m.has_num_attention_heads()) cfg.num_attention_heads = m.num_attention_heads();
-  if (m.has_num_key_value_heads()) cfg.num_key_value_heads = m.num_key_value_heads();
-  if (m.has_head_dim()) cfg.head_dim = m.head_dim();
-  if (m.has_rms_norm_eps()) cfg.rms_norm_eps = m.rms_norm_eps();
-  if (m.has_max_position_embeddings()) cfg.max_position_embeddings = m.max_position_embeddings();
-  if (m.has_tie_word_embeddings()) cfg.tie_word_embeddings = m.tie_word_embeddings();
-  if (m.has_initializer_range()) cfg.initializer_range = m.initializer_range();
-  if (!m.has_init_from() || m.has_hidden_size()) {
-    if (absl::Status s = cfg.validate(); !s.ok()) {
-      const std::string msg = absl::StrCat("model: ", s.message());
-      RecipeSourceMap model_keys;
-      for (const auto& [key, location] : out.where)
-        if (absl::StartsWith(key, "model.")) model_keys[key.substr(6)] = location;
-      const std::string loc = locate_message(msg, model_keys, out.path);
-      return invalid(loc, msg);
-    }
+  out.model = llama_config(m);
+  // Without init_from a training recipe has the sizes (checked above).
+  if (m.has_hidden_size()) {
+    if (absl::Status s = check_model_config(out); !s.ok()) return s;
   }
   out.head_dim_known = m.has_head_dim();
   int64_t head_dim = m.head_dim();
-  if (!out.head_dim_known) {  // init_from without sizes: a placeholder, see recipe.h
+  if (!out.head_dim_known) {
+    if (mode == RecipeMode::kRope) {
+      c.fail({"model"}, "model.head_dim is required (in the recipe's model section or --set model.head_dim=128)");
+      return c.first;
+    }
+    // init_from without sizes: a placeholder, see recipe.h.
     const int n = std::max(out.proto.rope().short_factor_size(), out.proto.rope().long_factor_size());
     head_dim = n > 0 ? 2 * n : 128;
   }
-  absl::StatusOr<RopeSettings> rope = convert_rope(out.proto, head_dim);
-  if (!rope.ok()) {
-    const std::string msg(rope.status().message());
+  if (absl::Status s = convert_rope(out.proto, head_dim, out.rope, out.logit_scale); !s.ok()) {
+    const std::string msg(s.message());
     return invalid(locate_message(msg, out.where, out.path), msg);
   }
-  out.rope = rope->rope;
-  out.logit_scale = rope->logit_scale;
-  cfg.rope_theta = out.rope.theta;
+  out.model.rope_theta = out.rope.theta;
   return out;
 }
 
@@ -471,25 +533,30 @@ std::string sanitize(const std::string& s) {
 std::string recipe_stem(const std::string& path) { return fs::path(path).stem().string(); }
 
 absl::StatusOr<LoadedRecipe> load_recipe(const std::string& path,
-                                         const std::vector<std::string>& overrides) {
+                                         const std::vector<std::string>& overrides,
+                                         RecipeMode mode) {
   Recipe given;
   RecipeSourceMap where;
-  std::error_code ec;
-  std::vector<std::string> chain = {fs::weakly_canonical(path, ec).string()};
-  if (absl::Status s = load_file(path, chain, given, where); !s.ok()) return s;
+  if (!path.empty()) {
+    std::error_code ec;
+    std::vector<std::string> chain = {fs::weakly_canonical(path, ec).string()};
+    if (absl::Status s = load_file(path, chain, given, where); !s.ok()) return s;
+  }
   for (const std::string& assignment : overrides) {
     if (absl::Status s = apply_override(assignment, given, where); !s.ok()) return s;
   }
-  return finish(std::move(given), path, std::move(where));
+  return finish(std::move(given), path, std::move(where), mode);
 }
 
 absl::Status validate(const Recipe& resolved) {
   Checker c;
-  check_recipe(resolved, c);
+  check_recipe(resolved, /*training=*/true, c);
   if (!c.first.ok()) return c.first;
   const auto& m = resolved.model();
   if (m.has_head_dim()) {
-    if (auto rope = convert_rope(resolved, m.head_dim()); !rope.ok()) return rope.status();
+    RopeConfig rope;
+    LogitScaleConfig logit_scale;
+    return convert_rope(resolved, m.head_dim(), rope, logit_scale);
   }
   return absl::OkStatus();
 }
@@ -535,7 +602,8 @@ absl::StatusOr<std::vector<NamedRun>> expand_sweep(const LoadedRecipe& recipe) {
     const std::string dir =
         absl::StrCat(with_defaults(given, recipe.path).run().dir(), "/", name);
     given.mutable_run()->set_dir(dir);
-    absl::StatusOr<LoadedRecipe> loaded = finish(std::move(given), recipe.path, std::move(where));
+    absl::StatusOr<LoadedRecipe> loaded =
+        finish(std::move(given), recipe.path, std::move(where), RecipeMode::kTrain);
     if (!loaded.ok())
       return absl::Status(loaded.status().code(),
                           absl::StrCat("sweep run ", name, ": ", loaded.status().message()));

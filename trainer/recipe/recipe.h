@@ -11,7 +11,8 @@
 // an error. Then each override "dotted.key=VALUE" (VALUE parsed as YAML, e.g.
 // `--set data.datasets=[{path: a}]`, `--set eval.lengths=[1024,2048]`) is
 // applied in order through the same schema walker. Then defaults are filled in
-// (see recipe.proto), everything is validated and converted to typed configs.
+// (with_defaults: every default of recipe.proto, in the resolved proto only),
+// everything is validated and converted to typed configs (convert.h).
 //
 // Errors name the file, line and column (1-based) and the dotted key:
 //   "r.yaml:7:3: unknown key 'train.lrr' (did you mean 'train.lr'?)"
@@ -23,13 +24,14 @@
 // Validated (beyond the types): required keys (model sizes without
 // model.init_from, data.datasets, data.sequence_length, train.steps, train.lr,
 // exactly one of train.global_batch_tokens / train.global_batch_size),
-// LlamaConfig::validate, validate_rope / validate_logit_scale through
-// rotor rope's own conversion (parse_rope_settings), ranges (positive sizes,
-// betas in [0, 1), weights > 0, ...), and the combinations: tp divides
-// num_attention_heads, num_key_value_heads and intermediate_size; with cp > 1
-// sequence_length is a multiple of 2*cp; global_batch_tokens is a multiple of
-// micro_batch_size * sequence_length (global_batch_size of micro_batch_size);
-// lr >= min_lr; warmup_steps <= steps; the byte tokenizer needs vocab_size >= 256.
+// LlamaConfig::validate, the rope and logit_scale sections through their typed
+// conversions (trainer/recipe/convert.h) and validate_rope /
+// validate_logit_scale, ranges (positive sizes, betas in [0, 1), weights > 0,
+// ...), and the combinations: tp divides num_attention_heads,
+// num_key_value_heads and intermediate_size; with cp > 1 sequence_length is a
+// multiple of 2*cp; global_batch_tokens is a multiple of micro_batch_size *
+// sequence_length (global_batch_size of micro_batch_size); lr >= min_lr;
+// warmup_steps <= steps; data.tokenizer bytes needs vocab_size >= 256.
 // Checks that need the world size (dp dividing the batch) belong to the trainer.
 //
 // With model.init_from and no head_dim (nor hidden_size and
@@ -59,12 +61,22 @@ namespace rotor {
 // -> "FILE:LINE:COL" or "--set KEY".
 using RecipeSourceMap = std::map<std::string, std::string>;
 
+// What a recipe is loaded for, i.e. which keys it must have. Every mode
+// reads the whole schema (same keys, same errors, same --set) and checks the
+// values given.
+enum class RecipeMode {
+  kTrain,  // a training run: the required keys listed above
+  kRope,   // `rotor rope`: only model.head_dim, given or derived from
+           // model.hidden_size / model.num_attention_heads; the model sizes are
+           // validated only when model.hidden_size is given
+};
+
 struct LoadedRecipe {
   recipe::Recipe given;   // what the files and overrides said (no defaults, no base)
   recipe::Recipe proto;   // resolved: `given` plus every default; what recipe_to_yaml writes
-  LlamaConfig model;      // from proto.model (+ rope_theta = rope.theta)
-  RopeConfig rope;        // from proto.rope, by rotor rope's conversion
-  LogitScaleConfig logit_scale;
+  LlamaConfig model;      // llama_config(proto.model) with rope_theta = rope.theta
+  RopeConfig rope;        // rope_config(proto.rope)
+  LogitScaleConfig logit_scale;  // logit_scale_config(proto.logit_scale)
   bool head_dim_known = true;  // false: see the header comment (init_from)
   std::string path;            // the recipe file as given to load_recipe
   RecipeSourceMap where;
@@ -86,8 +98,10 @@ struct NamedRun {
   std::vector<std::pair<std::string, std::string>> values = {};
 };
 
+// `path` empty: no recipe file, the overrides alone (`rotor rope --set ...`).
 absl::StatusOr<LoadedRecipe> load_recipe(const std::string& path,
-                                         const std::vector<std::string>& overrides);
+                                         const std::vector<std::string>& overrides,
+                                         RecipeMode mode = RecipeMode::kTrain);
 
 // The grid of `sweep:` (first axis slowest), each run validated on its own; a
 // recipe without a sweep gives one run, named by the stem, with run.dir unchanged.
@@ -108,7 +122,7 @@ std::string recipe_to_yaml(const recipe::Recipe& recipe);
 std::string recipe_stem(const std::string& path);
 
 namespace recipe_internal {
-// The reflection walker (recipe_schema.cc). `key` is the dotted path of `node`.
+// The reflection walker (schema.cc). `key` is the dotted path of `node`.
 // apply_yaml sets the fields of `message` named by the keys of the mapping `node`;
 // set_path sets one dotted key to `value`. Both record locations in `where`.
 absl::Status apply_yaml(const YAML::Node& node, google::protobuf::Message& message,
@@ -119,6 +133,9 @@ absl::Status set_path(google::protobuf::Message& message, const std::string& dot
 std::string yaml_flow(const YAML::Node& node);
 // Edit distance <= 2 suggestion among `candidates`, or "".
 std::string closest(const std::string& word, const std::vector<std::string>& candidates);
+// The dotted keys of the fields of `descriptor`, each prefixed by "prefix.".
+std::vector<std::string> field_keys(const google::protobuf::Descriptor* descriptor,
+                                    const std::string& prefix);
 }  // namespace recipe_internal
 
 }  // namespace rotor

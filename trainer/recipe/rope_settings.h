@@ -10,16 +10,20 @@
 //                    "layers": [[...], ...]}}    (layers[l][j]: query multiplier
 //                                                 of layer l at positions[j])
 //
-// Keys are the recipe's (see rope_setting_keys()): model.head_dim (required),
-// rope.* and logit_scale.*. A recipe file holds sections `model`, `rope` and
-// `logit_scale`; `--set` overrides it, in order, the last one winning. Values
-// are YAML (lists as flow lists: --set logit_scale.skip_layers=[0,1]).
-// Defaults: rope.method none, rope.theta 10000 (RopeConfig's defaults);
+// The recipe is loaded by load_recipe (trainer/recipe/recipe.h) in
+// RecipeMode::kRope: any recipe of `rotor train` (same keys, same
+// FILE:LINE:COL errors, base: inheritance), then `--set` overrides in order,
+// the last one winning; values are YAML (lists as flow lists: --set
+// logit_scale.skip_layers=[0,1]). Only model.head_dim is required (given, or
+// hidden_size / num_attention_heads); `rotor rope` reads model.head_dim, rope.*
+// and logit_scale.* (see rope_setting_keys()). Defaults are the recipe's
+// (recipe.proto): rope.method none, rope.theta 10000, ...;
 // --positions 0,1023,2047,4095,8191,16383,32767,65535,131071; --layers
 // max(logit_scale.skip_layers) + 2 when skip layers are given, else 1.
 //
-// Errors name the key (and for a recipe file, FILE:LINE:COLUMN); the command
-// prints them as "rotor rope: MESSAGE" on stderr and exits with status 2.
+// Errors are load_recipe's (they name the key, and the file location or
+// "--set KEY"); the command prints them as "rotor rope: MESSAGE" on stderr and
+// exits with status 2.
 #pragma once
 
 #include <cstdint>
@@ -40,22 +44,12 @@ struct RopeSettings {
   LogitScaleConfig logit_scale;  // logit_scale.*
 };
 
-// The keys parse_rope_settings understands, "section.key", in table order.
+// The keys `rotor rope` reads, "section.key" in schema order: model.head_dim,
+// then every key of the rope and logit_scale sections.
 std::vector<std::string> rope_setting_keys();
 
-// Applies a recipe and then `overrides` ("KEY=VALUE", VALUE parsed as YAML) to
-// the defaults and validates the result (validate_rope, validate_logit_scale).
-//   recipe_yaml: the recipe's text; empty means no recipe.
-//   recipe_name: how errors in the text refer to it ("NAME:LINE:COL: ...").
-// Errors: unknown section or key (with a suggestion when one is close), a
-// duplicated key, a value of the wrong type ("rope.factor: expected a number,
-// got 'abc'"), an override without '=', a missing model.head_dim, and every
-// range error of validate_rope / validate_logit_scale.
-absl::StatusOr<RopeSettings> parse_rope_settings(const std::string& recipe_yaml,
-                                                 const std::string& recipe_name,
-                                                 const std::vector<std::string>& overrides);
-
-// As parse_rope_settings, reading the recipe from `recipe_path` (empty: none).
+// load_recipe(recipe_path, overrides, RecipeMode::kRope) (recipe_path empty:
+// the overrides alone), validated (validate_rope, validate_logit_scale).
 absl::StatusOr<RopeSettings> load_rope_settings(const std::string& recipe_path,
                                                 const std::vector<std::string>& overrides);
 

@@ -199,14 +199,6 @@ absl::Status set_field(Message& m, const FieldDescriptor* f, const YAML::Node& n
   return set_scalar(m, f, node, key, location);
 }
 
-std::vector<std::string> field_keys(const Descriptor* d, const std::string& prefix) {
-  std::vector<std::string> keys;
-  for (int i = 0; i < d->field_count(); ++i)
-    keys.push_back(prefix.empty() ? d->field(i)->name()
-                                  : absl::StrCat(prefix, ".", d->field(i)->name()));
-  return keys;
-}
-
 absl::Status unknown_key(const std::string& location, const std::string& key,
                          const Descriptor* d, const std::string& prefix) {
   const std::vector<std::string> keys = field_keys(d, prefix);
@@ -293,6 +285,14 @@ void emit_value(YAML::Emitter& out, const Message& m, const FieldDescriptor* f, 
 }
 
 }  // namespace
+
+std::vector<std::string> field_keys(const Descriptor* d, const std::string& prefix) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < d->field_count(); ++i)
+    keys.push_back(prefix.empty() ? d->field(i)->name()
+                                  : absl::StrCat(prefix, ".", d->field(i)->name()));
+  return keys;
+}
 
 std::string yaml_flow(const YAML::Node& node) {
   YAML::Emitter out;

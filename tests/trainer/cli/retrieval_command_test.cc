@@ -60,7 +60,7 @@ const Saved& saved() {
            "rope: {method: none, theta: 10000}\n"
            "logit_scale: {kind: log_position, base_length: 64, skip_layers: [0]}\n"
            "data: {datasets: [{path: " << s.dir << "/no-such-corpus}], sequence_length: 256,\n"
-           "       heldout: " << s.heldout << "}\n"
+           "       heldout: " << s.heldout << ", tokenizer: bytes}\n"
            "train: {steps: 7, global_batch_size: 1, micro_batch_size: 1, lr: 1.0e-3, seed: 5}\n"
            "run: {dir: " << s.run_dir << "}\n";
     testing::save_tiny_checkpoint(s.recipe, s.run_dir, 7, 3);

@@ -1,5 +1,6 @@
-// Tests for `rotor rope`: recipe/--set parsing into RopeSettings, the JSON it
-// prints, and its error messages (each must name the key at fault).
+// Tests for `rotor rope`: recipes and --set loaded through load_recipe
+// (RecipeMode::kRope) into RopeSettings, the JSON it prints, and its error
+// messages (each must name the key at fault, and where it was given).
 #include "trainer/cli/rope_command.h"
 #include "trainer/recipe/rope_settings.h"
 
@@ -20,18 +21,39 @@ using Overrides = std::vector<std::string>;
 const Overrides kEabf = {"model.head_dim=128", "rope.theta=500000", "logit_scale.kind=log_position",
                          "logit_scale.base_length=4096", "logit_scale.skip_layers=[0,1]"};
 
+// This test's recipe file (tests run in parallel, each in its own process).
+std::string recipe_path() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  return (std::filesystem::path(::testing::TempDir()) /
+          (std::string("rope_command_test_") + info->name() + ".yaml"))
+      .string();
+}
+
+// load_rope_settings of `recipe` (written to recipe_path(); none when empty)
+// and `overrides`.
+absl::StatusOr<RopeSettings> load(const Overrides& overrides, const std::string& recipe) {
+  if (recipe.empty()) return load_rope_settings("", overrides);
+  std::ofstream(recipe_path()) << recipe;
+  return load_rope_settings(recipe_path(), overrides);
+}
+
 RopeSettings parse_or_fail(const Overrides& overrides, const std::string& recipe = "") {
-  absl::StatusOr<RopeSettings> s = parse_rope_settings(recipe, "recipe.yaml", overrides);
+  absl::StatusOr<RopeSettings> s = load(overrides, recipe);
   EXPECT_TRUE(s.ok()) << s.status();
   return s.ok() ? *s : RopeSettings{};
 }
 
-// The error message, or "" if parsing succeeded.
+// The error message, or "" if loading succeeded.
 std::string parse_error(const Overrides& overrides, const std::string& recipe = "") {
-  absl::StatusOr<RopeSettings> s = parse_rope_settings(recipe, "recipe.yaml", overrides);
+  absl::StatusOr<RopeSettings> s = load(overrides, recipe);
   if (s.ok()) return "";
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << s.status();
   return std::string(s.status().message());
+}
+
+// "FILE:LINE:COL: " of recipe_path().
+std::string at(int line, int col) {
+  return recipe_path() + ":" + std::to_string(line) + ":" + std::to_string(col) + ": ";
 }
 
 struct RunResult {
@@ -144,42 +166,49 @@ TEST(RopeCommand, JsonYarnAttentionFactorAndBadQuery) {
 
 TEST(RopeCommand, ErrorsNameTheKey) {
   EXPECT_EQ(parse_error({"model.head_dim=128", "rope.facter=2"}),
-            "unknown key 'rope.facter' (did you mean 'rope.factor'?)");
-  EXPECT_NE(parse_error({"model.head_dim=128", "zzz.q=2"}).find("known keys: model.head_dim"),
+            "--set rope.facter: unknown key 'rope.facter' (did you mean 'rope.factor'?)");
+  EXPECT_NE(parse_error({"model.head_dim=128", "zzz.q=2"})
+                .find("unknown key 'zzz.q'; known keys: model, rope, logit_scale, data"),
             std::string::npos);
   EXPECT_NE(parse_error({"rope.theta=500000"}).find("model.head_dim is required"),
             std::string::npos);
   EXPECT_NE(parse_error({}).find("model.head_dim is required"), std::string::npos);
   EXPECT_EQ(parse_error({"model.head_dim=128", "rope.factor=0.5"}),
-            "rope.factor must be >= 1, got 0.5");
-  EXPECT_EQ(parse_error({"model.head_dim=63"}), "model.head_dim must be even, got 63");
+            "--set rope.factor: rope.factor must be >= 1, got 0.5");
+  EXPECT_EQ(parse_error({"model.head_dim=63"}),
+            "--set model.head_dim: model.head_dim must be even, got 63");
   EXPECT_EQ(parse_error({"model.head_dim=128", "rope.method=linear"}),
-            "rope.factor is required for rope.method=linear");
+            "--set rope.method: rope.factor is required for rope.method=linear");
   EXPECT_EQ(parse_error({"model.head_dim=128", "rope.factor=abc"}),
-            "rope.factor: expected a number, got 'abc'");
+            "--set rope.factor: rope.factor: expected a number, got 'abc'");
   EXPECT_EQ(parse_error({"model.head_dim=128.5"}),
-            "model.head_dim: expected an integer, got '128.5'");
-  EXPECT_EQ(parse_error({"model.head_dim=128", "rope.factor="}),
-            "rope.factor: expected a number, got nothing");
+            "--set model.head_dim: model.head_dim: expected an integer, got '128.5'");
+  // An empty value unsets the key, as `key: null` in a recipe does.
+  EXPECT_EQ(parse_error({"model.head_dim=128", "rope.method=linear", "rope.factor=2", "rope.factor="}),
+            "--set rope.factor: rope.factor is required for rope.method=linear");
   EXPECT_EQ(parse_error({"model.head_dim=128", "rope.factor=.nan"}),
-            "rope.factor: expected a number, got '.nan'");
+            "--set rope.factor: rope.factor: expected a number, got '.nan'");
   EXPECT_EQ(parse_error({"model.head_dim=128", "rope.truncate=maybe"}),
-            "rope.truncate: expected true or false, got 'maybe'");
-  EXPECT_EQ(
-      parse_error({"model.head_dim=128", "rope.method=ntk2"}),
-      "unknown rope.method 'ntk2'; accepted: none, linear, ntk, dynamic, yarn, llama3, longrope");
+            "--set rope.truncate: rope.truncate: expected true or false, got 'maybe'");
+  EXPECT_EQ(parse_error({"model.head_dim=128", "rope.method=ntk2"}),
+            "--set rope.method: unknown rope.method 'ntk2'; accepted: none, linear, ntk, dynamic, "
+            "yarn, llama3, longrope");
   // Bad lists: unparsable, wrong element, not a list.
   const std::string unclosed = parse_error({"model.head_dim=128", "logit_scale.skip_layers=[0,1"});
-  EXPECT_EQ(unclosed.rfind("logit_scale.skip_layers: cannot parse '[0,1' as a YAML value", 0), 0u)
+  EXPECT_EQ(unclosed.rfind("--set logit_scale.skip_layers: logit_scale.skip_layers: cannot parse "
+                           "'[0,1' as a YAML value",
+                           0),
+            0u)
       << unclosed;
   EXPECT_EQ(parse_error({"model.head_dim=128", "logit_scale.skip_layers=[0,x]"}),
-            "logit_scale.skip_layers[1]: expected an integer, got 'x'");
+            "--set logit_scale.skip_layers: logit_scale.skip_layers[1]: expected an integer, got 'x'");
   EXPECT_EQ(parse_error({"model.head_dim=128", "logit_scale.skip_layers=1"}),
-            "logit_scale.skip_layers: expected a list of integers such as [0, 1], got '1'");
+            "--set logit_scale.skip_layers: logit_scale.skip_layers: expected a list such as "
+            "[a, b], got '1'");
   EXPECT_EQ(parse_error({"model.head_dim=128", "rope.factor=[1,2]"}),
-            "rope.factor: expected a number, got [1, 2]");
+            "--set rope.factor: rope.factor: expected a number, got [1, 2]");
   EXPECT_EQ(parse_error({"model.head_dim=128", "logit_scale.skip_layers=[-1]"}),
-            "logit_scale.skip_layers must be >= 0, got -1");
+            "--set logit_scale.skip_layers: logit_scale.skip_layers must be >= 0, got -1");
   EXPECT_EQ(parse_error({"model.head_dim"}), "--set expects KEY=VALUE, got 'model.head_dim'");
   EXPECT_EQ(parse_error({"=3"}), "--set expects KEY=VALUE, got '=3'");
   EXPECT_NE(
@@ -230,21 +259,48 @@ TEST(RopeCommand, RecipeFileWithOverrides) {
 
 TEST(RopeCommand, RecipeErrorsHaveFileAndLine) {
   EXPECT_EQ(parse_error({}, "model:\n  head_dim: 128\nrope:\n  facter: 2\n"),
-            "recipe.yaml:4:3: unknown key 'rope.facter' (did you mean 'rope.factor'?)");
+            at(4, 3) + "unknown key 'rope.facter' (did you mean 'rope.factor'?)");
   EXPECT_EQ(parse_error({}, "model:\n  head_dim: 128\nrope:\n  factor: abc\n"),
-            "recipe.yaml:4:11: rope.factor: expected a number, got 'abc'");
-  EXPECT_EQ(parse_error({}, "model:\n  head_dim: 128\ntrain:\n  steps: 2\n"),
-            "recipe.yaml:3:1: unknown section 'train'; known sections: model, rope, logit_scale");
+            at(4, 11) + "rope.factor: expected a number, got 'abc'");
+  EXPECT_EQ(parse_error({}, "model:\n  head_dim: 128\ntrian:\n  steps: 2\n"),
+            at(3, 1) + "unknown key 'trian' (did you mean 'train'?)");
   EXPECT_EQ(parse_error({}, "model:\n  head_dim: 128\n  head_dim: 64\n"),
-            "recipe.yaml:3:3: duplicate key 'model.head_dim'");
+            at(3, 3) + "duplicate key 'model.head_dim'");
   EXPECT_EQ(parse_error({}, "model: 128\n"),
-            "recipe.yaml:1:8: section 'model' must be a mapping, got '128'");
-  EXPECT_EQ(parse_error({}, "model:\n  head_dim: [1, 2\n").rfind("recipe.yaml:", 0), 0u);
-  EXPECT_EQ(
-      parse_error({}, "- 1\n- 2\n").rfind("recipe.yaml:1:1: a recipe is a mapping of sections", 0),
-      0u);
-  // Range errors found after merging name the key.
-  EXPECT_EQ(parse_error({}, "model:\n  head_dim: 127\n"), "model.head_dim must be even, got 127");
+            at(1, 8) + "model: expected a mapping (section), got '128'");
+  EXPECT_EQ(parse_error({}, "model:\n  head_dim: [1, 2\n").rfind(recipe_path() + ":", 0), 0u);
+  EXPECT_EQ(parse_error({}, "- 1\n- 2\n").rfind(at(1, 1) + "a recipe is a mapping of sections", 0),
+            0u);
+  // Range errors found after merging name the key and where it was given.
+  EXPECT_EQ(parse_error({}, "model:\n  head_dim: 127\n"),
+            at(2, 13) + "model.head_dim must be even, got 127");
+  // Values of sections rotor rope does not read are still checked.
+  EXPECT_EQ(parse_error({}, "model:\n  head_dim: 128\ntrain:\n  steps: 0\n"),
+            at(4, 10) + "train.steps must be >= 1, got 0");
+}
+
+// A training recipe (every section, base: inheritance) works as it is: the
+// head size comes from hidden_size / num_attention_heads.
+TEST(RopeCommand, TrainingRecipesLoad) {
+  const std::filesystem::path demo =
+      std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path() /
+      "recipes/demo";
+  absl::StatusOr<RopeSettings> eabf = load_rope_settings((demo / "eabf.yaml").string(), {});
+  ASSERT_TRUE(eabf.ok()) << eabf.status();
+  EXPECT_GT(eabf->head_dim, 0);
+  EXPECT_EQ(eabf->rope.theta, 500000.0);
+  EXPECT_EQ(eabf->logit_scale.kind, LogitScaleKind::kLogPosition);
+  const RopeSettings s = parse_or_fail(
+      {"train.steps=3"},
+      "model: {vocab_size: 260, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,\n"
+      "        num_attention_heads: 4}\n"
+      "rope: {method: linear, factor: 2}\n"
+      "data: {datasets: [{path: nowhere}], sequence_length: 32}\n");
+  EXPECT_EQ(s.head_dim, 16);
+  EXPECT_EQ(s.rope.method, RopeMethod::kLinear);
+  EXPECT_EQ(parse_error({}, "model: {hidden_size: 64, num_attention_heads: 3}\n"),
+            at(1, 47) + "model.hidden_size (64) must be a multiple of model.num_attention_heads (3) "
+                        "when model.head_dim is not given");
 }
 
 TEST(RopeCommand, RunPrintsJsonOrFailsWithStatus2) {
@@ -273,7 +329,9 @@ TEST(RopeCommand, RunPrintsJsonOrFailsWithStatus2) {
   r = run({"--set", "model.head_dim=128", "--set", "rope.facter=2"});
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err, "rotor rope: unknown key 'rope.facter' (did you mean 'rope.factor'?)\n");
+  EXPECT_EQ(r.err,
+            "rotor rope: --set rope.facter: unknown key 'rope.facter' (did you mean "
+            "'rope.factor'?)\n");
   for (const std::vector<std::string>& bad : {std::vector<std::string>{"--set"},
                                               {"--bogus"},
                                               {"a.yaml", "b.yaml"},

@@ -54,7 +54,8 @@ const Saved& saved() {
            "        init_from: " << s.dir << "/no-such-run}\n"
            "rope: {method: none, theta: 10000}\n"
            "logit_scale: {kind: log_position, base_length: 8, skip_layers: [0]}\n"
-           "data: {datasets: [{path: " << s.dir << "/no-such-corpus}], sequence_length: 64}\n"
+           "data: {datasets: [{path: " << s.dir << "/no-such-corpus}], sequence_length: 64,\n"
+           "       tokenizer: bytes}\n"
            "train: {steps: 3, global_batch_size: 1, micro_batch_size: 1, lr: 1.0e-3, seed: 5}\n"
            "run: {dir: " << s.run_dir << "}\n";
     s.checkpoint = testing::save_tiny_checkpoint(recipe_path, s.run_dir, 3, kSeed);

@@ -76,7 +76,8 @@ std::string make_checkpoint(const std::string& name, bool tied, const std::strin
          "        tie_word_embeddings: " << (tied ? "true" : "false") << "}\n"
          "rope: " << rope << "\n"
          "logit_scale: " << logit_scale << "\n"
-         "data: {datasets: [{path: " << dir << "/no-such-corpus}], sequence_length: 64}\n"
+         "data: {datasets: [{path: " << dir << "/no-such-corpus}], sequence_length: 64,\n"
+         "       tokenizer: bytes}\n"
          "train: {steps: 2, global_batch_size: 1, micro_batch_size: 1, lr: 1.0e-3, seed: 5}\n"
          "run: {dir: " << dir << "}\n";
   return testing::save_tiny_checkpoint(recipe_path, dir, 2, 23);

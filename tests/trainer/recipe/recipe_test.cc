@@ -84,7 +84,12 @@ TEST_F(RecipeTest, GoodRecipeLoadsWithDefaults) {
   EXPECT_EQ(r.rope.method, RopeMethod::kNone);
   EXPECT_EQ(r.rope.theta, 10000.0);
   EXPECT_EQ(r.proto.data().datasets(1).weight(), 1.0);
-  EXPECT_EQ(r.proto.data().tokenizer(), "bytes");
+  EXPECT_FALSE(r.proto.data().has_tokenizer()) << "no default: the recipe names none";
+  EXPECT_TRUE(r.proto.parallel().sequence_parallel());
+  EXPECT_EQ(r.proto.run().log_interval(), 1);
+  EXPECT_EQ(r.proto.rope().method(), "none");
+  EXPECT_EQ(r.proto.rope().theta(), 10000.0);
+  EXPECT_EQ(r.proto.logit_scale().kind(), "none");
   EXPECT_EQ(r.proto.train().schedule(), recipe::TrainSection::cosine);
   EXPECT_EQ(r.proto.parallel().tp(), 1);
   EXPECT_EQ(r.proto.run().dir(), "runs/good");
@@ -225,6 +230,43 @@ TEST_F(RecipeTest, BadRecipesGiveExactMessages) {
     EXPECT_TRUE(err.rfind(loc(c.line, c.col) + c.message, 0) == 0)
         << "recipe:\n" << c.text << "\nwant: " << loc(c.line, c.col) << c.message << "\ngot:  " << err;
   }
+}
+
+// The byte tokenizer's vocabulary check applies only to a recipe that says
+// bytes: without data.tokenizer there is none, and the resolved recipe names none.
+TEST_F(RecipeTest, ByteVocabularyOnlyWithTheByteTokenizer) {
+  std::string small = kGood;
+  small.replace(small.find("vocab_size: 260"), 15, "vocab_size: 101");
+  const LoadedRecipe r = load_or_fail(write("r.yaml", small));
+  EXPECT_EQ(r.model.vocab_size, 101);
+  EXPECT_FALSE(r.proto.data().has_tokenizer());
+  EXPECT_EQ(recipe_to_yaml(r.proto).find("tokenizer"), std::string::npos) << recipe_to_yaml(r.proto);
+  EXPECT_EQ(error_of(small, {"data.tokenizer=bytes"}),
+            loc(2, 15) + "model.vocab_size (101) must be >= 256 with data.tokenizer bytes");
+  EXPECT_EQ(load_or_fail(write("spm.yaml", small), {"data.tokenizer=spm:x.model"}).proto.data().tokenizer(),
+            "spm:x.model");
+}
+
+// A rotor rope recipe: only the head size is required, every value given is
+// still checked, the keys and --set are the same.
+TEST_F(RecipeTest, RopeModeNeedsOnlyTheHeadSize) {
+  absl::StatusOr<LoadedRecipe> r =
+      load_recipe(write("rope.yaml", "model: {head_dim: 8}\nrope: {method: linear, factor: 2}\n"),
+                  {"logit_scale.kind=constant"}, RecipeMode::kRope);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->proto.model().head_dim(), 8);
+  EXPECT_EQ(r->rope.method, RopeMethod::kLinear);
+  EXPECT_EQ(r->logit_scale.kind, LogitScaleKind::kConstant);
+  EXPECT_EQ(r->logit_scale.value, 1.0);  // the default of kind constant
+  // The same file is not a training recipe.
+  EXPECT_EQ(load_recipe((dir_ / "rope.yaml").string(), {}).status().message(),
+            (dir_ / "rope.yaml").string() + ": model.vocab_size is required");
+  absl::StatusOr<LoadedRecipe> none = load_recipe("", {"rope.theta=2"}, RecipeMode::kRope);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().message(),
+            "model.head_dim is required (in the recipe's model section or --set model.head_dim=128)");
+  EXPECT_EQ(load_recipe("", {"model.head_dim=8", "train.beta1=2"}, RecipeMode::kRope).status().message(),
+            "--set train.beta1: train.beta1 must be in [0, 1)");
 }
 
 TEST_F(RecipeTest, InitFromNeedsNoSizes) {
