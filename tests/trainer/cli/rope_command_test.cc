@@ -3,6 +3,7 @@
 // messages (each must name the key at fault, and where it was given).
 #include "trainer/cli/rope_command.h"
 #include "trainer/recipe/rope_settings.h"
+#include "tests/common/testing.h"
 
 #include <gtest/gtest.h>
 
@@ -282,9 +283,7 @@ TEST(RopeCommand, RecipeErrorsHaveFileAndLine) {
 // A training recipe (every section, base: inheritance) works as it is: the
 // head size comes from hidden_size / num_attention_heads.
 TEST(RopeCommand, TrainingRecipesLoad) {
-  const std::filesystem::path demo =
-      std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path() /
-      "recipes/demo";
+  const std::filesystem::path demo = rotor::testing::source_root() / "recipes/demo";
   absl::StatusOr<RopeSettings> eabf = load_rope_settings((demo / "eabf.yaml").string(), {});
   ASSERT_TRUE(eabf.ok()) << eabf.status();
   EXPECT_GT(eabf->head_dim, 0);
