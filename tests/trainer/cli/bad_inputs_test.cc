@@ -37,7 +37,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path corpus_dir() { return fs::path(__FILE__).parent_path().parent_path() / "bad_inputs"; }
+// tests/trainer/cli/ -> tests/bad_inputs/
+fs::path corpus_dir() {
+  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "bad_inputs";
+}
 
 struct BadInput {
   std::string kind;

@@ -86,7 +86,8 @@ class ReportCommandTest : public ::testing::Test {
 };
 
 fs::path plots_script() {
-  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "eval/plots.py";
+  // tests/trainer/cli/ -> eval/plots.py
+  return fs::path(__FILE__).parent_path().parent_path().parent_path().parent_path() / "eval/plots.py";
 }
 
 int count_lines(const std::string& text) {
