@@ -8,6 +8,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "eval/csv.h"
 #include "kernels/check.h"
 
 namespace rotor::eval {
@@ -400,6 +402,28 @@ absl::StatusOr<HeadBucketTable> attention_js_divergence(LlamaModel& a, LlamaMode
     add_js(layer_qk(a, l, shard), layer_qk(b, l, shard), l, width, head0, out);
   }
   sum_over_model_group(pa, {&out});
+  return out;
+}
+
+std::vector<std::string> attention_csv_rows(const std::string& run, int64_t step, int64_t length,
+                                            const AttentionStats& stats, const HeadBucketTable* js,
+                                            const std::string& reference) {
+  const int64_t layers = stats.entropy.layers(), heads = stats.entropy.heads();
+  const std::vector<PositionBucket>& buckets = stats.entropy.buckets();
+  std::vector<std::string> out;
+  auto rows = [&](const HeadBucketTable& t, const char* metric, const std::string& ref) {
+    for (int64_t l = 0; l < layers; ++l)
+      for (int64_t h = -1; h < heads; ++h)
+        for (int64_t b = -1; b < static_cast<int64_t>(buckets.size()); ++b) {
+          if (b >= 0 && t.rows(l, h < 0 ? 0 : h, b) == 0) continue;
+          out.push_back(absl::StrFormat("%s,%d,%d,%d,%d,%s,%s,%.8g,%s", csv_field(run), step, length, l, h,
+                                        b < 0 ? std::string("all") : buckets[static_cast<size_t>(b)].label,
+                                        metric, t.mean(l, h, b), csv_field(ref)));
+        }
+  };
+  rows(stats.entropy, "entropy", "");
+  rows(stats.distance, "distance", "");
+  if (js != nullptr) rows(*js, "js_divergence", reference);
   return out;
 }
 

@@ -109,4 +109,17 @@ absl::StatusOr<AttentionStats> attention_stats(LlamaModel& model, const Batch& b
 absl::StatusOr<HeadBucketTable> attention_js_divergence(LlamaModel& a, LlamaModel& b,
                                                         const Batch& batch, int64_t width);
 
+// attention.csv (`rotor eval attention`): metric entropy (nats) | distance
+// (tokens) | js_divergence (nats); head -1 is the mean over heads; bucket
+// "all" or a bucket's label; reference: the reference checkpoint on
+// js_divergence rows, empty otherwise.
+inline constexpr char kAttentionCsvHeader[] = "run,step,length,layer,head,bucket,metric,value,reference";
+// The rows of attention.csv (without newlines) of `stats` and, when not null,
+// `js` against `reference`: entropy, distance, then js_divergence rows; in
+// each, layer by layer, head -1 then each head, bucket "all" then each bucket
+// that has rows.
+std::vector<std::string> attention_csv_rows(const std::string& run, int64_t step, int64_t length,
+                                            const AttentionStats& stats, const HeadBucketTable* js,
+                                            const std::string& reference);
+
 }  // namespace rotor::eval

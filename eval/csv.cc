@@ -1,7 +1,10 @@
 // CSV fields of the eval outputs. See csv.h.
 #include "eval/csv.h"
 
+#include <filesystem>
+
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 
 namespace rotor::eval {
 
@@ -36,6 +39,18 @@ std::string csv_field(const std::string& text) {
   std::string q = "\"";
   for (char c : text) q += c == '"' ? std::string("\"\"") : std::string(1, c);
   return q + "\"";
+}
+
+absl::StatusOr<std::ofstream> open_csv(const std::string& dir, const std::string& name,
+                                       std::string_view header) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const std::string path = (fs::path(dir) / name).string();
+  std::ofstream f(path, std::ios::trunc);
+  if (ec || !f) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot open for writing"));
+  f << header << "\n";
+  return f;
 }
 
 }  // namespace rotor::eval

@@ -5,6 +5,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "eval/csv.h"
 
 namespace rotor::eval {
 namespace {
@@ -190,6 +192,49 @@ absl::StatusOr<std::vector<LengthPerplexity>> perplexity_at_lengths(
     out.push_back(*std::move(r));
   }
   return out;
+}
+
+absl::StatusOr<std::vector<LengthPerplexity>> perplexity_by_length(
+    LlamaModel& model, const IndexedDataset& heldout, const PplRun& run, const ParallelContext& parallel) {
+  std::vector<LengthPerplexity> results;
+  for (int64_t length : run.lengths) {
+    PplOptions o;
+    o.lengths = {length};
+    o.stride = run.stride;
+    o.max_documents = run.documents > 0 ? run.documents : std::max<int64_t>(1, run.token_budget / length);
+    absl::StatusOr<std::vector<LengthPerplexity>> p = perplexity_at_lengths(model, heldout, o, parallel);
+    if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat("length ", length, ": ", p.status().message()));
+    results.push_back(p->front());
+  }
+  return results;
+}
+
+std::vector<std::string> ppl_csv_rows(const std::string& run, int64_t step, int64_t train_length,
+                                      std::span<const LengthPerplexity> results) {
+  std::vector<std::string> rows;
+  auto row = [&](const LengthPerplexity& p, const std::string& bucket, int64_t tokens, double loss) {
+    rows.push_back(absl::StrFormat("%s,%d,%d,%d,%s,%d,%d,%.8g,%.8g", csv_field(run), step, train_length,
+                                   p.length, bucket, p.documents, tokens, loss, std::exp(loss)));
+  };
+  for (const LengthPerplexity& p : results) {
+    row(p, "all", p.tokens, p.mean_loss());
+    for (const BucketLoss& b : p.buckets) row(p, b.bucket.label, b.tokens, b.mean_loss());
+  }
+  return rows;
+}
+
+absl::StatusOr<std::vector<PplWindow>> leading_windows(const IndexedDataset& heldout, int64_t length,
+                                                       int64_t documents) {
+  std::vector<PplWindow> windows;
+  for (int64_t d = 0; d < heldout.num_documents() && static_cast<int64_t>(windows.size()) < documents; ++d) {
+    absl::StatusOr<std::vector<int32_t>> tokens = read_document(heldout, d, length + 1);
+    if (!tokens.ok()) return tokens.status();
+    for (PplWindow& w : document_windows(*tokens, length, 0)) {
+      w.document = d;
+      windows.push_back(std::move(w));
+    }
+  }
+  return windows;
 }
 
 }  // namespace rotor::eval

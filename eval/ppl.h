@@ -38,6 +38,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -106,5 +107,31 @@ Batch window_batch(std::span<const PplWindow> windows, int64_t length);
 absl::StatusOr<std::vector<LengthPerplexity>> perplexity_at_lengths(
     LlamaModel& model, const IndexedDataset& heldout, const PplOptions& options,
     const ParallelContext& parallel);
+
+// `rotor eval ppl`'s evaluation: perplexity at each of `lengths`, one length
+// at a time, using `documents` documents per length when > 0, else
+// max(1, token_budget / L) (the trainer's eval.tokens budget). Errors are
+// InvalidArgument "length L: ..." (collective, like perplexity_at_lengths).
+struct PplRun {
+  std::vector<int64_t> lengths;
+  int64_t stride = 0;        // PplOptions::stride
+  int64_t documents = 0;     // per length; 0: token_budget / L
+  int64_t token_budget = 0;  // tokens per length when documents is 0
+};
+absl::StatusOr<std::vector<LengthPerplexity>> perplexity_by_length(
+    LlamaModel& model, const IndexedDataset& heldout, const PplRun& run, const ParallelContext& parallel);
+
+// ppl.csv: one row with bucket "all" per length, then one per position bucket
+// ("0-1K", ...); loss in nats, ppl = exp(loss).
+inline constexpr char kPplCsvHeader[] = "run,step,train_length,length,bucket,documents,tokens,loss,ppl";
+// The rows of ppl.csv for `results` (without newlines), in that order.
+std::vector<std::string> ppl_csv_rows(const std::string& run, int64_t step, int64_t train_length,
+                                      std::span<const LengthPerplexity> results);
+
+// The first `documents` documents of `heldout` that hold at least length + 1
+// tokens, one window each (their first length + 1 tokens), in dataset order;
+// fewer (or none) when fewer documents are that long.
+absl::StatusOr<std::vector<PplWindow>> leading_windows(const IndexedDataset& heldout, int64_t length,
+                                                       int64_t documents);
 
 }  // namespace rotor::eval

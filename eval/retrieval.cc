@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "data/indexed_dataset.h"
 #include "eval/csv.h"
 #include "kernels/random.h"
 #include "model/decode.h"
@@ -317,6 +318,29 @@ absl::StatusOr<std::vector<RetrievalCell>> run_retrieval_grid(
     }
   }
   return cells;
+}
+
+absl::StatusOr<std::vector<int32_t>> read_needle_haystack(const std::string& prefix,
+                                                          std::span<const int64_t> lengths) {
+  const int64_t longest = lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
+  const int64_t want = 4 * longest;
+  absl::StatusOr<IndexedDataset> ds = IndexedDataset::open(prefix);
+  if (!ds.ok()) return absl::NotFoundError(absl::StrCat("needle haystack: ", ds.status().message()));
+  std::vector<int32_t> out;
+  for (int64_t i = 0; i < ds->num_sequences() && static_cast<int64_t>(out.size()) < want; ++i) {
+    const int64_t n = std::min(ds->sequence_length(i), want - static_cast<int64_t>(out.size()));
+    const size_t at = out.size();
+    out.resize(at + static_cast<size_t>(n));
+    if (absl::Status s = ds->read(i, 0, n, out.data() + at); !s.ok()) {
+      return absl::DataLossError(absl::StrCat(prefix, ": ", s.message()));
+    }
+  }
+  if (static_cast<int64_t>(out.size()) < longest) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, ": holds ", out.size(),
+                                                   " tokens, the needle haystack needs ", longest,
+                                                   " (the longest --lengths)"));
+  }
+  return out;
 }
 
 absl::Status write_retrieval_csv(const std::string& path, const std::string& run, int64_t step,

@@ -144,6 +144,13 @@ absl::StatusOr<std::vector<RetrievalCell>> run_retrieval_grid(
     const RetrievalOptions& options, std::span<const int32_t> haystack = {},
     const std::function<void(const RetrievalCell&)>& progress = nullptr);
 
+// The needle haystack for prompts of `lengths`: the first 4 * max(lengths)
+// tokens of the indexed dataset at `prefix` (fewer when it has fewer),
+// sequences in dataset order. NotFound when it does not open, DataLoss on a
+// read error, InvalidArgument when it holds fewer than max(lengths) tokens.
+absl::StatusOr<std::vector<int32_t>> read_needle_haystack(const std::string& prefix,
+                                                          std::span<const int64_t> lengths);
+
 // The CSV header, exactly "run,step,length,depth,trials,passed,pass_rate,mean_entropy".
 extern const char kRetrievalCsvHeader[];
 // Writes the header and one row per cell to `path` (parent directories created).

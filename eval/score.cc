@@ -1,9 +1,13 @@
 #include "eval/score.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <sstream>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace rotor {
@@ -54,6 +58,56 @@ absl::StatusOr<ScoreResult> score_ids(LlamaModel& model, std::span<const int32_t
   }
   if (keep_logits) r.logits.assign(l, l + n * v);
   return r;
+}
+
+absl::StatusOr<std::string> read_text_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return ss.str();
+}
+
+absl::StatusOr<std::vector<int32_t>> read_token_file(const std::string& path, int64_t vocab_size) {
+  absl::StatusOr<std::string> text = read_text_file(path);
+  if (!text.ok()) return text.status();
+  std::vector<int32_t> ids;
+  std::istringstream in(*text);
+  for (std::string word; in >> word;) {
+    const size_t index = ids.size() + 1;
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(word, &id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": token ", index, ": '", word, "' is not an integer"));
+    }
+    if (id < 0 || id >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": token ", index, ": id ", id,
+                                                     " outside the vocabulary [0, ", vocab_size, ")"));
+    }
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  return ids;
+}
+
+absl::StatusOr<std::vector<int32_t>> encode_text_file(const Tokenizer& tokenizer, const std::string& path,
+                                                      int64_t vocab_size) {
+  absl::StatusOr<std::string> text = read_text_file(path);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<std::vector<int32_t>> ids = tokenizer.encode(*text);
+  if (!ids.ok()) return ids.status();
+  for (size_t i = 0; i < ids->size(); ++i) {
+    if ((*ids)[i] < 0 || (*ids)[i] >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": token ", i + 1, ": the tokenizer (",
+                                                     tokenizer.spec(), ") gave id ", (*ids)[i],
+                                                     ", outside the model's vocabulary [0, ", vocab_size, ")"));
+    }
+  }
+  return ids;
 }
 
 }  // namespace rotor

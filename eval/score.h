@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "data/tokenizer.h"
 #include "model/llama.h"
 
 namespace rotor {
@@ -35,10 +36,20 @@ struct ScoreResult {
 absl::StatusOr<ScoreResult> score_ids(LlamaModel& model, std::span<const int32_t> ids,
                                       bool keep_logits);
 
-// Scores `ids` (at least 2, each in [0, vocab_size)) with a loaded model: one
-// forward pass, batch of 1, positions 0..n-1. InvalidArgument names the
-// 1-based index of a bad id.
-absl::StatusOr<ScoreResult> score_ids(LlamaModel& model, std::span<const int32_t> ids,
-                                      bool keep_logits);
+// ---- The inputs of `rotor score` (--tokens FILE, --text FILE).
+
+// The contents of file `path`: InvalidArgument for a directory, NotFound when
+// it does not open, DataLoss on a read error; each names the file.
+absl::StatusOr<std::string> read_text_file(const std::string& path);
+
+// A token file: whitespace-separated integers in [0, vocab_size). Errors name
+// the file and the 1-based token index.
+absl::StatusOr<std::vector<int32_t>> read_token_file(const std::string& path, int64_t vocab_size);
+
+// Text file `path` tokenized with `tokenizer` (no bos/eos added), every id
+// checked against the model's vocabulary [0, vocab_size): InvalidArgument
+// naming the file, the 1-based token index and the tokenizer otherwise.
+absl::StatusOr<std::vector<int32_t>> encode_text_file(const Tokenizer& tokenizer, const std::string& path,
+                                                      int64_t vocab_size);
 
 }  // namespace rotor

@@ -36,10 +36,7 @@ absl::StatusOr<ScoringModel> load_scoring_model(const std::string& path, bool lo
   // model.init_from (if any) is not followed: the weights are the checkpoint's.
   absl::StatusOr<LoadedRecipe> recipe = load_recipe(recipe_path, {});
   if (!recipe.ok()) return absl::InvalidArgumentError(recipe.status().message());
-  if (!recipe->head_dim_known || !recipe->proto.model().has_hidden_size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(recipe_path, ": the recipe has no model sizes (model.init_from without sizes)"));
-  }
+  if (absl::Status s = check_model_sizes(*recipe); !s.ok()) return s;
   LlamaOptions options = recipe->model_options();
   options.recompute = true;  // forward only: keep no per-block activations
   absl::StatusOr<LlamaModel> model = LlamaModel::create(recipe->model, options);
@@ -100,6 +97,91 @@ absl::StatusOr<LlamaModel> load_eval_model(const LoadedRecipe& recipe, const std
   if (!info.ok()) return absl::Status(info.status().code(), absl::StrCat(dir, ": ", info.status().message()));
   step = info->step;
   return m;
+}
+
+absl::StatusOr<LaidOutModel> load_laid_out_model(const LoadedRecipe& recipe, const std::string& dir,
+                                                 Communicator& world, bool recompute) {
+  absl::StatusOr<RecipeLayout> layout = recipe_layout(recipe.proto, world);
+  if (!layout.ok()) return layout.status();
+  int64_t step = 0;
+  absl::StatusOr<LlamaModel> model = load_eval_model(recipe, dir, layout->par, recompute, step);
+  if (!model.ok()) return model.status();
+  return LaidOutModel{.layout = *std::move(layout), .model = *std::move(model), .step = step};
+}
+
+absl::StatusOr<LlamaModel> load_checkpoint_model(const std::string& dir, const ParallelContext& par,
+                                                 bool recompute, int64_t& step) {
+  absl::StatusOr<LoadedRecipe> recipe = load_recipe((fs::path(dir) / "recipe.yaml").string(), {});
+  if (!recipe.ok()) return absl::InvalidArgumentError(recipe.status().message());
+  return load_eval_model(*recipe, dir, par, recompute, step);
+}
+
+std::string run_name(const std::string& run_dir) {
+  const fs::path p = fs::path(run_dir).lexically_normal();
+  const std::string name = p.filename().string();
+  return name.empty() ? p.parent_path().filename().string() : name;
+}
+
+absl::StatusOr<std::string> eval_checkpoint_dir(const LoadedRecipe& recipe, const std::string& checkpoint) {
+  return resolve_checkpoint_dir(checkpoint.empty() ? recipe.proto.run().dir() : checkpoint);
+}
+
+std::string eval_out_dir(const LoadedRecipe& recipe, const std::string& out) {
+  return out.empty() ? (fs::path(recipe.proto.run().dir()) / "eval").string() : out;
+}
+
+absl::StatusOr<std::unique_ptr<IndexedDataset>> open_heldout(const LoadedRecipe& recipe) {
+  const std::string& heldout = recipe.proto.data().heldout();
+  if (heldout.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(recipe.path, ": data.heldout is not set (held-out documents to evaluate on)"));
+  }
+  absl::StatusOr<IndexedDataset> h = IndexedDataset::open(heldout);
+  if (!h.ok()) return absl::NotFoundError(absl::StrCat("data.heldout: ", h.status().message()));
+  return std::make_unique<IndexedDataset>(*std::move(h));
+}
+
+std::vector<int64_t> default_eval_lengths(const LoadedRecipe& recipe) {
+  const auto& lengths = recipe.proto.eval().lengths();
+  if (lengths.empty()) return {recipe.proto.data().sequence_length()};
+  return std::vector<int64_t>(lengths.begin(), lengths.end());
+}
+
+absl::Status check_model_sizes(const LoadedRecipe& recipe) {
+  if (!recipe.head_dim_known || !recipe.proto.model().has_hidden_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(recipe.path, ": the recipe has no model sizes (model.init_from without sizes)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status check_single_run(const LoadedRecipe& recipe) {
+  absl::StatusOr<std::vector<NamedRun>> runs = expand_sweep(recipe);
+  if (!runs.ok()) return runs.status();
+  if (runs->size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        recipe.path, ": the recipe sweeps ", runs->size(),
+        " runs; evaluate one of them (its run directory holds its recipe.yaml)"));
+  }
+  return check_model_sizes(recipe);
+}
+
+absl::Status check_tokenizer_fits(const Tokenizer& tokenizer, const LoadedRecipe& recipe) {
+  if (tokenizer.vocab_size() > recipe.model.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("the tokenizer (", tokenizer.spec(), ") has ",
+                                                   tokenizer.vocab_size(), " ids, more than the model's vocab_size ",
+                                                   recipe.model.vocab_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HaystackSource> needle_haystack_source(const LoadedRecipe& recipe) {
+  const recipe::DataSection& data = recipe.proto.data();
+  if (!data.heldout().empty()) return HaystackSource{.path = data.heldout(), .training_data = false};
+  if (data.datasets_size() == 0) {
+    return absl::InvalidArgumentError("needle: the recipe names no data.heldout nor data.datasets");
+  }
+  return HaystackSource{.path = data.datasets(0).path(), .training_data = true};
 }
 
 }  // namespace rotor

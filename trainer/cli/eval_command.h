@@ -4,7 +4,8 @@
 //                              [--stride N] [--documents N]
 //   rotor eval attention RECIPE.yaml [--checkpoint DIR] [--reference CHECKPOINT_DIR]
 //                              [--length N] [--documents N] [--out DIR] [--set k=v ...]
-//   rotor eval passkey|needle ...   (not built yet: usage error)
+//   rotor eval passkey|needle ...   the retrieval grids (retrieval_command.h;
+//                                   trainer/cli/main.cc dispatches them there)
 //
 // The model is the RECIPE's (with --set applied: sizes, RoPE method and
 // logit scalar, so an eval-time change such as --set rope.method=dynamic is
@@ -18,7 +19,8 @@
 // --stride N the sliding window. --documents N caps the documents per length
 // (default max(1, eval.tokens / L), the trainer's token budget). Runs in the
 // recipe's parallel layout (parallel.tp/cp, dp = world / (tp * cp)) under
-// mpirun. Writes <out>/ppl.csv:
+// mpirun (eval/ppl.h: perplexity_by_length). Writes <out>/ppl.csv
+// (eval::kPplCsvHeader):
 //   run,step,train_length,length,bucket,documents,tokens,loss,ppl
 // one row with bucket "all" per length, then one per position bucket
 // ("0-1K", ...); run = the run directory's name, train_length =
@@ -30,7 +32,7 @@
 // (heads over tp, query rows over cp; every rank gets the summed tables, rank
 // 0 writes). With --reference also the JS divergence of every attention row
 // against the reference checkpoint's model (built from that checkpoint's own
-// recipe.yaml). Writes <out>/attention.csv:
+// recipe.yaml). Writes <out>/attention.csv (eval::kAttentionCsvHeader):
 //   run,step,length,layer,head,bucket,metric,value,reference
 // metric entropy (nats) | distance (tokens) | js_divergence (nats); head -1 is
 // the mean over heads; bucket "all" or a label; reference = the reference
@@ -43,18 +45,11 @@
 // 0 writes the files and the table.
 #pragma once
 
-#include <cstdint>
-#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
-
 namespace rotor {
-
-inline constexpr char kPplCsvHeader[] = "run,step,train_length,length,bucket,documents,tokens,loss,ppl";
-inline constexpr char kAttentionCsvHeader[] = "run,step,length,layer,head,bucket,metric,value,reference";
 
 // Runs `rotor eval` with the words after "eval". Returns 0, 1 or 2 (see
 // above); --help prints the usage to `out` and returns 0.

@@ -1,10 +1,9 @@
 // `rotor eval passkey|needle`. See retrieval_command.h.
 #include "trainer/cli/retrieval_command.h"
 
-#include <algorithm>
 #include <filesystem>
+#include <memory>
 #include <optional>
-#include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -13,13 +12,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "data/indexed_dataset.h"
+#include "data/tokenizer.h"
 #include "eval/retrieval.h"
-#include "trainer/cli/args.h"
-#include "trainer/recipe/layout.h"
-#include "trainer/recipe/recipe.h"
-#include "trainer/loading.h"
 #include "parallel/world.h"
+#include "trainer/cli/args.h"
+#include "trainer/loading.h"
+#include "trainer/recipe/recipe.h"
 
 namespace rotor {
 namespace {
@@ -135,21 +133,52 @@ absl::StatusOr<RetrievalArgs> parse_args(const std::vector<std::string>& args) {
 // A haystack dataset too short for a read (kOutOfRange) is an input error too.
 int exit_code(const absl::Status& s) { return exit_status(s, {absl::StatusCode::kOutOfRange}); }
 
-// The first `want` tokens of the dataset at `prefix` (fewer if it has fewer),
-// sequences in order.
-absl::StatusOr<std::vector<int32_t>> read_haystack(const std::string& prefix, int64_t want) {
-  absl::StatusOr<IndexedDataset> ds = IndexedDataset::open(prefix);
-  if (!ds.ok()) return absl::NotFoundError(absl::StrCat("needle haystack: ", ds.status().message()));
-  std::vector<int32_t> out;
-  for (int64_t i = 0; i < ds->num_sequences() && static_cast<int64_t>(out.size()) < want; ++i) {
-    const int64_t n = std::min(ds->sequence_length(i), want - static_cast<int64_t>(out.size()));
-    const size_t at = out.size();
-    out.resize(at + static_cast<size_t>(n));
-    if (absl::Status s = ds->read(i, 0, n, out.data() + at); !s.ok()) {
-      return absl::DataLossError(absl::StrCat(prefix, ": ", s.message()));
-    }
+// What a grid runs on, read before the model: the recipe, its checkpoint,
+// the grid's options, the tokenizer and (needle) the haystack.
+struct Inputs {
+  LoadedRecipe recipe;
+  std::string checkpoint;
+  RetrievalOptions options;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::vector<int32_t> haystack;
+};
+
+// A failure: its message and exit status.
+struct Failure {
+  absl::Status status;
+  int code = 2;
+};
+
+std::optional<Failure> read_inputs(RetrievalKind kind, const RetrievalArgs& a, const std::string& prefix,
+                                   Inputs& in, std::ostream& err) {
+  absl::StatusOr<LoadedRecipe> recipe = load_recipe(a.recipe, a.sets);
+  if (!recipe.ok()) return Failure{recipe.status()};
+  in.recipe = *std::move(recipe);
+  if (absl::Status s = check_single_run(in.recipe); !s.ok()) return Failure{s};
+  in.options.lengths = a.lengths ? *a.lengths : default_eval_lengths(in.recipe);
+  if (a.depths) in.options.depths = *a.depths;
+  in.options.trials = a.trials;
+  in.options.seed = a.seed;
+
+  absl::StatusOr<std::string> ckpt = eval_checkpoint_dir(in.recipe, a.checkpoint);
+  if (!ckpt.ok()) return Failure{ckpt.status()};
+  in.checkpoint = *ckpt;
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = checkpoint_tokenizer(in.checkpoint, in.recipe);
+  if (!tokenizer.ok()) return Failure{tokenizer.status()};
+  in.tokenizer = *std::move(tokenizer);
+  if (absl::Status s = check_tokenizer_fits(*in.tokenizer, in.recipe); !s.ok()) return Failure{s};
+
+  if (kind != RetrievalKind::kNeedle) return std::nullopt;
+  absl::StatusOr<HaystackSource> source = needle_haystack_source(in.recipe);
+  if (!source.ok()) return Failure{source.status()};
+  if (source->training_data) {
+    err << prefix << "no data.heldout in the recipe: the haystack is the training data " << source->path
+        << " (text the model has seen)\n";
   }
-  return out;
+  absl::StatusOr<std::vector<int32_t>> h = read_needle_haystack(source->path, in.options.lengths);
+  if (!h.ok()) return Failure{h.status(), exit_code(h.status())};
+  in.haystack = *std::move(h);
+  return std::nullopt;
 }
 
 }  // namespace
@@ -175,104 +204,35 @@ int run_eval_retrieval(const std::string& kind, const std::vector<std::string>& 
     err << prefix << a.status().message() << "\n" << usage(kind);
     return 2;
   }
-
-  absl::StatusOr<LoadedRecipe> recipe = load_recipe(a->recipe, a->sets);
-  if (!recipe.ok()) return fail(recipe.status(), 2);
-  absl::StatusOr<std::vector<NamedRun>> runs = expand_sweep(*recipe);
-  if (!runs.ok()) return fail(runs.status(), 2);
-  if (runs->size() != 1) {
-    return fail(absl::InvalidArgumentError(absl::StrCat(
-                    a->recipe, ": the recipe sweeps ", runs->size(),
-                    " runs; evaluate one of them (its run directory holds its recipe.yaml)")),
-                2);
-  }
-  if (!recipe->head_dim_known || !recipe->proto.model().has_hidden_size()) {
-    return fail(absl::InvalidArgumentError(absl::StrCat(
-                    a->recipe, ": the recipe has no model sizes (model.init_from without sizes)")),
-                2);
-  }
-  const std::string run_dir = recipe->proto.run().dir();
-  const std::string run_name = fs::path(run_dir).lexically_normal().filename().string();
-
-  // Options checked before the model and the weights are loaded.
-  RetrievalOptions options;
-  if (a->lengths) {
-    options.lengths = *a->lengths;
-  } else if (recipe->proto.eval().lengths_size() > 0) {
-    options.lengths.assign(recipe->proto.eval().lengths().begin(), recipe->proto.eval().lengths().end());
-  } else {
-    options.lengths = {recipe->proto.data().sequence_length()};
-  }
-  if (a->depths) options.depths = *a->depths;
-  options.trials = a->trials;
-  options.seed = a->seed;
-
-  absl::StatusOr<std::string> ckpt = resolve_checkpoint_dir(a->checkpoint.empty() ? run_dir : a->checkpoint);
-  if (!ckpt.ok()) return fail(ckpt.status(), 2);
-  const LoadedRecipe& r = *recipe;
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = checkpoint_tokenizer(*ckpt, r);
-  if (!tokenizer.ok()) return fail(tokenizer.status(), 2);
-  if ((*tokenizer)->vocab_size() > r.model.vocab_size) {
-    return fail(absl::InvalidArgumentError(absl::StrCat(
-                    "the tokenizer (", (*tokenizer)->spec(), ") has ", (*tokenizer)->vocab_size(),
-                    " ids, more than the model's vocab_size ", r.model.vocab_size)),
-                2);
-  }
-
-  std::vector<int32_t> haystack;
-  if (rk == RetrievalKind::kNeedle) {
-    const recipe::DataSection& data = r.proto.data();
-    std::string source = data.heldout();
-    if (source.empty()) {
-      if (data.datasets_size() == 0) {
-        return fail(absl::InvalidArgumentError("needle: the recipe names no data.heldout nor data.datasets"), 2);
-      }
-      source = data.datasets(0).path();
-      err << prefix << "no data.heldout in the recipe: the haystack is the training data " << source
-          << " (text the model has seen)\n";
-    }
-    const int64_t longest = *std::max_element(options.lengths.begin(), options.lengths.end());
-    absl::StatusOr<std::vector<int32_t>> h = read_haystack(source, 4 * longest);
-    if (!h.ok()) return fail(h.status(), exit_code(h.status()));
-    if (static_cast<int64_t>(h->size()) < longest) {
-      return fail(absl::InvalidArgumentError(absl::StrCat(
-                      source, ": holds ", h->size(), " tokens, the needle haystack needs ", longest,
-                      " (the longest --lengths)")),
-                  2);
-    }
-    haystack = *std::move(h);
-  }
+  Inputs in;
+  if (std::optional<Failure> f = read_inputs(rk, *a, prefix, in, err)) return fail(f->status, f->code);
 
   // The training layout (recompute_answerer in eval/retrieval.h when tp or cp > 1).
   ProcessWorld world;
-  std::ostringstream discard;
-  std::ostream& rank0 = world.comm().rank() == 0 ? out : discard;
+  RankZeroStream rank0(world.comm(), out);
   auto fail_all = [&](const absl::Status& s, int code) {
     if (world.comm().size() > 1) world.comm().abort(absl::StrCat(prefix, s.message()));
     return fail(s, code);
   };
-  absl::StatusOr<RecipeLayout> layout = recipe_layout(r.proto, world.comm());
-  if (!layout.ok()) return fail_all(layout.status(), 2);
-  int64_t step = 0;
-  absl::StatusOr<LlamaModel> model = load_eval_model(r, *ckpt, layout->par, /*recompute=*/true, step);
-  if (!model.ok()) return fail_all(model.status(), exit_code(model.status()));
-  absl::StatusOr<Answerer> answer = greedy_answerer(*model, (*tokenizer)->eos_id());
+  absl::StatusOr<LaidOutModel> m = load_laid_out_model(in.recipe, in.checkpoint, world.comm(), /*recompute=*/true);
+  if (!m.ok()) return fail_all(m.status(), exit_code(m.status()));
+  absl::StatusOr<Answerer> answer = greedy_answerer(m->model, in.tokenizer->eos_id());
   if (!answer.ok()) return fail_all(answer.status(), 2);
-  const std::string out_dir = a->out.empty() ? (fs::path(run_dir) / "eval").string() : a->out;
-  const std::string csv = (fs::path(out_dir) / (kind + ".csv")).string();
+  const std::string run = run_name(in.recipe.proto.run().dir());
+  const std::string csv = (fs::path(eval_out_dir(in.recipe, a->out)) / (kind + ".csv")).string();
 
-  rank0 << absl::StrFormat("%s: run %s, checkpoint %s (step %d), %d lengths x %d depths x %d trials\n",
-                           kind, run_name, *ckpt, step, options.lengths.size(), options.depths.size(),
-                           options.trials);
+  rank0.get() << absl::StrFormat("%s: run %s, checkpoint %s (step %d), %d lengths x %d depths x %d trials\n",
+                                 kind, run, in.checkpoint, m->step, in.options.lengths.size(),
+                                 in.options.depths.size(), in.options.trials);
   absl::StatusOr<std::vector<RetrievalCell>> cells = run_retrieval_grid(
-      rk, **tokenizer, *answer, options, haystack, [&](const RetrievalCell& c) {
-        rank0 << absl::StrFormat("%s length %d depth %g: %d/%d passed (%.2f), mean entropy %.4f\n", kind,
-                                 c.length, c.depth, c.passed, c.trials, c.pass_rate, c.mean_entropy);
-        rank0.flush();
+      rk, *in.tokenizer, *answer, in.options, in.haystack, [&](const RetrievalCell& c) {
+        rank0.get() << absl::StrFormat("%s length %d depth %g: %d/%d passed (%.2f), mean entropy %.4f\n", kind,
+                                       c.length, c.depth, c.passed, c.trials, c.pass_rate, c.mean_entropy);
+        rank0.get().flush();
       });
   if (!cells.ok()) return fail_all(cells.status(), exit_code(cells.status()));
   if (world.comm().rank() != 0) return 0;
-  if (absl::Status s = write_retrieval_csv(csv, run_name, step, *cells); !s.ok()) return fail(s, 1);
+  if (absl::Status s = write_retrieval_csv(csv, run, m->step, *cells); !s.ok()) return fail(s, 1);
   out << "wrote " << csv << "\n";
   return out ? 0 : 1;
 }

@@ -1,22 +1,20 @@
 // `rotor score`: checkpoint + ids -> log-probabilities. See score_command.h.
 #include "trainer/cli/score_command.h"
 
-#include <algorithm>
 #include <bit>
 #include <filesystem>
 #include <fstream>
-#include <limits>
-#include <sstream>
+#include <memory>
+#include <span>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "trainer/checkpoint.h"
+#include "data/tokenizer.h"
+#include "eval/score.h"
 #include "trainer/cli/args.h"
 #include "trainer/loading.h"
 
@@ -45,7 +43,6 @@ struct ScoreArgs {
   std::string text;    // --text FILE
   std::string logits;  // --logits OUT
 };
-
 
 absl::StatusOr<ScoreArgs> parse_score_args(const std::vector<std::string>& args) {
   ScoreArgs a;
@@ -85,47 +82,12 @@ absl::StatusOr<ScoreArgs> parse_score_args(const std::vector<std::string>& args)
   return a;
 }
 
-absl::StatusOr<std::string> read_file(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory"));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return ss.str();
-}
-
 int fail(std::ostream& err, const absl::Status& s, int code) {
   err << "rotor score: " << s.message() << "\n";
   return code;
 }
 
 }  // namespace
-
-
-
-
-absl::StatusOr<std::vector<int32_t>> read_token_file(const std::string& path, int64_t vocab_size) {
-  absl::StatusOr<std::string> text = read_file(path);
-  if (!text.ok()) return text.status();
-  std::vector<int32_t> ids;
-  std::istringstream in(*text);
-  for (std::string word; in >> word;) {
-    const size_t index = ids.size() + 1;
-    int64_t id = 0;
-    if (!absl::SimpleAtoi(word, &id)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": token ", index, ": '", word, "' is not an integer"));
-    }
-    if (id < 0 || id >= vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": token ", index, ": id ", id,
-                                                     " outside the vocabulary [0, ", vocab_size, ")"));
-    }
-    ids.push_back(static_cast<int32_t>(id));
-  }
-  return ids;
-}
 
 int run_score_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   static_assert(std::endian::native == std::endian::little, "--logits writes host floats as little-endian");
@@ -157,19 +119,9 @@ int run_score_command(const std::vector<std::string>& args, std::ostream& out, s
     absl::StatusOr<std::unique_ptr<Tokenizer>> t = checkpoint_tokenizer(*m);
     if (!t.ok()) return fail(err, t.status(), 2);
     tokenizer = *std::move(t);
-    absl::StatusOr<std::string> text = read_file(a->text);
-    if (!text.ok()) return fail(err, text.status(), 2);
-    absl::StatusOr<std::vector<int32_t>> e = tokenizer->encode(*text);
+    absl::StatusOr<std::vector<int32_t>> e = encode_text_file(*tokenizer, a->text, vocab);
     if (!e.ok()) return fail(err, e.status(), 2);
     ids = *std::move(e);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      if (ids[i] < 0 || ids[i] >= vocab) {
-        return fail(err, absl::InvalidArgumentError(absl::StrCat(
-                             a->text, ": token ", i + 1, ": the tokenizer (", tokenizer->spec(),
-                             ") gave id ", ids[i], ", outside the model's vocabulary [0, ", vocab, ")")),
-                    2);
-      }
-    }
   }
   if (ids.size() < 2) {
     return fail(err, absl::InvalidArgumentError(absl::StrCat(

@@ -37,24 +37,11 @@
 // failures after that (a corrupted checkpoint file, an unwritable --logits).
 #pragma once
 
-#include <cmath>
-#include <cstdint>
-#include <memory>
 #include <ostream>
-#include <span>
 #include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
-#include "data/tokenizer.h"
-#include "model/llama.h"
-#include "trainer/recipe/recipe.h"
-
 namespace rotor {
-
-// Parses a --tokens file: whitespace-separated integers in [0, vocab_size).
-// Errors name the file and the 1-based token index.
-absl::StatusOr<std::vector<int32_t>> read_token_file(const std::string& path, int64_t vocab_size);
 
 // Runs `rotor score` with the words after "score": JSON lines to `out`,
 // summary and errors to `err`. Returns 0, 1 or 2 (see above); --help prints

@@ -1,4 +1,4 @@
-// Hugging Face config.json <-> rotor configs. See hf_config.h for the mapping
+// Hugging Face config.json <-> rotor configs. See config.h for the mapping
 // and the choices made where transformers versions differ.
 #include "trainer/hf/config.h"
 
@@ -275,16 +275,8 @@ absl::Status in_hf_rope(const std::string& where, const absl::Status& s, const s
   return absl::Status(s.code(), absl::StrCat(where, ": ", from, ": ", s.message()));
 }
 
-}  // namespace
-
-absl::StatusOr<HfModel> parse_hf_config(const json& config, const std::string& where) {
-  if (!config.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": config.json must be a JSON object, got ", config.type_name()));
-  }
-  const Reader top(config, where, "");
-
-  // Model identity.
+// model_type / architectures: a Llama; partial_rotary_factor 1 when given.
+absl::Status check_llama(const Reader& top) {
   std::optional<std::string> model_type;
   ROTOR_HF_ASSIGN(model_type, top.opt_string("model_type"));
   if (model_type && *model_type != "llama") {
@@ -306,10 +298,46 @@ absl::StatusOr<HfModel> parse_hf_config(const json& config, const std::string& w
     return top.error("partial_rotary_factor",
                      absl::StrCat("must be 1 (rotor rotates the whole head), got ", *partial_rotary));
   }
+  return absl::OkStatus();
+}
 
-  // Shape, with HF LlamaConfig's defaults.
-  HfModel out;
-  LlamaConfig& c = out.config;
+// head_dim: given (stored as 0 when it is HF's default), or derived when
+// hidden_size is a multiple of num_attention_heads.
+absl::Status parse_head_dim(const Reader& top, LlamaConfig& c) {
+  if (c.num_attention_heads <= 0) {
+    return top.error("num_attention_heads", absl::StrCat("must be > 0, got ", c.num_attention_heads));
+  }
+  std::optional<int64_t> head_dim;
+  ROTOR_HF_ASSIGN(head_dim, top.opt_int("head_dim"));
+  const bool divisible = c.hidden_size % c.num_attention_heads == 0;
+  if (head_dim) {
+    if (*head_dim <= 0 || *head_dim % 2 != 0) {
+      return top.error("head_dim", absl::StrCat("must be a positive even integer, got ", *head_dim));
+    }
+    // Stored as 0 when it is HF's default, so rotor's "derived" form round-trips.
+    c.head_dim = (divisible && *head_dim == c.hidden_size / c.num_attention_heads) ? 0 : *head_dim;
+    return absl::OkStatus();
+  }
+  if (divisible) return absl::OkStatus();
+  // Name a size that came from HF's defaults rather than from the file.
+  std::string defaulted;
+  if (!top.has("hidden_size")) {
+    absl::StrAppend(&defaulted, "; hidden_size is not in the file, so it is HF's default ",
+                    c.hidden_size);
+  }
+  if (!top.has("num_attention_heads")) {
+    absl::StrAppend(&defaulted, "; num_attention_heads is not in the file, so it is HF's default ",
+                    c.num_attention_heads);
+  }
+  return top.error("head_dim",
+                   absl::StrCat("is absent and hidden_size (", c.hidden_size,
+                                ") is not a multiple of num_attention_heads (",
+                                c.num_attention_heads, ")", defaulted));
+}
+
+// The model's shape, with HF LlamaConfig's defaults; validated.
+absl::StatusOr<LlamaConfig> parse_shape(const Reader& top, const std::string& where) {
+  LlamaConfig c;
   ROTOR_HF_ASSIGN(c.vocab_size, top.int_or("vocab_size", 32000));
   ROTOR_HF_ASSIGN(c.hidden_size, top.int_or("hidden_size", 4096));
   ROTOR_HF_ASSIGN(c.intermediate_size, top.int_or("intermediate_size", 11008));
@@ -330,38 +358,68 @@ absl::StatusOr<HfModel> parse_hf_config(const json& config, const std::string& w
   if (c.attention_bias) return top.error("attention_bias", "must be false (rotor has no q/k/v/o biases)");
   ROTOR_HF_ASSIGN(c.mlp_bias, top.bool_or("mlp_bias", false));
   if (c.mlp_bias) return top.error("mlp_bias", "must be false (rotor has no MLP biases)");
-  if (c.num_attention_heads <= 0) {
-    return top.error("num_attention_heads", absl::StrCat("must be > 0, got ", c.num_attention_heads));
-  }
-  std::optional<int64_t> head_dim;
-  ROTOR_HF_ASSIGN(head_dim, top.opt_int("head_dim"));
-  const bool divisible = c.hidden_size % c.num_attention_heads == 0;
-  if (head_dim) {
-    if (*head_dim <= 0 || *head_dim % 2 != 0) {
-      return top.error("head_dim", absl::StrCat("must be a positive even integer, got ", *head_dim));
-    }
-    // Stored as 0 when it is HF's default, so rotor's "derived" form round-trips.
-    c.head_dim = (divisible && *head_dim == c.hidden_size / c.num_attention_heads) ? 0 : *head_dim;
-  } else if (!divisible) {
-    // Name a size that came from HF's defaults rather than from the file.
-    std::string defaulted;
-    if (!top.has("hidden_size")) {
-      absl::StrAppend(&defaulted, "; hidden_size is not in the file, so it is HF's default ",
-                      c.hidden_size);
-    }
-    if (!top.has("num_attention_heads")) {
-      absl::StrAppend(&defaulted, "; num_attention_heads is not in the file, so it is HF's default ",
-                      c.num_attention_heads);
-    }
-    return top.error("head_dim",
-                     absl::StrCat("is absent and hidden_size (", c.hidden_size,
-                                  ") is not a multiple of num_attention_heads (",
-                                  c.num_attention_heads, ")", defaulted));
-  }
+  ROTOR_HF_RETURN_IF_ERROR(parse_head_dim(top, c));
   ROTOR_HF_RETURN_IF_ERROR(prefixed(where, c.validate()));
-  const int64_t hd = c.resolved_head_dim();
+  return c;
+}
 
-  // RoPE: rope_theta + rope_scaling (transformers 4) and/or rope_parameters (5).
+// The rope_parameters dict (nullptr when absent): a per-layer-type dict is
+// taken when every layer type has the same parameters.
+absl::StatusOr<const json*> rope_parameters(const Reader& top) {
+  const json* params = top.find("rope_parameters");
+  if (params == nullptr) return params;
+  if (!params->is_object()) {
+    return top.error("rope_parameters", absl::StrCat("must be an object, got ", params->dump()));
+  }
+  const bool per_layer = !params->empty() && std::all_of(params->begin(), params->end(),
+                                                         [](const json& v) { return v.is_object(); });
+  if (!per_layer) return params;
+  // {"full_attention": {...}, "sliding_attention": {...}}: one RoPE for the
+  // whole model only when every layer type has the same parameters.
+  const json& first = params->begin().value();
+  for (auto it = params->begin(); it != params->end(); ++it) {
+    if (it.value() != first) {
+      return top.error("rope_parameters",
+                       absl::StrCat("is per layer type with different parameters ('",
+                                    params->begin().key(), "' vs '", it.key(),
+                                    "'); rotor uses one RoPE for every layer"));
+    }
+  }
+  return &first;
+}
+
+// rotor's own extra field for static NTK (exported as rope_type default):
+// replaces `rope` (which must be the HF RoPE it stands for).
+absl::Status apply_rotor_rope(const Reader& top, const std::string& where, int64_t hd, RopeConfig& rope) {
+  const json* extra = top.find("rotor_rope");
+  if (extra == nullptr) return absl::OkStatus();
+  if (!extra->is_object()) return top.error("rotor_rope", "must be an object");
+  const Reader er(*extra, where, "rotor_rope.");
+  std::optional<std::string> method;
+  ROTOR_HF_ASSIGN(method, er.opt_string("method"));
+  if (method.value_or("") != "ntk") {
+    return er.error("method", absl::StrCat("must be \"ntk\", got \"", method.value_or(""), "\""));
+  }
+  RopeConfig ntk;
+  ntk.method = RopeMethod::kNtk;
+  ROTOR_HF_ASSIGN(ntk.theta, er.req_num("theta", "for method ntk"));
+  ROTOR_HF_ASSIGN(ntk.factor, er.req_num("factor", "for method ntk"));
+  ROTOR_HF_RETURN_IF_ERROR(prefixed(absl::StrCat(where, ": rotor_rope"), validate_rope(ntk, hd)));
+  if (rope.method != RopeMethod::kNone || ntk_theta(ntk, hd) != rope.theta) {
+    return top.error("rotor_rope",
+                     absl::StrCat("(ntk, theta ", ntk.theta, ", factor ", ntk.factor,
+                                  ", i.e. rope_theta ", ntk_theta(ntk, hd),
+                                  ") does not match the HF RoPE (", rope_method_name(rope.method),
+                                  ", rope_theta ", rope.theta, ")"));
+  }
+  rope = ntk;
+  return absl::OkStatus();
+}
+
+// RoPE: rope_theta + rope_scaling (transformers 4) and/or rope_parameters
+// (5), which must agree, then rotor_rope; validated, errors naming the keys.
+absl::StatusOr<RopeConfig> parse_rope(const Reader& top, const std::string& where, const LlamaConfig& c) {
+  const int64_t hd = c.resolved_head_dim();
   std::optional<double> top_theta;
   ROTOR_HF_ASSIGN(top_theta, top.opt_num("rope_theta"));
   RopeContext ctx;
@@ -372,28 +430,8 @@ absl::StatusOr<HfModel> parse_hf_config(const json& config, const std::string& w
   if (scaling != nullptr && !scaling->is_object()) {
     return top.error("rope_scaling", absl::StrCat("must be an object or null, got ", scaling->dump()));
   }
-  const json* params = top.find("rope_parameters");
-  if (params != nullptr) {
-    if (!params->is_object()) {
-      return top.error("rope_parameters", absl::StrCat("must be an object, got ", params->dump()));
-    }
-    const bool per_layer = !params->empty() && std::all_of(params->begin(), params->end(),
-                                                           [](const json& v) { return v.is_object(); });
-    if (per_layer) {
-      // {"full_attention": {...}, "sliding_attention": {...}}: one RoPE for the
-      // whole model only when every layer type has the same parameters.
-      const json& first = params->begin().value();
-      for (auto it = params->begin(); it != params->end(); ++it) {
-        if (it.value() != first) {
-          return top.error("rope_parameters",
-                           absl::StrCat("is per layer type with different parameters ('",
-                                        params->begin().key(), "' vs '", it.key(),
-                                        "'); rotor uses one RoPE for every layer"));
-        }
-      }
-      params = &first;
-    }
-  }
+  const json* params = nullptr;
+  ROTOR_HF_ASSIGN(params, rope_parameters(top));
   std::optional<double> params_theta;
   if (params != nullptr) {
     const Reader pr(*params, where, "rope_parameters.");
@@ -427,81 +465,64 @@ absl::StatusOr<HfModel> parse_hf_config(const json& config, const std::string& w
   } else if (from_params) {
     rope = *from_params;
   }
+  ROTOR_HF_RETURN_IF_ERROR(apply_rotor_rope(top, where, hd, rope));
+  // Name the keys the values came from.
+  const std::string dict = from_scaling ? "rope_scaling" : from_params ? "rope_parameters" : "";
+  const std::string theta_key = params_theta ? "rope_parameters.rope_theta" : "rope_theta";
+  ROTOR_HF_RETURN_IF_ERROR(in_hf_rope(where, validate_rope(rope, hd), dict, theta_key));
+  return rope;
+}
 
-  // rotor's own extra field for static NTK (exported as rope_type default).
-  if (const json* extra = top.find("rotor_rope")) {
-    if (!extra->is_object()) return top.error("rotor_rope", "must be an object");
-    const Reader er(*extra, where, "rotor_rope.");
-    std::optional<std::string> method;
-    ROTOR_HF_ASSIGN(method, er.opt_string("method"));
-    if (method.value_or("") != "ntk") {
-      return er.error("method", absl::StrCat("must be \"ntk\", got \"", method.value_or(""), "\""));
-    }
-    RopeConfig ntk;
-    ntk.method = RopeMethod::kNtk;
-    ROTOR_HF_ASSIGN(ntk.theta, er.req_num("theta", "for method ntk"));
-    ROTOR_HF_ASSIGN(ntk.factor, er.req_num("factor", "for method ntk"));
-    ROTOR_HF_RETURN_IF_ERROR(prefixed(absl::StrCat(where, ": rotor_rope"), validate_rope(ntk, hd)));
-    if (rope.method != RopeMethod::kNone || ntk_theta(ntk, hd) != rope.theta) {
-      return top.error("rotor_rope",
-                       absl::StrCat("(ntk, theta ", ntk.theta, ", factor ", ntk.factor,
-                                    ", i.e. rope_theta ", ntk_theta(ntk, hd),
-                                    ") does not match the HF RoPE (", rope_method_name(rope.method),
-                                    ", rope_theta ", rope.theta, ")"));
-    }
-    rope = ntk;
+// rotor's own extra field for the logit scalar; none when absent.
+absl::StatusOr<LogitScaleConfig> parse_logit_scale(const Reader& top, const std::string& where) {
+  LogitScaleConfig s;
+  const json* extra = top.find("rotor_logit_scale");
+  if (extra == nullptr) return s;
+  if (!extra->is_object()) return top.error("rotor_logit_scale", "must be an object");
+  const Reader lr(*extra, where, "rotor_logit_scale.");
+  std::optional<std::string> kind;
+  ROTOR_HF_ASSIGN(kind, lr.opt_string("kind"));
+  if (!kind) return lr.error("kind", "is required");
+  absl::StatusOr<LogitScaleKind> parsed_kind = parse_logit_scale_kind(*kind);
+  if (!parsed_kind.ok()) {
+    return prefixed(absl::StrCat(where, ": rotor_logit_scale"), parsed_kind.status());
   }
-  {
-    // Name the keys the values came from.
-    const std::string dict = from_scaling ? "rope_scaling" : from_params ? "rope_parameters" : "";
-    const std::string theta_key = params_theta ? "rope_parameters.rope_theta" : "rope_theta";
-    ROTOR_HF_RETURN_IF_ERROR(in_hf_rope(where, validate_rope(rope, hd), dict, theta_key));
-  }
-  c.rope_theta = rope.theta;
-  out.rope = rope;
+  s.kind = *parsed_kind;
+  ROTOR_HF_ASSIGN(s.value, lr.num_or("value", s.value));
+  ROTOR_HF_ASSIGN(s.base_length, lr.int_or("base_length", s.base_length));
+  ROTOR_HF_ASSIGN(s.skip_layers, lr.int_list_or_empty("skip_layers"));
+  ROTOR_HF_ASSIGN(s.min, lr.num_or("min", s.min));
+  ROTOR_HF_RETURN_IF_ERROR(prefixed(absl::StrCat(where, ": rotor_logit_scale"), validate_logit_scale(s)));
+  return s;
+}
 
-  if (const json* extra = top.find("rotor_logit_scale")) {
-    if (!extra->is_object()) return top.error("rotor_logit_scale", "must be an object");
-    const Reader lr(*extra, where, "rotor_logit_scale.");
-    LogitScaleConfig& s = out.logit_scale;
-    std::optional<std::string> kind;
-    ROTOR_HF_ASSIGN(kind, lr.opt_string("kind"));
-    if (!kind) return lr.error("kind", "is required");
-    absl::StatusOr<LogitScaleKind> parsed_kind = parse_logit_scale_kind(*kind);
-    if (!parsed_kind.ok()) {
-      return prefixed(absl::StrCat(where, ": rotor_logit_scale"), parsed_kind.status());
-    }
-    s.kind = *parsed_kind;
-    ROTOR_HF_ASSIGN(s.value, lr.num_or("value", s.value));
-    ROTOR_HF_ASSIGN(s.base_length, lr.int_or("base_length", s.base_length));
-    ROTOR_HF_ASSIGN(s.skip_layers, lr.int_list_or_empty("skip_layers"));
-    ROTOR_HF_ASSIGN(s.min, lr.num_or("min", s.min));
-    ROTOR_HF_RETURN_IF_ERROR(
-        prefixed(absl::StrCat(where, ": rotor_logit_scale"), validate_logit_scale(s)));
+}  // namespace
+
+absl::StatusOr<HfModel> parse_hf_config(const json& config, const std::string& where) {
+  if (!config.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": config.json must be a JSON object, got ", config.type_name()));
   }
+  const Reader top(config, where, "");
+  ROTOR_HF_RETURN_IF_ERROR(check_llama(top));
+  HfModel out;
+  ROTOR_HF_ASSIGN(out.config, parse_shape(top, where));
+  ROTOR_HF_ASSIGN(out.rope, parse_rope(top, where, out.config));
+  out.config.rope_theta = out.rope.theta;
+  ROTOR_HF_ASSIGN(out.logit_scale, parse_logit_scale(top, where));
   return out;
 }
 
-absl::StatusOr<json> make_hf_config(const HfModel& model, const std::string& dtype) {
-  const std::string where = "HF config export";
-  auto fail = [&](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
-  };
-  if (dtype != "bfloat16" && dtype != "float16" && dtype != "float32") {
-    return fail(absl::StrCat("dtype must be \"bfloat16\", \"float16\" or \"float32\", got \"", dtype,
-                             "\""));
-  }
-  const LlamaConfig& c = model.config;
-  const RopeConfig& rope = model.rope;
-  ROTOR_HF_RETURN_IF_ERROR(prefixed(where, c.validate()));
-  const int64_t hd = c.resolved_head_dim();
-  ROTOR_HF_RETURN_IF_ERROR(prefixed(where, validate_rope(rope, hd)));
-  ROTOR_HF_RETURN_IF_ERROR(prefixed(where, validate_logit_scale(model.logit_scale)));
-  if (rope.theta != c.rope_theta) {
-    return fail(absl::StrCat("rope.theta (", rope.theta, ") differs from model rope_theta (",
-                             c.rope_theta, ")"));
-  }
+namespace {
 
+constexpr char kExportWhere[] = "HF config export";
+
+absl::Status export_error(const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(kExportWhere, ": ", what));
+}
+
+// The model's shape keys of config.json.
+json shape_json(const LlamaConfig& c, int64_t hd, const std::string& dtype) {
   json j = json::object();
   j["architectures"] = json::array({"LlamaForCausalLM"});
   j["model_type"] = "llama";
@@ -520,7 +541,13 @@ absl::StatusOr<json> make_hf_config(const HfModel& model, const std::string& dty
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["initializer_range"] = c.initializer_range;
   j["torch_dtype"] = dtype;
+  return j;
+}
 
+// Adds the RoPE keys to `j`: rope_theta, rope_scaling (absent for none and
+// ntk), rope_parameters, and rotor_rope or the top-level
+// original_max_position_embeddings where they are needed.
+absl::Status add_rope_json(const RopeConfig& rope, const LlamaConfig& c, int64_t hd, json& j) {
   const int64_t max_pos = c.max_position_embeddings;
   const int64_t big_l = rope.original_max_position;
   double hf_theta = rope.theta;
@@ -531,7 +558,7 @@ absl::StatusOr<json> make_hf_config(const HfModel& model, const std::string& dty
   auto original_needed = [&](const char* method) -> absl::StatusOr<bool> {
     if (big_l == max_pos) return false;
     if (static_cast<double>(max_pos) / static_cast<double>(big_l) == rope.factor) return true;
-    return fail(absl::StrCat(
+    return export_error(absl::StrCat(
         "rope.method ", method, " with rope.original_max_position (", big_l,
         ") != max_position_embeddings (", max_pos, ") needs max_position_embeddings = rope.factor * "
         "rope.original_max_position (", rope.factor, " * ", big_l,
@@ -551,9 +578,9 @@ absl::StatusOr<json> make_hf_config(const HfModel& model, const std::string& dty
       break;
     case RopeMethod::kDynamic:
       if (big_l != max_pos) {
-        return fail(absl::StrCat("rope.method dynamic needs rope.original_max_position (", big_l,
-                                 ") == max_position_embeddings (", max_pos,
-                                 "): transformers' dynamic NTK scales from max_position_embeddings"));
+        return export_error(absl::StrCat("rope.method dynamic needs rope.original_max_position (", big_l,
+                                         ") == max_position_embeddings (", max_pos,
+                                         "): transformers' dynamic NTK scales from max_position_embeddings"));
       }
       scaling = {{"rope_type", "dynamic"}, {"factor", rope.factor}};
       break;
@@ -597,7 +624,28 @@ absl::StatusOr<json> make_hf_config(const HfModel& model, const std::string& dty
   params["rope_theta"] = hf_theta;
   if (!scaling.is_null()) j["rope_scaling"] = scaling;
   j["rope_parameters"] = params;
+  return absl::OkStatus();
+}
 
+}  // namespace
+
+absl::StatusOr<json> make_hf_config(const HfModel& model, const std::string& dtype) {
+  if (dtype != "bfloat16" && dtype != "float16" && dtype != "float32") {
+    return export_error(absl::StrCat("dtype must be \"bfloat16\", \"float16\" or \"float32\", got \"", dtype,
+                                     "\""));
+  }
+  const LlamaConfig& c = model.config;
+  const RopeConfig& rope = model.rope;
+  ROTOR_HF_RETURN_IF_ERROR(prefixed(kExportWhere, c.validate()));
+  const int64_t hd = c.resolved_head_dim();
+  ROTOR_HF_RETURN_IF_ERROR(prefixed(kExportWhere, validate_rope(rope, hd)));
+  ROTOR_HF_RETURN_IF_ERROR(prefixed(kExportWhere, validate_logit_scale(model.logit_scale)));
+  if (rope.theta != c.rope_theta) {
+    return export_error(absl::StrCat("rope.theta (", rope.theta, ") differs from model rope_theta (",
+                                     c.rope_theta, ")"));
+  }
+  json j = shape_json(c, hd, dtype);
+  ROTOR_HF_RETURN_IF_ERROR(add_rope_json(rope, c, hd, j));
   const LogitScaleConfig& s = model.logit_scale;
   if (s.kind != LogitScaleKind::kNone) {
     j["rotor_logit_scale"] = {{"kind", logit_scale_kind_name(s.kind)},
