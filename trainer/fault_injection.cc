@@ -82,7 +82,7 @@ absl::StatusOr<FaultPlan> FaultPlan::from_env() {
   return parse(spec);
 }
 
-absl::Status FaultPlan::at_step_start(int64_t step, int rank) const {
+absl::Status FaultPlan::at_step_start(int64_t step, int rank) {
   for (const Fault& f : faults_) {
     if (f.step != step || f.rank != rank) continue;
     if (f.kind == Fault::kKill) {
@@ -105,17 +105,19 @@ void FaultPlan::before_forward(int64_t step, LlamaModel& model) {
   }
 }
 
+void FaultPlan::before_update(int64_t /*step*/, LlamaModel& /*model*/) { restore_weights(); }
+
 void FaultPlan::restore_weights() {
   for (auto& [p, value] : saved_) p->value.copy_from(value);
   saved_.clear();
 }
 
-void FaultPlan::after_backward(int64_t step, LlamaModel& model) const {
+void FaultPlan::after_backward(int64_t step, LlamaModel& model) {
   for (const Fault& f : faults_)
     if (f.kind == Fault::kNanGrad && f.step == step) poison(find_or_die(model, down_proj_of(f.layer)).grad);
 }
 
-void FaultPlan::at_checkpoint_stage(int64_t step, int stage) const {
+void FaultPlan::at_checkpoint_stage(int64_t step, int stage) {
   for (const Fault& f : faults_) {
     if (f.kind != Fault::kKillCheckpoint || f.step != step || f.stage != stage) continue;
     std::fprintf(stderr, "rotor: ROTOR_FAULT: killed while writing the checkpoint of step %ld (stage %d)\n",

@@ -2,6 +2,8 @@
 // (a process killed during a step or in the middle of a checkpoint write, a
 // rank that fails, a non-finite activation or gradient) made to happen at a
 // chosen step, in the shipped binary, so tests exercise the real code paths.
+// A FaultPlan is the training loop's observer (trainer/observer.h): its hooks
+// are where the faults happen.
 //
 // A plan comes from the environment variable ROTOR_FAULT (read by
 // `rotor train` only; unset or empty: no faults, and every hook is a no-op):
@@ -29,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/tensor.h"
 #include "model/llama.h"
+#include "trainer/observer.h"
 
 namespace rotor {
 
@@ -41,7 +44,7 @@ struct Fault {
   int stage = 0;
 };
 
-class FaultPlan {
+class FaultPlan : public TrainObserver {
  public:
   FaultPlan() = default;
   // Parses ROTOR_FAULT's syntax (above).
@@ -53,16 +56,17 @@ class FaultPlan {
 
   // At the start of `step` on world rank `rank`: kills the process or returns
   // the injected error.
-  absl::Status at_step_start(int64_t step, int rank) const;
+  absl::Status at_step_start(int64_t step, int rank) override;
   // Before the forward passes of `step`: poisons the weights named by
-  // nan_activation faults; restore_weights() (at the end of the step, after
-  // any diagnosis of the non-finite values) puts them back.
-  void before_forward(int64_t step, LlamaModel& model);
+  // nan_activation faults; before_update (after any diagnosis of the
+  // non-finite values) puts them back through restore_weights().
+  void before_forward(int64_t step, LlamaModel& model) override;
+  void before_update(int64_t step, LlamaModel& model) override;
   void restore_weights();
   // After the gradient reduction of `step`: the nan_grad faults.
-  void after_backward(int64_t step, LlamaModel& model) const;
+  void after_backward(int64_t step, LlamaModel& model) override;
   // During the checkpoint write of `step`, after `stage` (see above).
-  void at_checkpoint_stage(int64_t step, int stage) const;
+  void at_checkpoint_stage(int64_t step, int stage) override;
 
  private:
   std::vector<Fault> faults_;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/elementwise.h"
+#include "trainer/checkpoint.h"
 
 namespace rotor {
 
@@ -45,6 +46,46 @@ OptimizerStepInfo AdamWOptimizer::step_with_norm(std::vector<Parameter>& params,
     if (params[i].value.ndim() == 1) hp.weight_decay = 0;
     adamw_step(params[i].value, params[i].grad, m_[i], v_[i], step_, hp, info.clip_scale);
   }
+  return info;
+}
+
+Optimizer::Optimizer(const std::vector<Parameter>& params, const AdamWHyper& hyper, Communicator* zero_dp)
+    : hyper_(hyper) {
+  if (zero_dp != nullptr && zero_dp->size() > 1) zero_.emplace(params, hyper, zero_dp);
+  else adam_.emplace(params, hyper);
+}
+
+OptimizerStepInfo Optimizer::step(std::vector<Parameter>& params, double lr, double clip, double grad_norm) {
+  if (adam_) return adam_->step_with_norm(params, lr, clip, grad_norm);
+  const ZeroStepInfo z = zero_->step(params, lr, clip, grad_norm);
+  return {z.grad_norm, z.clip_scale};
+}
+
+CheckpointTensors Optimizer::checkpoint_tensors(const std::vector<Parameter>& params, Communicator* tp) const {
+  if (adam_) return rotor::checkpoint_tensors(params, *adam_, tp);
+  AdamWOptimizer whole(params, hyper_);  // only while saving
+  const FullMoments m = zero_->gather_moments();
+  for (size_t i = 0; i < params.size(); ++i) {
+    whole.first_moment(i).copy_from(m.first[i]);
+    whole.second_moment(i).copy_from(m.second[i]);
+  }
+  whole.restore_steps_taken(zero_->steps_taken());
+  return rotor::checkpoint_tensors(params, whole, tp);
+}
+
+absl::StatusOr<CheckpointInfo> Optimizer::load(const std::string& dir, std::vector<Parameter>& params,
+                                               int tp_rank) {
+  if (adam_) return load_checkpoint(dir, params, &*adam_, tp_rank);
+  AdamWOptimizer whole(params, hyper_);
+  absl::StatusOr<CheckpointInfo> info = load_checkpoint(dir, params, &whole, tp_rank);
+  if (!info.ok()) return info;
+  std::vector<Tensor> first, second;
+  for (size_t i = 0; i < params.size(); ++i) {
+    first.push_back(whole.first_moment(i));
+    second.push_back(whole.second_moment(i));
+  }
+  zero_->load_moments(first, second);
+  zero_->restore_steps_taken(whole.steps_taken());
   return info;
 }
 

@@ -1,13 +1,19 @@
 // AdamW over a model's parameters with global-norm gradient clipping.
-// Holds the first and second moments (f32, same shapes as the parameters);
-// the parameters themselves are the fp32 master weights on the CPU.
+// AdamWOptimizer holds the first and second moments (f32, same shapes as the
+// parameters); the parameters themselves are the fp32 master weights on the
+// CPU. Optimizer, the trainer's, is either an AdamWOptimizer on every rank or
+// the same update with the moments sharded over dp (ZeRO-1, parallel/zero.h).
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "kernels/adamw.h"
 #include "model/llama.h"
+#include "parallel/zero.h"
 
 namespace rotor {
 
@@ -49,6 +55,34 @@ class AdamWOptimizer {
   AdamWHyper hyper_;
   int64_t step_ = 0;
   std::vector<Tensor> m_, v_;
+};
+
+struct CheckpointTensors;  // trainer/checkpoint.h
+struct CheckpointInfo;
+
+// AdamW, either whole on every rank (AdamWOptimizer) or with its moments
+// sharded over dp (ZeRO-1, parallel/zero.h, recipe parallel.zero1). Both give
+// the same parameters; checkpoints hold the whole moments either way.
+class Optimizer {
+ public:
+  // ZeRO-1 when `zero_dp` has more than one rank.
+  Optimizer(const std::vector<Parameter>& params, const AdamWHyper& hyper, Communicator* zero_dp);
+
+  // `grad_norm`: global_grad_norm(params, tp), computed once by the caller.
+  OptimizerStepInfo step(std::vector<Parameter>& params, double lr, double clip, double grad_norm);
+
+  // The checkpoint's tensors (trainer/checkpoint.h's checkpoint_tensors).
+  // Collective: tp gathers; ZeRO-1 also gathers the moments over dp.
+  CheckpointTensors checkpoint_tensors(const std::vector<Parameter>& params, Communicator* tp) const;
+
+  // load_checkpoint of `dir` into the parameters and this optimizer's state
+  // (ZeRO-1 keeps its range of the whole moments).
+  absl::StatusOr<CheckpointInfo> load(const std::string& dir, std::vector<Parameter>& params, int tp_rank);
+
+ private:
+  AdamWHyper hyper_;
+  std::optional<AdamWOptimizer> adam_;
+  std::optional<ShardedAdamW> zero_;
 };
 
 }  // namespace rotor

@@ -1,5 +1,5 @@
-// `rotor train RECIPE [--set KEY=VALUE ...]`: the single-process training
-// loop on the CPU (parallel layouts and CUDA come with their issues).
+// `rotor train RECIPE [--set KEY=VALUE ...]`: training on the CPU, on one
+// process or over MPI ranks in any tp x cp x dp layout of the recipe.
 //
 // Per step: the global batch (train.global_batch_tokens / sequence_length or
 // train.global_batch_size sequences) is cut into micro-batches of
@@ -33,6 +33,25 @@
 // finite: save_checkpoint refuses NaN) or skipping the step (metrics.jsonl
 // records {"step", "skipped": <the event>}), at most train.max_skipped_steps
 // in a row.
+//
+// Structure (in the order train() uses the pieces):
+//   trainer/recipe/layout.h   recipe_layout: the process grid and ParallelContext
+//   trainer/data_stream.h     open_stream, step_batches: the blended stream,
+//                             each step's micro-batches for this rank
+//   trainer/train_step.h      TrainStep: one optimizer step (forward_backward
+//                             over the micro-batches, gradient reduction,
+//                             clipping, AdamW or ZeRO-1 (trainer/optimizer.h)
+//                             with the learning rate of trainer/schedule.h)
+//   trainer/checkpointer.h    Checkpointer: resume or model.init_from at the
+//                             start, the periodic save after a step
+//   trainer/metrics.h         Metrics: metrics.jsonl, TensorBoard, progress lines
+//   trainer/nonfinite.h       NonfinitePolicy: stop or skip after a non-finite step
+//   trainer/observer.h        TrainObserver: hooks at fixed points of a step
+//                             (trainer/fault_injection.h's FaultPlan)
+// train() builds them, then iterates over the steps: the observer's
+// at_step_start, the step's batches, TrainStep::step, the non-finite policy,
+// the held-out evaluation when due (eval/heldout.h), the logs, the checkpoint
+// when due.
 #pragma once
 
 #include <ostream>
@@ -40,13 +59,10 @@
 
 #include "absl/status/status.h"
 #include "parallel/communicator.h"
-#include "trainer/fault_injection.h"
+#include "trainer/observer.h"
 #include "trainer/recipe/recipe.h"
 
 namespace rotor {
-
-// Learning rate at 1-based `step`.
-double schedule_lr(const recipe::TrainSection& train, int64_t step);
 
 // Runs (or resumes) the recipe's training over the ranks of `world` (a
 // one-rank local communicator without MPI); progress lines go to `out` on
@@ -54,8 +70,9 @@ double schedule_lr(const recipe::TrainSection& train, int64_t step);
 // (parallel/process_grid.h). Each dp rank takes global_batch / dp sequences of
 // every step; the cp ranks of a dp rank share them as zigzag shards
 // (ring attention); gradients and losses are summed over dp x cp.
-// `faults`: injected failures for the reliability tests (trainer/fault_injection.h).
+// `observer`: hooks into each step, e.g. injected failures for the
+// reliability tests (trainer/fault_injection.h); null: none.
 absl::Status train(const LoadedRecipe& recipe, std::ostream& out, Communicator& world,
-                   FaultPlan* faults = nullptr);
+                   TrainObserver* observer = nullptr);
 
 }  // namespace rotor

@@ -5,7 +5,7 @@
 // KV-cache decoding, entropies) and the CSV has the exact header and one row
 // per cell.
 //
-// A model trained to copy the key is tests/eval/passkey_copier_test.cc; the
+// A model trained to copy the key is tests/trainer/passkey_copier_test.cc; the
 // oracle answerer below reads the key from the prompt tokens, so it passes
 // only if the prompt holds the key and the scorer accepts it, and its
 // wrong-digit twin checks that the scorer can fail.

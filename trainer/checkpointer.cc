@@ -1,0 +1,117 @@
+#include "trainer/checkpointer.h"
+
+#include <filesystem>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "trainer/checkpoint.h"
+
+namespace rotor {
+namespace {
+
+namespace fs = std::filesystem;
+
+// World-wide maximum of a small integer (every rank calls it).
+int64_t max_over(Communicator& world, int64_t v) {
+  Tensor t = Tensor::from_vector({static_cast<double>(v)}, {1}, DType::kF64);
+  world.all_reduce(t, ReduceOp::kMax);
+  return static_cast<int64_t>(t.item());
+}
+
+// The others wait for rank 0's checkpoint write with a long timeout, rather
+// than in the next step's collective under the normal one.
+constexpr double kCheckpointWriteTimeoutS = 3600;
+
+}  // namespace
+
+CheckpointerSettings CheckpointerSettings::of(const recipe::Recipe& r, int64_t samples_per_step,
+                                              const std::string& recipe_yaml) {
+  CheckpointerSettings s{.run_dir = r.run().dir(),
+                         .init_from = r.model().init_from(),
+                         .interval = r.checkpoint().interval(),
+                         .keep = static_cast<int>(r.checkpoint().keep()),
+                         .steps = r.train().steps(),
+                         .samples_per_step = samples_per_step,
+                         .recipe_yaml = recipe_yaml};
+  if (absl::StartsWith(r.data().tokenizer(), "spm:")) s.tokenizer_model = r.data().tokenizer().substr(4);
+  return s;
+}
+
+Checkpointer::Checkpointer(const CheckpointerSettings& settings, Communicator& world, const ParallelContext& par,
+                           std::ostream& out, TrainObserver* observer)
+    : settings_(settings),
+      world_(world),
+      par_(par),
+      out_(out),
+      observer_(observer != nullptr ? observer : &no_observer_) {}
+
+absl::StatusOr<RunStart> Checkpointer::restore(LlamaModel& model, Optimizer& optimizer) {
+  RunStart start;
+  const std::vector<std::string> candidates = resume_candidates(settings_.run_dir);
+  std::string unusable;
+  for (const std::string& dir : candidates) {
+    absl::StatusOr<CheckpointInfo> info = optimizer.load(dir, model.parameters(), par_.tp_rank());
+    // Every rank takes the same one: a failure on any rank rejects it.
+    const std::string why = info.ok() ? "" : std::string(info.status().message());
+    if (max_over(world_, info.ok() ? 0 : 1) == 0) {
+      start = {.step = info->step, .resumed_from = dir};
+      break;
+    }
+    out_ << "rotor train: checkpoint " << dir << " is unusable"
+         << (why.empty() ? " on another rank" : ": " + why) << "; trying the previous one\n";
+    absl::StrAppend(&unusable, "\n  ", dir, ": ", why.empty() ? "unusable on another rank" : why);
+  }
+  if (!candidates.empty() && start.resumed_from.empty()) {
+    return absl::DataLossError(
+        absl::StrCat("no usable checkpoint in ", settings_.run_dir, "/checkpoints:", unusable));
+  }
+  if (!start.resumed_from.empty()) {
+    out_ << "resumed from " << start.resumed_from << " (step " << start.step << ")\n";
+  } else if (!settings_.init_from.empty()) {
+    if (absl::Status s = init_from(model); !s.ok()) return s;
+  }
+  return start;
+}
+
+absl::Status Checkpointer::init_from(LlamaModel& model) {
+  // A checkpoint directory, or a run directory whose latest is taken; the
+  // weights only.
+  std::string source = settings_.init_from;
+  if (!fs::exists(fs::path(source) / "state.json")) {
+    absl::StatusOr<std::string> l = latest_checkpoint(source);
+    if (!l.ok()) return l.status();
+    if (l->empty()) {
+      return absl::NotFoundError(absl::StrCat(
+          "model.init_from: ", source, " is neither a checkpoint directory nor a run with checkpoints"));
+    }
+    source = *l;
+  }
+  absl::StatusOr<CheckpointInfo> info = load_checkpoint(source, model.parameters(), nullptr, par_.tp_rank());
+  if (!info.ok()) {
+    return absl::Status(info.status().code(), absl::StrCat("model.init_from: ", info.status().message()));
+  }
+  out_ << "initialised from " << source << " (its step " << info->step << ")\n";
+  return absl::OkStatus();
+}
+
+absl::Status Checkpointer::after_step(int64_t step, LlamaModel& model, const Optimizer& optimizer) {
+  if (step != settings_.steps && (settings_.interval <= 0 || step % settings_.interval != 0)) {
+    return absl::OkStatus();
+  }
+  // Whole tensors: the tp ranks gather their shards (collectively); every
+  // dp x cp replica then holds the same ones, and world rank 0 writes them.
+  const CheckpointTensors tensors = optimizer.checkpoint_tensors(model.parameters(), par_.tp);
+  if (world_.rank() == 0) {
+    CheckpointInfo ck{.step = step,
+                      .sampler = {{"next_sample", step * settings_.samples_per_step}},
+                      .recipe_yaml = settings_.recipe_yaml};
+    ck.after_stage = [this, step](int stage) { observer_->at_checkpoint_stage(step, stage); };
+    if (!settings_.tokenizer_model.empty()) ck.extra_files["tokenizer.model"] = settings_.tokenizer_model;
+    if (absl::Status s = save_checkpoint(settings_.run_dir, ck, tensors, settings_.keep); !s.ok()) return s;
+  }
+  world_.barrier(kCheckpointWriteTimeoutS);
+  return absl::OkStatus();
+}
+
+}  // namespace rotor

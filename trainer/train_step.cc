@@ -1,0 +1,74 @@
+#include "trainer/train_step.h"
+
+#include "absl/strings/str_cat.h"
+#include "trainer/nonfinite.h"
+
+namespace rotor {
+namespace {
+
+std::vector<Tensor> gradients_of(const std::vector<Parameter>& params) {
+  std::vector<Tensor> g;
+  for (const Parameter& p : params) g.push_back(p.grad);
+  return g;
+}
+
+}  // namespace
+
+TrainStepSettings TrainStepSettings::of(const recipe::Recipe& r) {
+  const recipe::TrainSection& t = r.train();
+  return {.hyper = {.lr = t.lr(), .beta1 = t.beta1(), .beta2 = t.beta2(), .eps = 1e-8,
+                    .weight_decay = t.weight_decay()},
+          .grad_clip = t.grad_clip(),
+          .schedule = LrSchedule::of(t),
+          .zero1 = r.parallel().zero1()};
+}
+
+TrainStep::TrainStep(LlamaModel& model, const TrainStepSettings& settings, const ParallelContext& par,
+                     Communicator* world, TrainObserver* observer)
+    : model_(model),
+      settings_(settings),
+      par_(par),
+      world_(world),
+      observer_(observer != nullptr ? observer : &no_observer_),
+      optimizer_(model.parameters(), settings.hyper, settings.zero1 ? par.dp : nullptr),
+      reducer_(gradients_of(model.parameters()), par.dp_cp) {}
+
+absl::StatusOr<LossSum> TrainStep::forward_backward(int64_t step, const std::vector<Batch>& micro_batches) {
+  // The loss is the sum of token losses over every rank / the tokens counted
+  // over every rank; a rank with no counted token adds zero.
+  int64_t counted = 0;
+  for (const Batch& b : micro_batches)
+    for (int64_t i = 0; i < b.targets.numel(); ++i) counted += b.targets.data<int32_t>()[i] >= 0;
+  counted = sum_over(par_.dp_cp, LossSum{0, counted}).count;
+  if (counted == 0) return absl::DataLossError(absl::StrCat("step ", step, ": no counted target tokens"));
+  model_.zero_grad();
+  observer_->before_forward(step, model_);
+  LossSum loss;
+  for (const Batch& b : micro_batches) {
+    const LossSum l = model_.forward_backward(b, 1.0 / static_cast<double>(counted));
+    loss.sum += l.sum;
+    loss.count += l.count;
+  }
+  loss = sum_over(par_.dp_cp, loss);
+  reducer_.reduce();
+  observer_->after_backward(step, model_);
+  return loss;
+}
+
+absl::StatusOr<TrainStepResult> TrainStep::step(int64_t step, const std::vector<Batch>& micro_batches) {
+  absl::StatusOr<LossSum> loss = forward_backward(step, micro_batches);
+  if (!loss.ok()) return loss.status();
+  TrainStepResult result{.step = step, .lr = settings_.schedule.at(step), .loss = *loss};
+  // The loss and the norm are the same on every rank after the reductions,
+  // so every rank applies the step or none does.
+  result.grad_norm = global_grad_norm(model_.parameters(), par_.tp);
+  result.nonfinite = nonfinite_event(step, loss->mean(), result.grad_norm, model_, micro_batches, world_);
+  observer_->before_update(step, model_);
+  if (result.applied()) {
+    result.grad_norm =
+        optimizer_.step(model_.parameters(), result.lr, settings_.grad_clip, result.grad_norm).grad_norm;
+  }
+  return result;
+}
+
+}  // namespace rotor
