@@ -35,6 +35,12 @@ class DocumentSource {
   // fit int32 (or a dataset that holds no integer tokens).
   virtual absl::Status read_document(int64_t doc, int64_t offset, int64_t length,
                                      int32_t* out) const = 0;
+
+ protected:
+  // OutOfRange naming name(), the document and the range unless 0 <= doc <
+  // num_documents() and [offset, offset + length) lies inside the document:
+  // the first check of every read_document.
+  absl::Status check_range(int64_t doc, int64_t offset, int64_t length) const;
 };
 
 enum class DocumentFormat {

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -241,16 +242,7 @@ int64_t IndexedDataset::document_tokens(int64_t doc) const {
 
 absl::Status IndexedDataset::read_document(int64_t doc, int64_t offset, int64_t length,
                                            int32_t* out) const {
-  if (doc < 0 || doc >= num_documents()) {
-    return absl::OutOfRangeError(absl::StrCat(prefix_, ": document ", doc, " out of range [0, ",
-                                              num_documents(), ")"));
-  }
-  const int64_t total = document_tokens(doc);
-  if (offset < 0 || length < 0 || offset > total || length > total - offset) {
-    return absl::OutOfRangeError(absl::StrCat(prefix_, ": tokens [", offset, ", ", offset + length,
-                                              ") of document ", doc, " out of range [0, ", total,
-                                              ")"));
-  }
+  ROTOR_RETURN_IF_ERROR(check_range(doc, offset, length));
   const auto [a, b] = document_range(doc);
   int64_t filled = 0;
   for (int64_t seq = a; seq < b && filled < length; ++seq) {
@@ -260,7 +252,7 @@ absl::Status IndexedDataset::read_document(int64_t doc, int64_t offset, int64_t 
       continue;
     }
     const int64_t take = std::min(len - offset, length - filled);
-    if (absl::Status s = read(seq, offset, take, out + filled); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(read(seq, offset, take, out + filled));
     filled += take;
     offset = 0;
   }

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -114,20 +115,18 @@ absl::StatusOr<std::vector<std::string>> expand_shards(const std::string& patter
 }  // namespace
 
 absl::StatusOr<LlmcDocuments> LlmcDocuments::open(const std::string& path) {
-  absl::StatusOr<std::vector<std::string>> paths = expand_shards(path);
-  if (!paths.ok()) return paths.status();
+  ROTOR_ASSIGN_OR_RETURN(std::vector<std::string> paths, expand_shards(path));
   LlmcDocuments d;
   d.name_ = path;
   d.shard_start_.push_back(0);
-  for (const std::string& p : *paths) {
-    absl::StatusOr<LlmcShard> shard = LlmcShard::open(p);
-    if (!shard.ok()) return shard.status();
-    if (!d.shards_.empty() && shard->width() != d.width()) {
+  for (const std::string& p : paths) {
+    ROTOR_ASSIGN_OR_RETURN(LlmcShard shard, LlmcShard::open(p));
+    if (!d.shards_.empty() && shard.width() != d.width()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          p, ": uint", 8 * static_cast<int>(shard->width()), " tokens, but ", d.shards_[0].path(),
+          p, ": uint", 8 * static_cast<int>(shard.width()), " tokens, but ", d.shards_[0].path(),
           " has uint", 8 * static_cast<int>(d.width()), " (", path, " mixes llm.c formats)"));
     }
-    d.shards_.push_back(*std::move(shard));
+    d.shards_.push_back(std::move(shard));
     d.shard_start_.push_back(d.shard_start_.back() + d.shards_.back().num_tokens());
   }
   const int64_t total = d.shard_start_.back();
@@ -152,16 +151,7 @@ int64_t LlmcDocuments::document_tokens(int64_t doc) const {
 
 absl::Status LlmcDocuments::read_document(int64_t doc, int64_t offset, int64_t length,
                                           int32_t* out) const {
-  if (doc < 0 || doc >= num_documents()) {
-    return absl::OutOfRangeError(absl::StrCat(name_, ": document ", doc, " out of range [0, ",
-                                              num_documents(), ")"));
-  }
-  const int64_t total = document_tokens(doc);
-  if (offset < 0 || length < 0 || offset > total || length > total - offset) {
-    return absl::OutOfRangeError(absl::StrCat(name_, ": tokens [", offset, ", ", offset + length,
-                                              ") of document ", doc, " out of range [0, ", total,
-                                              ")"));
-  }
+  ROTOR_RETURN_IF_ERROR(check_range(doc, offset, length));
   int64_t at = doc_start_[static_cast<size_t>(doc)] + offset;  // stream offset
   size_t s = static_cast<size_t>(
       std::upper_bound(shard_start_.begin(), shard_start_.end(), at) - shard_start_.begin() - 1);
@@ -169,7 +159,7 @@ absl::Status LlmcDocuments::read_document(int64_t doc, int64_t offset, int64_t l
     const int64_t local = at - shard_start_[s];
     const int64_t take = std::min(shards_[s].num_tokens() - local, length - filled);
     if (take <= 0) continue;  // an empty shard
-    if (absl::Status st = shards_[s].read(local, take, out + filled); !st.ok()) return st;
+    ROTOR_RETURN_IF_ERROR(shards_[s].read(local, take, out + filled));
     filled += take;
     at += take;
   }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/random.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -92,7 +93,7 @@ absl::StatusOr<PackedSample> PackedSampler::sample(int64_t index) {
   const int64_t j = sample_order_[static_cast<size_t>(index % samples_per_epoch_)];
   std::vector<int32_t> tokens;
   std::vector<int64_t> doc;
-  if (absl::Status st = read_stream(j * L, L + 1, tokens, doc); !st.ok()) return st;
+  ROTOR_RETURN_IF_ERROR(read_stream(j * L, L + 1, tokens, doc));
   PackedSample s;
   s.ids.assign(tokens.begin(), tokens.begin() + L);
   s.targets.assign(tokens.begin() + 1, tokens.end());

@@ -17,6 +17,7 @@
 #include "data/indexed_dataset.h"
 #include "data/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -24,7 +25,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 absl::Status annotate(const absl::Status& s, const std::string& where) {
-  return absl::Status(s.code(), absl::StrCat(where, ": ", s.message()));
+  return with_context(s, absl::StrCat(where, ": "));
 }
 
 // Counts what was written and prints the progress line at most every interval.
@@ -102,22 +103,20 @@ absl::StatusOr<std::ifstream> open_input(const std::string& path) {
 }
 
 absl::Status prep_text(const std::string& path, Prep& prep) {
-  absl::StatusOr<std::ifstream> in = open_input(path);
-  if (!in.ok()) return in.status();
+  ROTOR_ASSIGN_OR_RETURN(std::ifstream in, open_input(path));
   std::ostringstream contents;
-  contents << in->rdbuf();
-  if (in->bad() || contents.bad()) {
+  contents << in.rdbuf();
+  if (in.bad() || contents.bad()) {
     return absl::DataLossError(absl::StrCat("cannot read input '", path, "'"));
   }
   return prep.add_document(contents.str(), path);
 }
 
 absl::Status prep_jsonl(const std::string& path, const std::string& key, Prep& prep) {
-  absl::StatusOr<std::ifstream> in = open_input(path);
-  if (!in.ok()) return in.status();
+  ROTOR_ASSIGN_OR_RETURN(std::ifstream in, open_input(path));
   std::string line;
   int64_t line_number = 0;
-  while (std::getline(*in, line)) {
+  while (std::getline(in, line)) {
     ++line_number;
     const std::string where = absl::StrCat(path, ":", line_number);
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -144,7 +143,7 @@ absl::Status prep_jsonl(const std::string& path, const std::string& key, Prep& p
       return s;
     }
   }
-  if (in->bad()) return absl::DataLossError(absl::StrCat("cannot read input '", path, "'"));
+  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read input '", path, "'"));
   return absl::OkStatus();
 }
 
@@ -156,31 +155,29 @@ absl::Status prep_dataset(const PrepOptions& options, std::ostream& progress_os,
   if (options.jsonl_key && options.jsonl_key->empty()) {
     return absl::InvalidArgumentError("the JSONL key is empty");
   }
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = make_tokenizer(options.tokenizer);
-  if (!tokenizer.ok()) return tokenizer.status();
-  const Tokenizer& tok = **tokenizer;
+  ROTOR_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, make_tokenizer(options.tokenizer));
+  const Tokenizer& tok = *tokenizer;
   if (tok.eos_id() < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("tokenizer '", tok.spec(), "' has no end-of-document (eos) token"));
   }
   // Every input must exist before anything is written.
   for (const std::string& path : options.inputs) {
-    absl::StatusOr<std::ifstream> in = open_input(path);
-    if (!in.ok()) return in.status();
+    ROTOR_ASSIGN_OR_RETURN(std::ifstream in, open_input(path));
+
   }
   const TokenDType dtype = tok.vocab_size() < 65536 ? TokenDType::kUint16 : TokenDType::kInt32;
-  absl::StatusOr<IndexedDatasetWriter> writer = IndexedDatasetWriter::create(options.output, dtype);
-  if (!writer.ok()) return writer.status();
+  ROTOR_ASSIGN_OR_RETURN(IndexedDatasetWriter writer, IndexedDatasetWriter::create(options.output, dtype));
 
   Progress progress(progress_os, options.progress_interval_s);
-  Prep prep{tok, *writer, progress, {}};
+  Prep prep{tok, writer, progress, {}};
   for (const std::string& path : options.inputs) {
     const bool jsonl = options.jsonl_key.has_value() || absl::EndsWith(path, ".jsonl");
     absl::Status s = jsonl ? prep_jsonl(path, options.jsonl_key.value_or(kDefaultJsonlKey), prep)
                            : prep_text(path, prep);
     if (!s.ok()) return s;  // the writer's destructor removes its .tmp files
   }
-  if (absl::Status s = writer->finalize(); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(writer.finalize());
   const PrepStats totals = progress.finish(options.output);
   if (stats != nullptr) *stats = totals;
   return absl::OkStatus();

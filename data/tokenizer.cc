@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/status.h"
 
 // sentencepiece_processor.h declares `namespace absl { using std::string_view; }`,
 // which clashes with Abseil's own absl::string_view class; rename its namespace
@@ -248,7 +249,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> make_tokenizer(const std::string& spe
     std::string path = spec.substr(4);
     if (path.empty()) return absl::InvalidArgumentError("tokenizer 'spm:' needs a model path");
     auto tokenizer = std::make_unique<SentencePieceTokenizer>(std::move(path));
-    if (absl::Status s = tokenizer->load(); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(tokenizer->load());
     return std::unique_ptr<Tokenizer>(std::move(tokenizer));
   }
   return absl::InvalidArgumentError(

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "eval/csv.h"
 #include "kernels/check.h"
+#include "kernels/status.h"
 
 namespace rotor::eval {
 namespace {
@@ -340,7 +341,7 @@ void add_js_divergence(const Tensor& q_a, const Tensor& k_a, const Tensor& q_b, 
 }
 
 absl::StatusOr<AttentionStats> attention_stats(LlamaModel& model, const Batch& batch, int64_t width) {
-  if (absl::Status s = check_layout(model, batch); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(check_layout(model, batch));
   if (width < 1) return absl::InvalidArgumentError(absl::StrCat("bucket width ", width, " must be >= 1"));
   const ParallelContext& par = model.options().parallel;
   const int64_t layers = model.config().num_hidden_layers;
@@ -375,8 +376,8 @@ absl::StatusOr<AttentionStats> attention_stats(LlamaModel& model, const Batch& b
 
 absl::StatusOr<HeadBucketTable> attention_js_divergence(LlamaModel& a, LlamaModel& b,
                                                         const Batch& batch, int64_t width) {
-  if (absl::Status s = check_layout(a, batch); !s.ok()) return s;
-  if (absl::Status s = check_layout(b, batch); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(check_layout(a, batch));
+  ROTOR_RETURN_IF_ERROR(check_layout(b, batch));
   if (width < 1) return absl::InvalidArgumentError(absl::StrCat("bucket width ", width, " must be >= 1"));
   const LlamaConfig& ca = a.config();
   const LlamaConfig& cb = b.config();

@@ -4,6 +4,7 @@
 
 #include "data/packing.h"
 #include "eval/batch.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -24,9 +25,8 @@ absl::StatusOr<HeldoutEval> heldout_eval(LlamaModel& model, const IndexedDataset
     const int64_t rows = std::min<int64_t>(rows_per_pass, static_cast<int64_t>(mine.size() - first));
     Batch b = empty_batch(rows, length, /*masking=*/false);
     for (int64_t i = 0; i < rows; ++i) {
-      absl::StatusOr<PackedSample> x = s->sample(mine[first + static_cast<size_t>(i)]);
-      if (!x.ok()) return x.status();
-      put_sample(b, i, *x);
+      ROTOR_ASSIGN_OR_RETURN(PackedSample x, s->sample(mine[first + static_cast<size_t>(i)]));
+      put_sample(b, i, x);
     }
     ForwardStats stats;
     stats.want_attention_entropy = true;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "eval/csv.h"
+#include "kernels/status.h"
 
 namespace rotor::eval {
 namespace {
@@ -21,7 +22,7 @@ absl::StatusOr<std::vector<int32_t>> read_document(const IndexedDataset& ds, int
     const size_t at = out.size();
     out.resize(at + static_cast<size_t>(n));
     if (absl::Status st = ds.read(s, 0, n, out.data() + at); !st.ok()) {
-      return absl::Status(st.code(), absl::StrCat(ds.prefix(), ": document ", doc, ": ", st.message()));
+      return with_context(st, absl::StrCat(ds.prefix(), ": document ", doc, ": "));
     }
   }
   return out;
@@ -88,10 +89,9 @@ absl::StatusOr<LengthPerplexity> perplexity_at_length(LlamaModel& model, const I
       ++r.skipped;
       continue;
     }
-    absl::StatusOr<std::vector<int32_t>> tokens = read_document(heldout, doc, o.stride > 0 ? n : length + 1);
-    if (!tokens.ok()) return tokens.status();
+    ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, read_document(heldout, doc, o.stride > 0 ? n : length + 1));
     ++r.documents;
-    for (PplWindow& w : document_windows(*tokens, length, o.stride)) {
+    for (PplWindow& w : document_windows(tokens, length, o.stride)) {
       w.document = doc;
       if (r.windows++ % par.dp_size() != par.dp_rank()) continue;
       pending.push_back(std::move(w));
@@ -187,9 +187,8 @@ absl::StatusOr<std::vector<LengthPerplexity>> perplexity_at_lengths(
   if (options.lengths.empty()) return absl::InvalidArgumentError("no lengths to evaluate (eval.lengths is empty)");
   std::vector<LengthPerplexity> out;
   for (int64_t length : options.lengths) {
-    absl::StatusOr<LengthPerplexity> r = perplexity_at_length(model, heldout, length, options, parallel);
-    if (!r.ok()) return r.status();
-    out.push_back(*std::move(r));
+    ROTOR_ASSIGN_OR_RETURN(LengthPerplexity r, perplexity_at_length(model, heldout, length, options, parallel));
+    out.push_back(std::move(r));
   }
   return out;
 }
@@ -227,9 +226,8 @@ absl::StatusOr<std::vector<PplWindow>> leading_windows(const IndexedDataset& hel
                                                        int64_t documents) {
   std::vector<PplWindow> windows;
   for (int64_t d = 0; d < heldout.num_documents() && static_cast<int64_t>(windows.size()) < documents; ++d) {
-    absl::StatusOr<std::vector<int32_t>> tokens = read_document(heldout, d, length + 1);
-    if (!tokens.ok()) return tokens.status();
-    for (PplWindow& w : document_windows(*tokens, length, 0)) {
+    ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, read_document(heldout, d, length + 1));
+    for (PplWindow& w : document_windows(tokens, length, 0)) {
       w.document = d;
       windows.push_back(std::move(w));
     }

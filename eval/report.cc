@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "eval/csv.h"
+#include "kernels/status.h"
 
 namespace rotor::eval {
 namespace {
@@ -296,11 +297,10 @@ absl::Status read_run_evals(const std::string& run_dir, EvalTables& tables) {
       tables.missing.push_back(path.string());
       continue;
     }
-    absl::StatusOr<std::vector<Row>> rows = read_eval_csv(path.string(), kind);
-    if (!rows.ok()) return rows.status();
+    ROTOR_ASSIGN_OR_RETURN(std::vector<Row> rows, read_eval_csv(path.string(), kind));
     any = true;
     std::vector<Row>& dest = tables.merged[kind.file];
-    dest.insert(dest.end(), rows->begin(), rows->end());
+    dest.insert(dest.end(), rows.begin(), rows.end());
   }
   if (!any) {  // still a row in the table, named by the directory
     const fs::path p = fs::path(run_dir).lexically_normal();

@@ -17,6 +17,7 @@
 #include "kernels/random.h"
 #include "model/decode.h"
 #include "parallel/context.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -106,18 +107,17 @@ absl::StatusOr<RetrievalPrompt> passkey_prompt(const Tokenizer& tokenizer, int64
   for (const auto* s : {&instruction, &unit, &sentence, &question})
     if (!s->ok()) return s->status();
   ROTOR_CHECK(!unit->empty());
-  absl::StatusOr<int64_t> f = filler_tokens(
+  ROTOR_ASSIGN_OR_RETURN(int64_t f, filler_tokens(
       "passkey", length,
-      static_cast<int64_t>(instruction->size() + sentence->size() + question->size()));
-  if (!f.ok()) return f.status();
+      static_cast<int64_t>(instruction->size() + sentence->size() + question->size())));
   std::vector<int32_t> filler;
-  while (static_cast<int64_t>(filler.size()) < *f) filler.insert(filler.end(), unit->begin(), unit->end());
-  filler.resize(static_cast<size_t>(*f));
+  while (static_cast<int64_t>(filler.size()) < f) filler.insert(filler.end(), unit->begin(), unit->end());
+  filler.resize(static_cast<size_t>(f));
   // The repetition boundary (or the filler's end) nearest to depth * F.
   const int64_t u = static_cast<int64_t>(unit->size());
-  const double target = std::clamp(depth, 0.0, 1.0) * static_cast<double>(*f);
-  int64_t at = std::min<int64_t>(static_cast<int64_t>(std::llround(target / static_cast<double>(u))) * u, *f);
-  if (std::fabs(static_cast<double>(*f) - target) < std::fabs(static_cast<double>(at) - target)) at = *f;
+  const double target = std::clamp(depth, 0.0, 1.0) * static_cast<double>(f);
+  int64_t at = std::min<int64_t>(static_cast<int64_t>(std::llround(target / static_cast<double>(u))) * u, f);
+  if (std::fabs(static_cast<double>(f) - target) < std::fabs(static_cast<double>(at) - target)) at = f;
   RetrievalPrompt p = assemble(*instruction, filler, at, *sentence, *question);
   p.expected = digits;
   return p;
@@ -131,18 +131,17 @@ absl::StatusOr<RetrievalPrompt> needle_prompt(const Tokenizer& tokenizer,
   absl::StatusOr<std::vector<int32_t>> question = encode(tokenizer, kNeedleQuestion);
   for (const auto* s : {&instruction, &sentence, &question})
     if (!s->ok()) return s->status();
-  absl::StatusOr<int64_t> f = filler_tokens(
+  ROTOR_ASSIGN_OR_RETURN(int64_t f, filler_tokens(
       "needle", length,
-      static_cast<int64_t>(instruction->size() + sentence->size() + question->size()));
-  if (!f.ok()) return f.status();
-  if (offset < 0 || offset + *f > static_cast<int64_t>(haystack.size())) {
+      static_cast<int64_t>(instruction->size() + sentence->size() + question->size())));
+  if (offset < 0 || offset + f > static_cast<int64_t>(haystack.size())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the haystack holds ", haystack.size(), " tokens; a needle prompt of length ", length,
-        " needs ", *f, " of them from offset ", offset));
+        " needs ", f, " of them from offset ", offset));
   }
-  const std::vector<int32_t> filler(haystack.begin() + offset, haystack.begin() + offset + *f);
+  const std::vector<int32_t> filler(haystack.begin() + offset, haystack.begin() + offset + f);
   const int64_t at = std::clamp<int64_t>(
-      std::llround(std::clamp(depth, 0.0, 1.0) * static_cast<double>(*f)), 0, *f);
+      std::llround(std::clamp(depth, 0.0, 1.0) * static_cast<double>(f)), 0, f);
   RetrievalPrompt p = assemble(*instruction, filler, at, *sentence, *question);
   p.expected = kNeedleAnswerWords;
   return p;
@@ -167,9 +166,8 @@ double score_needle(const std::string& expected_words, const std::string& answer
 absl::StatusOr<Answerer> greedy_answerer(LlamaModel& model, int32_t stop_id) {
   const ParallelContext& par = model.options().parallel;
   if (par.tp_size() > 1 || par.cp_size() > 1) return recompute_answerer(model, stop_id);
-  absl::StatusOr<Decoder> made = Decoder::create(model);
-  if (!made.ok()) return made.status();
-  auto decoder = std::make_shared<Decoder>(*std::move(made));
+  ROTOR_ASSIGN_OR_RETURN(Decoder made, Decoder::create(model));
+  auto decoder = std::make_shared<Decoder>(std::move(made));
   return Answerer([decoder, stop_id](std::span<const int32_t> prompt, int64_t max_new) {
     const GreedyResult r = decoder->greedy(
         prompt, max_new, stop_id >= 0 ? std::optional<int32_t>(stop_id) : std::nullopt);
@@ -278,9 +276,8 @@ absl::StatusOr<std::vector<RetrievalCell>> run_retrieval_grid(
   // Answer lengths: the expected answer's tokens plus a little slack.
   const std::string answer_shape =
       kind == RetrievalKind::kPasskey ? " 12345." : " eat a sandwich and sit in Dolores Park on a sunny day.";
-  absl::StatusOr<std::vector<int32_t>> shape = encode(tokenizer, answer_shape);
-  if (!shape.ok()) return shape.status();
-  const int64_t max_new = static_cast<int64_t>(shape->size()) + 4;
+  ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> shape, encode(tokenizer, answer_shape));
+  const int64_t max_new = static_cast<int64_t>(shape.size()) + 4;
 
   std::vector<RetrievalCell> cells;
   for (int64_t length : options.lengths) {

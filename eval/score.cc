@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -74,10 +75,9 @@ absl::StatusOr<std::string> read_text_file(const std::string& path) {
 }
 
 absl::StatusOr<std::vector<int32_t>> read_token_file(const std::string& path, int64_t vocab_size) {
-  absl::StatusOr<std::string> text = read_text_file(path);
-  if (!text.ok()) return text.status();
+  ROTOR_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
   std::vector<int32_t> ids;
-  std::istringstream in(*text);
+  std::istringstream in(text);
   for (std::string word; in >> word;) {
     const size_t index = ids.size() + 1;
     int64_t id = 0;
@@ -96,14 +96,12 @@ absl::StatusOr<std::vector<int32_t>> read_token_file(const std::string& path, in
 
 absl::StatusOr<std::vector<int32_t>> encode_text_file(const Tokenizer& tokenizer, const std::string& path,
                                                       int64_t vocab_size) {
-  absl::StatusOr<std::string> text = read_text_file(path);
-  if (!text.ok()) return text.status();
-  absl::StatusOr<std::vector<int32_t>> ids = tokenizer.encode(*text);
-  if (!ids.ok()) return ids.status();
-  for (size_t i = 0; i < ids->size(); ++i) {
-    if ((*ids)[i] < 0 || (*ids)[i] >= vocab_size) {
+  ROTOR_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+  ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer.encode(text));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": token ", i + 1, ": the tokenizer (",
-                                                     tokenizer.spec(), ") gave id ", (*ids)[i],
+                                                     tokenizer.spec(), ") gave id ", ids[i],
                                                      ", outside the model's vocabulary [0, ", vocab_size, ")"));
     }
   }

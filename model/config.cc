@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include "absl/strings/str_cat.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -21,7 +22,7 @@ absl::Status LlamaConfig::validate() const {
                          {"num_attention_heads", num_attention_heads},
                          {"num_key_value_heads", num_key_value_heads},
                          {"max_position_embeddings", max_position_embeddings}}) {
-    if (auto s = positive(name, v); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(positive(name, v));
   }
   if (head_dim < 0) return absl::InvalidArgumentError(absl::StrCat("head_dim must be >= 0, got ", head_dim));
   if (head_dim == 0 && hidden_size % num_attention_heads != 0) {

@@ -13,6 +13,7 @@
 #include "kernels/rmsnorm.h"
 #include "parallel/ring_attention.h"
 #include "parallel/tensor_parallel.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -148,9 +149,9 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
 
 absl::StatusOr<LlamaModel> LlamaModel::create(const LlamaConfig& config,
                                               const LlamaOptions& options) {
-  if (absl::Status s = config.validate(); !s.ok()) return s;
-  if (absl::Status s = validate_rope(options.rope, config.resolved_head_dim()); !s.ok()) return s;
-  if (absl::Status s = validate_logit_scale(options.logit_scale); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(config.validate());
+  ROTOR_RETURN_IF_ERROR(validate_rope(options.rope, config.resolved_head_dim()));
+  ROTOR_RETURN_IF_ERROR(validate_logit_scale(options.logit_scale));
   if (options.dtype != DType::kF32 && options.dtype != DType::kF64) {
     return absl::InvalidArgumentError(
         absl::StrCat("the CPU model computes in f32 (or f64 for tests), not ",

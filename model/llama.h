@@ -149,7 +149,7 @@ class LlamaModel {
   // After a forward pass: the first residual-stream tensor of this rank with a
   // non-finite value (NaN or inf): 0 the embedding output, l + 1 the output of
   // block l; -1 when every one is finite. Locates where a non-finite loss
-  // began (trainer/train.cc); the hidden states are kept even with recompute.
+  // began (trainer/nonfinite.cc); the hidden states are kept even with recompute.
   int64_t first_nonfinite_residual() const;
 
   std::vector<Parameter>& parameters() { return params_; }

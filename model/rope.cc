@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -250,7 +251,7 @@ absl::Status validate_logit_scale(const LogitScaleConfig& scale) {
 }
 
 absl::StatusOr<RopeTables> compute_rope(const RopeConfig& rope, int64_t head_dim) {
-  if (absl::Status s = validate_rope(rope, head_dim); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(validate_rope(rope, head_dim));
   const double d = static_cast<double>(head_dim);
   std::vector<double> inv;
   double attention_factor = 1.0;

@@ -18,6 +18,7 @@
 #include "kernels/elementwise.h"
 #include "parallel/tensor_parallel.h"
 #include "trainer/safetensors.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -148,12 +149,12 @@ absl::Status write_checkpoint_files(const fs::path& tmp, const CheckpointInfo& i
                                     const CheckpointTensors& tensors,
                                     const std::function<void(int)>& stage) {
   const std::map<std::string, std::string> meta = {{"step", std::to_string(info.step)}};
-  if (auto s = write_safetensors((tmp / kModelFile).string(), tensors.model, meta); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(write_safetensors((tmp / kModelFile).string(), tensors.model, meta));
   stage(1);
   if (auto s = write_safetensors((tmp / kOptimizerFile).string(), tensors.optimizer, meta); !s.ok())
     return s;
   stage(2);
-  if (auto s = write_text(tmp / kRecipeFile, info.recipe_yaml); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(write_text(tmp / kRecipeFile, info.recipe_yaml));
   std::vector<std::string> files = {kModelFile, kOptimizerFile, kRecipeFile};
   std::error_code ec;
   for (const auto& [file, source] : info.extra_files) {
@@ -167,15 +168,14 @@ absl::Status write_checkpoint_files(const fs::path& tmp, const CheckpointInfo& i
   state["sampler"] = info.sampler;
   for (const std::string& f : files) {
     uint64_t bytes = 0;
-    absl::StatusOr<uint32_t> crc = file_crc32(tmp / f, &bytes);
-    if (!crc.ok()) return crc.status();
-    state["files"][f] = {{"bytes", bytes}, {"crc32", *crc}};
+    ROTOR_ASSIGN_OR_RETURN(uint32_t crc, file_crc32(tmp / f, &bytes));
+    state["files"][f] = {{"bytes", bytes}, {"crc32", crc}};
   }
-  if (auto s = write_text(tmp / kStateFile, state.dump(1)); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(write_text(tmp / kStateFile, state.dump(1)));
   files.push_back(kStateFile);
   for (const std::string& f : files)
-    if (auto s = sync_path(tmp / f); !s.ok()) return s;
-  if (auto s = sync_path(tmp); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(sync_path(tmp / f));
+  ROTOR_RETURN_IF_ERROR(sync_path(tmp));
   stage(3);
   return absl::OkStatus();
 }
@@ -217,14 +217,14 @@ absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& i
   if (fs::exists(final_dir)) remove_checkpoint_dir(final_dir);  // a rewrite of a step (resume past a corrupt one)
   fs::rename(tmp, final_dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("rename ", tmp.string(), ": ", ec.message()));
-  if (auto s = sync_path(root); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(sync_path(root));
   stage(4);
   const fs::path latest_tmp = root / absl::StrCat("latest.tmp-", getpid());
-  if (auto s = write_text(latest_tmp, name + "\n"); !s.ok()) return s;
-  if (auto s = sync_path(latest_tmp); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(write_text(latest_tmp, name + "\n"));
+  ROTOR_RETURN_IF_ERROR(sync_path(latest_tmp));
   fs::rename(latest_tmp, root / "latest", ec);
   if (ec) return absl::InternalError(absl::StrCat("rename latest: ", ec.message()));
-  if (auto s = sync_path(root); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(sync_path(root));
 
   if (keep > 0) {
     std::vector<fs::path> dirs = complete_checkpoints(root);
@@ -257,7 +257,7 @@ absl::Status read_param(const SafetensorsFile& file, const std::string& name, co
                         const Tensor& dst, int tp_rank) {
   if (p.shard_dim < 0 || dst.shape() == p.global_shape) return file.read_into(name, dst);
   Tensor whole = Tensor::empty(p.global_shape, dst.dtype());
-  if (absl::Status s = file.read_into(name, whole); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(file.read_into(name, whole));
   const int shards = static_cast<int>(p.global_shape[p.shard_dim] / dst.dim(p.shard_dim));
   dst.copy_from(tp_shard_of(whole, p.shard_dim, shards, tp_rank / p.tp_replicas));
   return absl::OkStatus();
@@ -293,28 +293,25 @@ absl::StatusOr<CheckpointInfo> load_checkpoint(const std::string& dir,
   }
   for (auto& [file, want] : state["files"].items()) {
     uint64_t bytes = 0;
-    absl::StatusOr<uint32_t> crc = file_crc32(d / file, &bytes);
-    if (!crc.ok()) return crc.status();
-    if (bytes != want["bytes"].get<uint64_t>() || *crc != want["crc32"].get<uint64_t>()) {
+    ROTOR_ASSIGN_OR_RETURN(uint32_t crc, file_crc32(d / file, &bytes));
+    if (bytes != want["bytes"].get<uint64_t>() || crc != want["crc32"].get<uint64_t>()) {
       return absl::DataLossError(absl::StrCat(
-          (d / file).string(), ": checksum mismatch (", bytes, " bytes, crc32 ", *crc,
+          (d / file).string(), ": checksum mismatch (", bytes, " bytes, crc32 ", crc,
           "; state.json says ", want["bytes"].get<uint64_t>(), " bytes, crc32 ",
           want["crc32"].get<uint64_t>(), "): the file is truncated or corrupted"));
     }
   }
-  absl::StatusOr<SafetensorsFile> model = SafetensorsFile::open((d / kModelFile).string());
-  if (!model.ok()) return model.status();
+  ROTOR_ASSIGN_OR_RETURN(SafetensorsFile model, SafetensorsFile::open((d / kModelFile).string()));
   for (Parameter& p : params) {
-    if (auto s = read_param(*model, p.name, p, p.value, tp_rank); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(read_param(model, p.name, p, p.value, tp_rank));
   }
   if (optimizer) {
-    absl::StatusOr<SafetensorsFile> opt = SafetensorsFile::open((d / kOptimizerFile).string());
-    if (!opt.ok()) return opt.status();
+    ROTOR_ASSIGN_OR_RETURN(SafetensorsFile opt, SafetensorsFile::open((d / kOptimizerFile).string()));
     for (size_t i = 0; i < params.size(); ++i) {
-      if (auto s = read_param(*opt, "m." + params[i].name, params[i], optimizer->first_moment(i), tp_rank);
+      if (auto s = read_param(opt, "m." + params[i].name, params[i], optimizer->first_moment(i), tp_rank);
           !s.ok())
         return s;
-      if (auto s = read_param(*opt, "v." + params[i].name, params[i], optimizer->second_moment(i), tp_rank);
+      if (auto s = read_param(opt, "v." + params[i].name, params[i], optimizer->second_moment(i), tp_rank);
           !s.ok())
         return s;
     }

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "trainer/checkpoint.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -69,7 +70,7 @@ absl::StatusOr<RunStart> Checkpointer::restore(LlamaModel& model, Optimizer& opt
   if (!start.resumed_from.empty()) {
     out_ << "resumed from " << start.resumed_from << " (step " << start.step << ")\n";
   } else if (!settings_.init_from.empty()) {
-    if (absl::Status s = init_from(model); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(init_from(model));
   }
   return start;
 }
@@ -79,17 +80,16 @@ absl::Status Checkpointer::init_from(LlamaModel& model) {
   // weights only.
   std::string source = settings_.init_from;
   if (!fs::exists(fs::path(source) / "state.json")) {
-    absl::StatusOr<std::string> l = latest_checkpoint(source);
-    if (!l.ok()) return l.status();
-    if (l->empty()) {
+    ROTOR_ASSIGN_OR_RETURN(std::string l, latest_checkpoint(source));
+    if (l.empty()) {
       return absl::NotFoundError(absl::StrCat(
           "model.init_from: ", source, " is neither a checkpoint directory nor a run with checkpoints"));
     }
-    source = *l;
+    source = l;
   }
   absl::StatusOr<CheckpointInfo> info = load_checkpoint(source, model.parameters(), nullptr, par_.tp_rank());
   if (!info.ok()) {
-    return absl::Status(info.status().code(), absl::StrCat("model.init_from: ", info.status().message()));
+    return with_context(info.status(), "model.init_from: ");
   }
   out_ << "initialised from " << source << " (its step " << info->step << ")\n";
   return absl::OkStatus();
@@ -108,7 +108,7 @@ absl::Status Checkpointer::after_step(int64_t step, LlamaModel& model, const Opt
                       .recipe_yaml = settings_.recipe_yaml};
     ck.after_stage = [this, step](int stage) { observer_->at_checkpoint_stage(step, stage); };
     if (!settings_.tokenizer_model.empty()) ck.extra_files["tokenizer.model"] = settings_.tokenizer_model;
-    if (absl::Status s = save_checkpoint(settings_.run_dir, ck, tensors, settings_.keep); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(save_checkpoint(settings_.run_dir, ck, tensors, settings_.keep));
   }
   world_.barrier(kCheckpointWriteTimeoutS);
   return absl::OkStatus();

@@ -7,6 +7,7 @@
 #include "kernels/random.h"
 #include "model/llama.h"
 #include "trainer/recipe/convert.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -17,16 +18,15 @@ absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r) {
   std::vector<double> weights;
   for (const recipe::Dataset& d : r.data().datasets()) {
     // A Megatron dataset prefix or llm.c shards (a file or a glob): data/documents.h.
-    absl::StatusOr<std::unique_ptr<DocumentSource>> ds = open_documents(d.path(), document_format(d));
-    if (!ds.ok()) return ds.status();
-    s.datasets.push_back(*std::move(ds));
+    ROTOR_ASSIGN_OR_RETURN(std::unique_ptr<DocumentSource> ds, open_documents(d.path(), document_format(d)));
+    s.datasets.push_back(std::move(ds));
     // Dataset 0 keeps the recipe's seed; the others get their own shuffles.
     const uint64_t dataset_seed = samplers.empty() ? seed : mix64(seed ^ mix64(samplers.size()));
     absl::StatusOr<PackedSampler> sampler = PackedSampler::create(
         s.datasets.back().get(), {.sequence_length = r.data().sequence_length(),
                                   .seed = dataset_seed,
                                   .document_masking = r.data().document_masking()});
-    if (!sampler.ok()) return absl::Status(sampler.status().code(), absl::StrCat(d.path(), ": ", sampler.status().message()));
+    if (!sampler.ok()) return with_context(sampler.status(), absl::StrCat(d.path(), ": "));
     samplers.push_back(std::move(*sampler));
     weights.push_back(d.has_weight() ? d.weight() : 1.0);
   }
@@ -39,9 +39,8 @@ absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r) {
 absl::StatusOr<Batch> make_batch(DataStream& stream, int64_t first, int64_t count, int64_t len, bool masking) {
   Batch b = empty_batch(count, len, masking);
   for (int64_t r = 0; r < count; ++r) {
-    absl::StatusOr<PackedSample> s = stream.sample(first + r);
-    if (!s.ok()) return s.status();
-    put_sample(b, r, *s);
+    ROTOR_ASSIGN_OR_RETURN(PackedSample s, stream.sample(first + r));
+    put_sample(b, r, s);
   }
   return b;
 }
@@ -61,10 +60,8 @@ absl::StatusOr<std::vector<Batch>> step_batches(DataStream& stream, const BatchS
   const int64_t first = (step - 1) * shape.global + par.dp_rank() * per_rank;
   std::vector<Batch> batches;
   for (int64_t m = 0; m < per_rank; m += shape.micro) {
-    absl::StatusOr<Batch> b =
-        make_batch(stream, first + m, shape.micro, shape.sequence_length, shape.document_masking);
-    if (!b.ok()) return b.status();
-    batches.push_back(shard_for_context(*b, par));
+    ROTOR_ASSIGN_OR_RETURN(Batch b, make_batch(stream, first + m, shape.micro, shape.sequence_length, shape.document_masking));
+    batches.push_back(shard_for_context(b, par));
   }
   return batches;
 }

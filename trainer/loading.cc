@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "trainer/checkpoint.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -36,7 +37,7 @@ absl::StatusOr<ScoringModel> load_scoring_model(const std::string& path, bool lo
   // model.init_from (if any) is not followed: the weights are the checkpoint's.
   absl::StatusOr<LoadedRecipe> recipe = load_recipe(recipe_path, {});
   if (!recipe.ok()) return absl::InvalidArgumentError(recipe.status().message());
-  if (absl::Status s = check_model_sizes(*recipe); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(check_model_sizes(*recipe));
   LlamaOptions options = recipe->model_options();
   options.recompute = true;  // forward only: keep no per-block activations
   absl::StatusOr<LlamaModel> model = LlamaModel::create(recipe->model, options);
@@ -45,15 +46,14 @@ absl::StatusOr<ScoringModel> load_scoring_model(const std::string& path, bool lo
   }
   ScoringModel m{.dir = *dir, .step = 0, .recipe = *std::move(recipe), .model = *std::move(model)};
   if (load_weights) {
-    if (absl::Status s = load_scoring_weights(m); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(load_scoring_weights(m));
   }
   return m;
 }
 
 absl::Status load_scoring_weights(ScoringModel& m) {
-  absl::StatusOr<CheckpointInfo> info = load_checkpoint(m.dir, m.model.parameters(), nullptr);
-  if (!info.ok()) return info.status();
-  m.step = info->step;
+  ROTOR_ASSIGN_OR_RETURN(CheckpointInfo info, load_checkpoint(m.dir, m.model.parameters(), nullptr));
+  m.step = info.step;
   return absl::OkStatus();
 }
 
@@ -70,19 +70,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> checkpoint_tokenizer(const std::strin
       has_spm ? absl::StrCat("spm:", spm.string()) : recipe.proto.data().tokenizer();
   absl::StatusOr<std::unique_ptr<Tokenizer>> t = make_tokenizer(spec);
   if (!t.ok()) {
-    return absl::Status(t.status().code(), absl::StrCat("tokenizer: ", t.status().message()));
+    return with_context(t.status(), "tokenizer: ");
   }
   return t;
 }
 
 absl::StatusOr<ScoreResult> score_tokens(const std::string& checkpoint_dir,
                                          std::span<const int32_t> ids, bool keep_logits) {
-  absl::StatusOr<ScoringModel> m = load_scoring_model(checkpoint_dir);
-  if (!m.ok()) return m.status();
-  absl::StatusOr<ScoreResult> r = score_ids(m->model, ids, keep_logits);
-  if (!r.ok()) return r.status();
-  r->checkpoint = m->dir;
-  r->step = m->step;
+  ROTOR_ASSIGN_OR_RETURN(ScoringModel m, load_scoring_model(checkpoint_dir));
+  ROTOR_ASSIGN_OR_RETURN(ScoreResult r, score_ids(m.model, ids, keep_logits));
+  r.checkpoint = m.dir;
+  r.step = m.step;
   return r;
 }
 
@@ -94,7 +92,7 @@ absl::StatusOr<LlamaModel> load_eval_model(const LoadedRecipe& recipe, const std
   absl::StatusOr<LlamaModel> m = LlamaModel::create(recipe.model, o);
   if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat(recipe.path, ": ", m.status().message()));
   absl::StatusOr<CheckpointInfo> info = load_checkpoint(dir, m->parameters(), nullptr, par.tp_rank());
-  if (!info.ok()) return absl::Status(info.status().code(), absl::StrCat(dir, ": ", info.status().message()));
+  if (!info.ok()) return with_context(info.status(), absl::StrCat(dir, ": "));
   step = info->step;
   return m;
 }
@@ -156,11 +154,10 @@ absl::Status check_model_sizes(const LoadedRecipe& recipe) {
 }
 
 absl::Status check_single_run(const LoadedRecipe& recipe) {
-  absl::StatusOr<std::vector<NamedRun>> runs = expand_sweep(recipe);
-  if (!runs.ok()) return runs.status();
-  if (runs->size() != 1) {
+  ROTOR_ASSIGN_OR_RETURN(std::vector<NamedRun> runs, expand_sweep(recipe));
+  if (runs.size() != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        recipe.path, ": the recipe sweeps ", runs->size(),
+        recipe.path, ": the recipe sweeps ", runs.size(),
         " runs; evaluate one of them (its run directory holds its recipe.yaml)"));
   }
   return check_model_sizes(recipe);

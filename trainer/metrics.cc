@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "trainer/checkpoint.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -71,7 +72,7 @@ absl::Status truncate_metrics(const std::string& path, int64_t last_step) {
   }
   in.close();
   const fs::path tmp = path + ".tmp";
-  if (absl::Status s = write_text(tmp, kept); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(write_text(tmp, kept));
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) return absl::DataLossError(absl::StrCat("rename ", tmp.string(), ": ", ec.message()));
@@ -84,12 +85,11 @@ absl::StatusOr<Metrics> Metrics::open(const MetricsSettings& settings, bool rank
   if (!rank0) return m;
   const fs::path jsonl = fs::path(settings.run_dir) / "metrics.jsonl";
   if (resumed) {
-    if (absl::Status s = truncate_metrics(jsonl.string(), start_step); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(truncate_metrics(jsonl.string(), start_step));
   }
   m.jsonl_.open(jsonl, std::ios::app);
-  absl::StatusOr<TensorBoardWriter> tb = TensorBoardWriter::open((fs::path(settings.run_dir) / "tb").string());
-  if (!tb.ok()) return tb.status();
-  m.tb_ = std::move(*tb);
+  ROTOR_ASSIGN_OR_RETURN(TensorBoardWriter tb, TensorBoardWriter::open((fs::path(settings.run_dir) / "tb").string()));
+  m.tb_ = std::move(tb);
   m.t0_ = Clock::now();
   return m;
 }
@@ -129,7 +129,7 @@ absl::Status Metrics::log(const TrainStepResult& result, bool evaluated, const S
   }
   const double wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   if (tb_) {
-    if (absl::Status s = tb_->add_scalars(step, scalars_of(rec), wall); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(tb_->add_scalars(step, scalars_of(rec), wall));
   }
   const bool due = step == start_step_ + 1 || step == settings_.steps || step % settings_.log_every == 0;
   if (!result.applied() || !(due || evaluated)) return absl::OkStatus();

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "trainer/tb_event.pb.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -176,7 +177,7 @@ absl::Status TensorBoardWriter::add_scalars(
   event.set_step(step);
   tb::Summary* summary = event.mutable_summary();
   for (const auto& [tag, value] : values) {
-    if (absl::Status s = check_tag(path_, tag); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(check_tag(path_, tag));
     tb::Summary::Value* v = summary->add_value();
     v->set_tag(tag);
     v->set_simple_value(static_cast<float>(value));

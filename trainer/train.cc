@@ -16,6 +16,7 @@
 #include "trainer/nonfinite.h"
 #include "trainer/recipe/layout.h"
 #include "trainer/train_step.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -45,10 +46,9 @@ bool evaluation_due(const Loop& loop, int64_t step) {
 absl::StatusOr<StepEvals> evaluate(const Loop& loop) {
   StepEvals evals;
   for (int64_t l : loop.r.eval().lengths()) {
-    absl::StatusOr<HeldoutEval> e = heldout_eval(loop.train_step.model(), *loop.heldout, l, loop.r.eval().tokens(),
-                                                 loop.train_step.parallel());
-    if (!e.ok()) return e.status();
-    evals.emplace_back(l, *std::move(e));
+    ROTOR_ASSIGN_OR_RETURN(HeldoutEval e, heldout_eval(loop.train_step.model(), *loop.heldout, l, loop.r.eval().tokens(),
+                                                 loop.train_step.parallel()));
+    evals.emplace_back(l, std::move(e));
   }
   return evals;
 }
@@ -56,24 +56,20 @@ absl::StatusOr<StepEvals> evaluate(const Loop& loop) {
 // Step `step`: its data, the optimizer step, the non-finite policy, the
 // evaluation when due, the logs and the checkpoint when due.
 absl::Status iterate(Loop& loop, int64_t step) {
-  if (absl::Status s = loop.observer.at_step_start(step, loop.world_rank); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(loop.observer.at_step_start(step, loop.world_rank));
   loop.metrics.begin_step();
-  absl::StatusOr<std::vector<Batch>> batches =
-      step_batches(loop.stream, loop.shape, step, loop.train_step.parallel());
-  if (!batches.ok()) return batches.status();
-  absl::StatusOr<TrainStepResult> result = loop.train_step.step(step, *batches);
-  if (!result.ok()) return result.status();
-  if (absl::Status s = loop.nonfinite.after_step(result->nonfinite); !s.ok()) return s;
-  if (!result->applied()) loop.metrics.report_skipped(*result);
+  ROTOR_ASSIGN_OR_RETURN(std::vector<Batch> batches, step_batches(loop.stream, loop.shape, step, loop.train_step.parallel()));
+  ROTOR_ASSIGN_OR_RETURN(TrainStepResult result, loop.train_step.step(step, batches));
+  ROTOR_RETURN_IF_ERROR(loop.nonfinite.after_step(result.nonfinite));
+  if (!result.applied()) loop.metrics.report_skipped(result);
   loop.metrics.end_step();
   const bool evaluated = evaluation_due(loop, step);
   StepEvals evals;
   if (evaluated) {
-    absl::StatusOr<StepEvals> e = evaluate(loop);
-    if (!e.ok()) return e.status();
-    evals = *std::move(e);
+    ROTOR_ASSIGN_OR_RETURN(StepEvals e, evaluate(loop));
+    evals = std::move(e);
   }
-  if (absl::Status s = loop.metrics.log(*result, evaluated, evals); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(loop.metrics.log(result, evaluated, evals));
   return loop.checkpointer.after_step(step, loop.train_step.model(), loop.train_step.optimizer());
 }
 
@@ -89,9 +85,8 @@ absl::Status prepare_run_dir(const recipe::Recipe& r, const std::string& recipe_
 
 absl::StatusOr<std::unique_ptr<IndexedDataset>> open_heldout(const recipe::Recipe& r) {
   if (r.data().heldout().empty()) return nullptr;
-  absl::StatusOr<IndexedDataset> h = IndexedDataset::open(r.data().heldout());
-  if (!h.ok()) return h.status();
-  return std::make_unique<IndexedDataset>(std::move(*h));
+  ROTOR_ASSIGN_OR_RETURN(IndexedDataset h, IndexedDataset::open(r.data().heldout()));
+  return std::make_unique<IndexedDataset>(std::move(h));
 }
 
 // Each dp rank takes global / dp sequences of every step, in micro-batches.
@@ -117,10 +112,9 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
         "device: cuda: GPU training is not available yet (the CUDA kernels are built but the training path "
         "runs on the CPU)");
   }
-  absl::StatusOr<RecipeLayout> layout = recipe_layout(r, world);
-  if (!layout.ok()) return layout.status();
-  const ParallelContext& par = layout->par;
-  Communicator& run_world = layout->grid->world();
+  ROTOR_ASSIGN_OR_RETURN(RecipeLayout layout, recipe_layout(r, world));
+  const ParallelContext& par = layout.par;
+  Communicator& run_world = layout.grid->world();
   const bool rank0 = world.rank() == 0;
   std::ostringstream discard;
   std::ostream& out = rank0 ? rank0_out : discard;
@@ -131,28 +125,26 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
         "the base model's recipe with base:)");
   }
   const std::string recipe_yaml = recipe_to_yaml(r);
-  if (absl::Status s = prepare_run_dir(r, recipe_yaml, rank0); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(prepare_run_dir(r, recipe_yaml, rank0));
 
   LlamaOptions opts = loaded.model_options();
   opts.recompute = r.train().recompute();
   opts.parallel = par;
-  absl::StatusOr<LlamaModel> model = LlamaModel::create(loaded.model, opts);
-  if (!model.ok()) return model.status();
-  model->init_weights(static_cast<uint64_t>(r.train().seed()));
+  ROTOR_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::create(loaded.model, opts));
+  model.init_weights(static_cast<uint64_t>(r.train().seed()));
   absl::StatusOr<DataStream> stream = open_stream(r);
   if (!stream.ok()) return stream.status();
   absl::StatusOr<std::unique_ptr<IndexedDataset>> heldout = open_heldout(r);
   if (!heldout.ok()) return heldout.status();
   const BatchShape shape = BatchShape::of(r);
-  if (absl::Status s = check_batch_layout(r, shape, par, world.size()); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(check_batch_layout(r, shape, par, world.size()));
 
-  TrainStep train_step(*model, TrainStepSettings::of(r), par, &run_world, observer);
+  TrainStep train_step(model, TrainStepSettings::of(r), par, &run_world, observer);
   Checkpointer checkpointer(CheckpointerSettings::of(r, shape.global, recipe_yaml), run_world, par, out, observer);
-  absl::StatusOr<RunStart> start = checkpointer.restore(*model, train_step.optimizer());
-  if (!start.ok()) return start.status();
+  ROTOR_ASSIGN_OR_RETURN(RunStart start, checkpointer.restore(model, train_step.optimizer()));
   absl::StatusOr<Metrics> metrics =
       Metrics::open(MetricsSettings::of(r, loaded.model, shape.global * shape.sequence_length, world.size()),
-                    rank0, out, start->step, !start->resumed_from.empty());
+                    rank0, out, start.step, !start.resumed_from.empty());
   if (!metrics.ok()) return metrics.status();
   NonfinitePolicy nonfinite = NonfinitePolicy::of(r.train());
   Loop loop{.r = r,
@@ -165,8 +157,8 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
             .nonfinite = nonfinite,
             .metrics = *metrics,
             .checkpointer = checkpointer};
-  for (int64_t step = start->step + 1; step <= r.train().steps(); ++step) {
-    if (absl::Status s = iterate(loop, step); !s.ok()) return s;
+  for (int64_t step = start.step + 1; step <= r.train().steps(); ++step) {
+    ROTOR_RETURN_IF_ERROR(iterate(loop, step));
   }
   return absl::OkStatus();
 }

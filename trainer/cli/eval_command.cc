@@ -21,6 +21,7 @@
 #include "trainer/cli/args.h"
 #include "trainer/loading.h"
 #include "trainer/recipe/recipe.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -90,16 +91,14 @@ absl::StatusOr<EvalArgs> parse_args(const std::vector<std::string>& args) {
     if (!known) {
       return absl::InvalidArgumentError(absl::StrCat("unknown option '", name, "' for rotor eval ", a.what));
     }
-    absl::StatusOr<std::string> v = option_value(w, args, i);
-    if (!v.ok()) return v.status();
-    if (name == "--checkpoint") a.checkpoint = *v;
-    else if (name == "--out") a.out = *v;
-    else if (name == "--reference") a.reference = *v;
-    else if (name == "--set") a.sets.push_back(*v);
+    ROTOR_ASSIGN_OR_RETURN(std::string v, option_value(w, args, i));
+    if (name == "--checkpoint") a.checkpoint = v;
+    else if (name == "--out") a.out = v;
+    else if (name == "--reference") a.reference = v;
+    else if (name == "--set") a.sets.push_back(v);
     else {
-      absl::StatusOr<int64_t> n = positive(name, *v);
-      if (!n.ok()) return n.status();
-      (name == "--stride" ? a.stride : name == "--documents" ? a.documents : a.length) = *n;
+      ROTOR_ASSIGN_OR_RETURN(int64_t n, positive(name, v));
+      (name == "--stride" ? a.stride : name == "--documents" ? a.documents : a.length) = n;
     }
   }
   if (a.recipe.empty()) return absl::InvalidArgumentError("RECIPE.yaml is required");
@@ -150,28 +149,25 @@ absl::Status run_ppl(const EvalArgs& a, Setup& s, Communicator& world, std::ostr
   if (r.eval().lengths().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(a.recipe, ": eval.lengths is empty (set it, e.g. --set eval.lengths=[1024,4096])"));
   }
-  absl::StatusOr<LaidOutModel> m = load_laid_out_model(s.recipe, s.checkpoint, world, /*recompute=*/true);
-  if (!m.ok()) return m.status();
+  ROTOR_ASSIGN_OR_RETURN(LaidOutModel m, load_laid_out_model(s.recipe, s.checkpoint, world, /*recompute=*/true));
   const eval::PplRun run{.lengths = {r.eval().lengths().begin(), r.eval().lengths().end()},
                          .stride = a.stride,
                          .documents = a.documents,
                          .token_budget = r.eval().tokens()};
-  absl::StatusOr<std::vector<eval::LengthPerplexity>> results =
-      eval::perplexity_by_length(m->model, *s.heldout, run, m->layout.par);
-  if (!results.ok()) return results.status();
+  ROTOR_ASSIGN_OR_RETURN(std::vector<eval::LengthPerplexity> results, eval::perplexity_by_length(m.model, *s.heldout, run, m.layout.par));
   if (world.rank() != 0) return absl::OkStatus();
 
   const int64_t train_length = r.data().sequence_length();
   if (absl::Status st = write_csv(s, "ppl.csv", eval::kPplCsvHeader,
-                                  eval::ppl_csv_rows(s.run, m->step, train_length, *results));
+                                  eval::ppl_csv_rows(s.run, m.step, train_length, results));
       !st.ok()) {
     return st;
   }
-  out << absl::StrFormat("perplexity of %s (step %d), trained at %d tokens%s\n", s.checkpoint, m->step,
+  out << absl::StrFormat("perplexity of %s (step %d), trained at %d tokens%s\n", s.checkpoint, m.step,
                          train_length, a.stride ? absl::StrCat(", stride ", a.stride) : "");
   out << absl::StrFormat("%8s %9s %8s %10s %9s %10s  by bucket (loss)\n", "length", "documents", "skipped",
                          "tokens", "loss", "ppl");
-  for (const eval::LengthPerplexity& p : *results) {
+  for (const eval::LengthPerplexity& p : results) {
     std::string by_bucket;
     for (const eval::BucketLoss& b : p.buckets) {
       absl::StrAppend(&by_bucket, " ", b.bucket.label, ":", absl::StrFormat("%.3f", b.mean_loss()));
@@ -194,7 +190,7 @@ absl::StatusOr<eval::HeadBucketTable> reference_divergence(const EvalArgs& a, La
   reference = *dir;
   int64_t ref_step = 0;
   absl::StatusOr<LlamaModel> ref = load_checkpoint_model(reference, m.layout.par, /*recompute=*/false, ref_step);
-  if (!ref.ok()) return absl::Status(ref.status().code(), absl::StrCat("--reference: ", ref.status().message()));
+  if (!ref.ok()) return with_context(ref.status(), "--reference: ");
   absl::StatusOr<eval::HeadBucketTable> js = eval::attention_js_divergence(m.model, *ref, batch, width);
   if (!js.ok()) return absl::InvalidArgumentError(absl::StrCat("--reference: ", js.status().message()));
   return js;
@@ -202,41 +198,36 @@ absl::StatusOr<eval::HeadBucketTable> reference_divergence(const EvalArgs& a, La
 
 absl::Status run_attention(const EvalArgs& a, Setup& s, Communicator& world, std::ostream& out) {
   const int64_t length = a.length > 0 ? a.length : s.recipe.proto.data().sequence_length();
-  absl::StatusOr<std::vector<eval::PplWindow>> windows =
-      eval::leading_windows(*s.heldout, length, a.documents > 0 ? a.documents : 1);
-  if (!windows.ok()) return windows.status();
-  if (windows->empty()) {
+  ROTOR_ASSIGN_OR_RETURN(std::vector<eval::PplWindow> windows, eval::leading_windows(*s.heldout, length, a.documents > 0 ? a.documents : 1));
+  if (windows.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--length ", length, ": no held-out document has ", length + 1, " tokens"));
   }
-  const Batch batch = eval::window_batch(*windows, length);
+  const Batch batch = eval::window_batch(windows, length);
   const int64_t width = eval::default_bucket_width(length);
   // The training layout: rows of every query against the whole sequence,
   // heads over tp and query rows over cp (attention_stats.h).
-  absl::StatusOr<LaidOutModel> m = load_laid_out_model(s.recipe, s.checkpoint, world, /*recompute=*/false);
-  if (!m.ok()) return m.status();
-  absl::StatusOr<eval::AttentionStats> stats = eval::attention_stats(m->model, batch, width);
-  if (!stats.ok()) return stats.status();
+  ROTOR_ASSIGN_OR_RETURN(LaidOutModel m, load_laid_out_model(s.recipe, s.checkpoint, world, /*recompute=*/false));
+  ROTOR_ASSIGN_OR_RETURN(eval::AttentionStats stats, eval::attention_stats(m.model, batch, width));
   std::optional<eval::HeadBucketTable> js;
   std::string reference;
   if (!a.reference.empty()) {
-    absl::StatusOr<eval::HeadBucketTable> j = reference_divergence(a, *m, batch, width, reference);
-    if (!j.ok()) return j.status();
-    js = *std::move(j);
+    ROTOR_ASSIGN_OR_RETURN(eval::HeadBucketTable j, reference_divergence(a, m, batch, width, reference));
+    js = std::move(j);
   }
   if (world.rank() != 0) return absl::OkStatus();  // every rank holds the summed tables
 
   if (absl::Status st = write_csv(s, "attention.csv", eval::kAttentionCsvHeader,
-                                  eval::attention_csv_rows(s.run, m->step, length, *stats,
+                                  eval::attention_csv_rows(s.run, m.step, length, stats,
                                                            js ? &*js : nullptr, reference));
       !st.ok()) {
     return st;
   }
-  out << absl::StrFormat("attention of %s (step %d), %d window(s) of %d tokens%s\n", s.checkpoint, m->step,
-                         windows->size(), length, js ? absl::StrCat(", reference ", reference) : "");
+  out << absl::StrFormat("attention of %s (step %d), %d window(s) of %d tokens%s\n", s.checkpoint, m.step,
+                         windows.size(), length, js ? absl::StrCat(", reference ", reference) : "");
   out << absl::StrFormat("%6s %12s %12s%s\n", "layer", "entropy", "distance", js ? "  js_divergence" : "");
-  for (int64_t l = 0; l < stats->entropy.layers(); ++l) {
-    out << absl::StrFormat("%6d %12.4f %12.2f", l, stats->entropy.mean(l, -1), stats->distance.mean(l, -1));
+  for (int64_t l = 0; l < stats.entropy.layers(); ++l) {
+    out << absl::StrFormat("%6d %12.4f %12.2f", l, stats.entropy.mean(l, -1), stats.distance.mean(l, -1));
     if (js) out << absl::StrFormat("  %13.5f", js->mean(l, -1));
     out << "\n";
   }

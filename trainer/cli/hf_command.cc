@@ -11,6 +11,7 @@
 #include "trainer/cli/args.h"
 #include "trainer/hf/convert.h"
 #include "trainer/hf/modeling_code.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -53,20 +54,17 @@ absl::StatusOr<ExportOptions> parse_export_args(const std::vector<std::string>& 
     auto value = [&]() { return option_value(word, args, i); };
     if (name == "--dtype") {
       if (have_dtype) return absl::InvalidArgumentError("--dtype given twice");
-      absl::StatusOr<std::string> v = value();
-      if (!v.ok()) return v.status();
-      if (*v != "bf16" && *v != "f16" && *v != "f32") {
-        return absl::InvalidArgumentError(absl::StrCat("--dtype must be bf16, f16 or f32, got '", *v, "'"));
+      ROTOR_ASSIGN_OR_RETURN(std::string v, value());
+      if (v != "bf16" && v != "f16" && v != "f32") {
+        return absl::InvalidArgumentError(absl::StrCat("--dtype must be bf16, f16 or f32, got '", v, "'"));
       }
-      a.dtype = *v;
+      a.dtype = v;
       have_dtype = true;
     } else if (name == "--max-shard-size") {
       if (have_shard) return absl::InvalidArgumentError("--max-shard-size given twice");
-      absl::StatusOr<std::string> v = value();
-      if (!v.ok()) return v.status();
-      absl::StatusOr<uint64_t> n = parse_shard_size(*v);
-      if (!n.ok()) return n.status();
-      a.max_shard = *n;
+      ROTOR_ASSIGN_OR_RETURN(std::string v, value());
+      ROTOR_ASSIGN_OR_RETURN(uint64_t n, parse_shard_size(v));
+      a.max_shard = n;
       have_shard = true;
     } else if (name == "--with-modeling-code") {
       if (has_inline) return absl::InvalidArgumentError("--with-modeling-code takes no value");

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "trainer/cli/args.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -38,20 +39,17 @@ absl::StatusOr<PrepOptions> parse_prep_args(const std::vector<std::string>& args
     // The value of a single-valued option: --opt=VALUE or --opt VALUE.
     auto value = [&]() { return option_value(word, args, i); };
     if (name == "--tokenizer") {
-      absl::StatusOr<std::string> v = value();
-      if (!v.ok()) return v.status();
-      options.tokenizer = *std::move(v);
+      ROTOR_ASSIGN_OR_RETURN(std::string v, value());
+      options.tokenizer = std::move(v);
       have_tokenizer = true;
     } else if (name == "--output") {
-      absl::StatusOr<std::string> v = value();
-      if (!v.ok()) return v.status();
-      options.output = *std::move(v);
+      ROTOR_ASSIGN_OR_RETURN(std::string v, value());
+      options.output = std::move(v);
       have_output = true;
     } else if (name == "--jsonl-key") {
-      absl::StatusOr<std::string> v = value();
-      if (!v.ok()) return v.status();
-      if (v->empty()) return absl::InvalidArgumentError("--jsonl-key needs a non-empty key");
-      options.jsonl_key = *std::move(v);
+      ROTOR_ASSIGN_OR_RETURN(std::string v, value());
+      if (v.empty()) return absl::InvalidArgumentError("--jsonl-key needs a non-empty key");
+      options.jsonl_key = std::move(v);
     } else if (name == "--input") {
       const size_t before = options.inputs.size();
       if (word.inline_value) options.inputs.push_back(*word.inline_value);

@@ -18,6 +18,7 @@
 #include "trainer/cli/args.h"
 #include "trainer/loading.h"
 #include "trainer/recipe/recipe.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -99,31 +100,27 @@ absl::StatusOr<RetrievalArgs> parse_args(const std::vector<std::string>& args) {
       a.recipe = name;
       continue;
     }
-    absl::StatusOr<std::string> v = option_value(w, args, i);
-    if (!v.ok()) return v.status();
+    ROTOR_ASSIGN_OR_RETURN(std::string v, option_value(w, args, i));
     if (name == "--checkpoint") {
-      a.checkpoint = *v;
+      a.checkpoint = v;
     } else if (name == "--set") {
-      a.sets.push_back(*v);
+      a.sets.push_back(v);
     } else if (name == "--out") {
-      a.out = *v;
+      a.out = v;
     } else if (name == "--lengths") {
-      absl::StatusOr<std::vector<int64_t>> l = parse_ints(name, *v);
-      if (!l.ok()) return l.status();
-      a.lengths = *std::move(l);
+      ROTOR_ASSIGN_OR_RETURN(std::vector<int64_t> l, parse_ints(name, v));
+      a.lengths = std::move(l);
     } else if (name == "--depths") {
-      absl::StatusOr<std::vector<double>> d = parse_depths(name, *v);
-      if (!d.ok()) return d.status();
-      a.depths = *std::move(d);
+      ROTOR_ASSIGN_OR_RETURN(std::vector<double> d, parse_depths(name, v));
+      a.depths = std::move(d);
     } else if (name == "--seed") {
-      if (!absl::SimpleAtoi(*v, &a.seed)) {
-        return absl::InvalidArgumentError(absl::StrCat("--seed: '", *v, "' is not a non-negative integer"));
+      if (!absl::SimpleAtoi(v, &a.seed)) {
+        return absl::InvalidArgumentError(absl::StrCat("--seed: '", v, "' is not a non-negative integer"));
       }
     } else {
-      absl::StatusOr<std::vector<int64_t>> n = parse_ints(name, *v);
-      if (!n.ok()) return n.status();
-      if (n->size() != 1) return absl::InvalidArgumentError(absl::StrCat(name, " takes one integer, got '", *v, "'"));
-      a.trials = n->front();
+      ROTOR_ASSIGN_OR_RETURN(std::vector<int64_t> n, parse_ints(name, v));
+      if (n.size() != 1) return absl::InvalidArgumentError(absl::StrCat(name, " takes one integer, got '", v, "'"));
+      a.trials = n.front();
     }
   }
   if (a.recipe.empty()) return absl::InvalidArgumentError("RECIPE.yaml is required");

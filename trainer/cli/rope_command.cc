@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "trainer/recipe/rope_settings.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -91,13 +92,11 @@ absl::StatusOr<RopeArgs> parse_rope_args(const std::vector<std::string>& args) {
       if (flag == "--set") {
         parsed.overrides.push_back(*value);
       } else if (flag == "--positions") {
-        absl::StatusOr<std::vector<int64_t>> p = parse_positions(*value);
-        if (!p.ok()) return p.status();
-        parsed.positions = *std::move(p);
+        ROTOR_ASSIGN_OR_RETURN(std::vector<int64_t> p, parse_positions(*value));
+        parsed.positions = std::move(p);
       } else {
-        absl::StatusOr<int64_t> n = parse_layers(*value);
-        if (!n.ok()) return n.status();
-        parsed.layers = *n;
+        ROTOR_ASSIGN_OR_RETURN(int64_t n, parse_layers(*value));
+        parsed.layers = n;
       }
     } else if (absl::StartsWith(arg, "-")) {
       return absl::InvalidArgumentError(absl::StrCat("unknown option '", arg, "'"));

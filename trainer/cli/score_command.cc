@@ -17,6 +17,7 @@
 #include "eval/score.h"
 #include "trainer/cli/args.h"
 #include "trainer/loading.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -53,18 +54,17 @@ absl::StatusOr<ScoreArgs> parse_score_args(const std::vector<std::string>& args)
     auto value = [&]() { return option_value(word, args, i); };
     auto take = [&](std::string& field, bool& seen) -> absl::Status {
       if (seen) return absl::InvalidArgumentError(absl::StrCat(name, " given twice"));
-      absl::StatusOr<std::string> v = value();
-      if (!v.ok()) return v.status();
-      field = *std::move(v);
+      ROTOR_ASSIGN_OR_RETURN(std::string v, value());
+      field = std::move(v);
       seen = true;
       return absl::OkStatus();
     };
     if (name == "--tokens") {
-      if (absl::Status s = take(a.tokens, have_tokens); !s.ok()) return s;
+      ROTOR_RETURN_IF_ERROR(take(a.tokens, have_tokens));
     } else if (name == "--text") {
-      if (absl::Status s = take(a.text, have_text); !s.ok()) return s;
+      ROTOR_RETURN_IF_ERROR(take(a.text, have_text));
     } else if (name == "--logits") {
-      if (absl::Status s = take(a.logits, have_logits); !s.ok()) return s;
+      ROTOR_RETURN_IF_ERROR(take(a.logits, have_logits));
     } else if (is_option(name)) {
       return absl::InvalidArgumentError(absl::StrCat("unknown option '", name, "'"));
     } else if (a.checkpoint.empty()) {

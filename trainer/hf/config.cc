@@ -13,24 +13,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
 
 using json = nlohmann::json;
-
-#define ROTOR_HF_ASSIGN(lhs, expr)             \
-  do {                                         \
-    auto rotor_hf_result_ = (expr);            \
-    if (!rotor_hf_result_.ok()) return rotor_hf_result_.status(); \
-    lhs = *std::move(rotor_hf_result_);        \
-  } while (0)
-
-#define ROTOR_HF_RETURN_IF_ERROR(expr)         \
-  do {                                         \
-    absl::Status rotor_hf_status_ = (expr);    \
-    if (!rotor_hf_status_.ok()) return rotor_hf_status_; \
-  } while (0)
 
 constexpr const char* kRopeTypes = "default, linear, dynamic, yarn, llama3, longrope";
 
@@ -65,13 +53,13 @@ class Reader {
   }
   absl::StatusOr<int64_t> req_int(const std::string& key, const std::string& why) const {
     std::optional<int64_t> v;
-    ROTOR_HF_ASSIGN(v, opt_int(key));
+    ROTOR_ASSIGN_OR_RETURN(v, opt_int(key));
     if (!v) return error(key, absl::StrCat("is required ", why));
     return *v;
   }
   absl::StatusOr<int64_t> int_or(const std::string& key, int64_t fallback) const {
     std::optional<int64_t> v;
-    ROTOR_HF_ASSIGN(v, opt_int(key));
+    ROTOR_ASSIGN_OR_RETURN(v, opt_int(key));
     return v.value_or(fallback);
   }
   absl::StatusOr<std::optional<double>> opt_num(const std::string& key) const {
@@ -82,13 +70,13 @@ class Reader {
   }
   absl::StatusOr<double> req_num(const std::string& key, const std::string& why) const {
     std::optional<double> v;
-    ROTOR_HF_ASSIGN(v, opt_num(key));
+    ROTOR_ASSIGN_OR_RETURN(v, opt_num(key));
     if (!v) return error(key, absl::StrCat("is required ", why));
     return *v;
   }
   absl::StatusOr<double> num_or(const std::string& key, double fallback) const {
     std::optional<double> v;
-    ROTOR_HF_ASSIGN(v, opt_num(key));
+    ROTOR_ASSIGN_OR_RETURN(v, opt_num(key));
     return v.value_or(fallback);
   }
   absl::StatusOr<bool> bool_or(const std::string& key, bool fallback) const {
@@ -167,8 +155,10 @@ struct RopeContext {
 absl::StatusOr<RopeConfig> parse_rope_dict(const Reader& r, double theta, const RopeContext& ctx,
                                            bool type_required) {
   std::optional<std::string> type;
-  ROTOR_HF_ASSIGN(type, r.opt_string("rope_type"));
-  if (!type) ROTOR_HF_ASSIGN(type, r.opt_string("type"));  // legacy key
+  ROTOR_ASSIGN_OR_RETURN(type, r.opt_string("rope_type"));
+  if (!type) {
+    ROTOR_ASSIGN_OR_RETURN(type, r.opt_string("type"));  // legacy key
+  }
   if (!type) {
     if (type_required) return r.error("rope_type", "is missing (nor is the legacy key \"type\" given)");
     type = "default";
@@ -177,17 +167,17 @@ absl::StatusOr<RopeConfig> parse_rope_dict(const Reader& r, double theta, const 
   rope.theta = theta;
   const std::string why = absl::StrCat("for rope_type ", *type);
   std::optional<int64_t> original;
-  ROTOR_HF_ASSIGN(original, r.opt_int("original_max_position_embeddings"));
+  ROTOR_ASSIGN_OR_RETURN(original, r.opt_int("original_max_position_embeddings"));
   const int64_t max_pos = ctx.max_position_embeddings;
 
   if (*type == "default") {
     rope.method = RopeMethod::kNone;
   } else if (*type == "linear") {
     rope.method = RopeMethod::kLinear;
-    ROTOR_HF_ASSIGN(rope.factor, r.req_num("factor", why));
+    ROTOR_ASSIGN_OR_RETURN(rope.factor, r.req_num("factor", why));
   } else if (*type == "dynamic") {
     rope.method = RopeMethod::kDynamic;
-    ROTOR_HF_ASSIGN(rope.factor, r.req_num("factor", why));
+    ROTOR_ASSIGN_OR_RETURN(rope.factor, r.req_num("factor", why));
     if (original && *original != max_pos) {
       return r.error("original_max_position_embeddings",
                      absl::StrCat("(", *original, ") differs from max_position_embeddings (",
@@ -198,18 +188,18 @@ absl::StatusOr<RopeConfig> parse_rope_dict(const Reader& r, double theta, const 
     rope.original_max_position = max_pos;
   } else if (*type == "yarn") {
     rope.method = RopeMethod::kYarn;
-    ROTOR_HF_ASSIGN(rope.factor, r.req_num("factor", why));
+    ROTOR_ASSIGN_OR_RETURN(rope.factor, r.req_num("factor", why));
     rope.original_max_position = original.value_or(max_pos);
     // HF: `rope_parameters.get("beta_fast") or 32`: absent, null or 0 give the default.
-    ROTOR_HF_ASSIGN(rope.beta_fast, r.num_or("beta_fast", 0.0));
+    ROTOR_ASSIGN_OR_RETURN(rope.beta_fast, r.num_or("beta_fast", 0.0));
     if (rope.beta_fast == 0) rope.beta_fast = 32.0;
-    ROTOR_HF_ASSIGN(rope.beta_slow, r.num_or("beta_slow", 0.0));
+    ROTOR_ASSIGN_OR_RETURN(rope.beta_slow, r.num_or("beta_slow", 0.0));
     if (rope.beta_slow == 0) rope.beta_slow = 1.0;
-    ROTOR_HF_ASSIGN(rope.truncate, r.bool_or("truncate", true));
-    ROTOR_HF_ASSIGN(rope.attention_factor, r.opt_num("attention_factor"));
+    ROTOR_ASSIGN_OR_RETURN(rope.truncate, r.bool_or("truncate", true));
+    ROTOR_ASSIGN_OR_RETURN(rope.attention_factor, r.opt_num("attention_factor"));
     std::optional<double> mscale, mscale_all_dim;
-    ROTOR_HF_ASSIGN(mscale, r.opt_num("mscale"));
-    ROTOR_HF_ASSIGN(mscale_all_dim, r.opt_num("mscale_all_dim"));
+    ROTOR_ASSIGN_OR_RETURN(mscale, r.opt_num("mscale"));
+    ROTOR_ASSIGN_OR_RETURN(mscale_all_dim, r.opt_num("mscale_all_dim"));
     // HF: `if mscale and mscale_all_dim` (both non-zero), only when
     // attention_factor is not given; otherwise they have no effect.
     if (!rope.attention_factor && mscale && mscale_all_dim && *mscale != 0 &&
@@ -219,15 +209,15 @@ absl::StatusOr<RopeConfig> parse_rope_dict(const Reader& r, double theta, const 
     }
   } else if (*type == "llama3") {
     rope.method = RopeMethod::kLlama3;
-    ROTOR_HF_ASSIGN(rope.factor, r.req_num("factor", why));
-    ROTOR_HF_ASSIGN(rope.low_freq_factor, r.req_num("low_freq_factor", why));
-    ROTOR_HF_ASSIGN(rope.high_freq_factor, r.req_num("high_freq_factor", why));
-    ROTOR_HF_ASSIGN(rope.original_max_position, r.req_int("original_max_position_embeddings", why));
+    ROTOR_ASSIGN_OR_RETURN(rope.factor, r.req_num("factor", why));
+    ROTOR_ASSIGN_OR_RETURN(rope.low_freq_factor, r.req_num("low_freq_factor", why));
+    ROTOR_ASSIGN_OR_RETURN(rope.high_freq_factor, r.req_num("high_freq_factor", why));
+    ROTOR_ASSIGN_OR_RETURN(rope.original_max_position, r.req_int("original_max_position_embeddings", why));
   } else if (*type == "longrope") {
     rope.method = RopeMethod::kLongRope;
-    ROTOR_HF_ASSIGN(rope.short_factor, r.req_num_list("short_factor", why));
-    ROTOR_HF_ASSIGN(rope.long_factor, r.req_num_list("long_factor", why));
-    ROTOR_HF_ASSIGN(rope.attention_factor, r.opt_num("attention_factor"));
+    ROTOR_ASSIGN_OR_RETURN(rope.short_factor, r.req_num_list("short_factor", why));
+    ROTOR_ASSIGN_OR_RETURN(rope.long_factor, r.req_num_list("long_factor", why));
+    ROTOR_ASSIGN_OR_RETURN(rope.attention_factor, r.opt_num("attention_factor"));
     if (ctx.top_original && original && *ctx.top_original != *original) {
       return r.error("original_max_position_embeddings",
                      absl::StrCat("(", *original,
@@ -247,7 +237,7 @@ absl::StatusOr<RopeConfig> parse_rope_dict(const Reader& r, double theta, const 
     } else {
       rope.original_max_position = max_pos;
       std::optional<double> factor;
-      ROTOR_HF_ASSIGN(factor, r.opt_num("factor"));
+      ROTOR_ASSIGN_OR_RETURN(factor, r.opt_num("factor"));
       if (!factor && !rope.attention_factor) {
         return r.error("factor", "is required for rope_type longrope when neither "
                                  "original_max_position_embeddings nor attention_factor is given");
@@ -260,11 +250,6 @@ absl::StatusOr<RopeConfig> parse_rope_dict(const Reader& r, double theta, const 
   return rope;
 }
 
-absl::Status prefixed(const std::string& where, const absl::Status& s) {
-  if (s.ok()) return s;
-  return absl::Status(s.code(), absl::StrCat(where, ": ", s.message()));
-}
-
 // validate_rope names recipe keys ("rope.factor must be >= 1"); in a
 // config.json error, say first which of the file's keys the values came from.
 absl::Status in_hf_rope(const std::string& where, const absl::Status& s, const std::string& dict,
@@ -272,13 +257,13 @@ absl::Status in_hf_rope(const std::string& where, const absl::Status& s, const s
   if (s.ok()) return s;
   const bool theta = absl::StartsWith(s.message(), "rope.theta");
   const std::string from = theta || dict.empty() ? theta_key : dict;
-  return absl::Status(s.code(), absl::StrCat(where, ": ", from, ": ", s.message()));
+  return with_context(s, absl::StrCat(where, ": ", from, ": "));
 }
 
 // model_type / architectures: a Llama; partial_rotary_factor 1 when given.
 absl::Status check_llama(const Reader& top) {
   std::optional<std::string> model_type;
-  ROTOR_HF_ASSIGN(model_type, top.opt_string("model_type"));
+  ROTOR_ASSIGN_OR_RETURN(model_type, top.opt_string("model_type"));
   if (model_type && *model_type != "llama") {
     return top.error("model_type", absl::StrCat("must be \"llama\", got \"", *model_type, "\""));
   }
@@ -293,7 +278,7 @@ absl::Status check_llama(const Reader& top) {
     return top.error("model_type", "is missing (expected \"llama\")");
   }
   std::optional<double> partial_rotary;
-  ROTOR_HF_ASSIGN(partial_rotary, top.opt_num("partial_rotary_factor"));
+  ROTOR_ASSIGN_OR_RETURN(partial_rotary, top.opt_num("partial_rotary_factor"));
   if (partial_rotary && *partial_rotary != 1.0) {
     return top.error("partial_rotary_factor",
                      absl::StrCat("must be 1 (rotor rotates the whole head), got ", *partial_rotary));
@@ -308,7 +293,7 @@ absl::Status parse_head_dim(const Reader& top, LlamaConfig& c) {
     return top.error("num_attention_heads", absl::StrCat("must be > 0, got ", c.num_attention_heads));
   }
   std::optional<int64_t> head_dim;
-  ROTOR_HF_ASSIGN(head_dim, top.opt_int("head_dim"));
+  ROTOR_ASSIGN_OR_RETURN(head_dim, top.opt_int("head_dim"));
   const bool divisible = c.hidden_size % c.num_attention_heads == 0;
   if (head_dim) {
     if (*head_dim <= 0 || *head_dim % 2 != 0) {
@@ -338,28 +323,28 @@ absl::Status parse_head_dim(const Reader& top, LlamaConfig& c) {
 // The model's shape, with HF LlamaConfig's defaults; validated.
 absl::StatusOr<LlamaConfig> parse_shape(const Reader& top, const std::string& where) {
   LlamaConfig c;
-  ROTOR_HF_ASSIGN(c.vocab_size, top.int_or("vocab_size", 32000));
-  ROTOR_HF_ASSIGN(c.hidden_size, top.int_or("hidden_size", 4096));
-  ROTOR_HF_ASSIGN(c.intermediate_size, top.int_or("intermediate_size", 11008));
-  ROTOR_HF_ASSIGN(c.num_hidden_layers, top.int_or("num_hidden_layers", 32));
-  ROTOR_HF_ASSIGN(c.num_attention_heads, top.int_or("num_attention_heads", 32));
-  ROTOR_HF_ASSIGN(c.num_key_value_heads, top.int_or("num_key_value_heads", c.num_attention_heads));
-  ROTOR_HF_ASSIGN(c.max_position_embeddings, top.int_or("max_position_embeddings", 2048));
-  ROTOR_HF_ASSIGN(c.rms_norm_eps, top.num_or("rms_norm_eps", 1e-6));
-  ROTOR_HF_ASSIGN(c.tie_word_embeddings, top.bool_or("tie_word_embeddings", false));
-  ROTOR_HF_ASSIGN(c.initializer_range, top.num_or("initializer_range", 0.02));
+  ROTOR_ASSIGN_OR_RETURN(c.vocab_size, top.int_or("vocab_size", 32000));
+  ROTOR_ASSIGN_OR_RETURN(c.hidden_size, top.int_or("hidden_size", 4096));
+  ROTOR_ASSIGN_OR_RETURN(c.intermediate_size, top.int_or("intermediate_size", 11008));
+  ROTOR_ASSIGN_OR_RETURN(c.num_hidden_layers, top.int_or("num_hidden_layers", 32));
+  ROTOR_ASSIGN_OR_RETURN(c.num_attention_heads, top.int_or("num_attention_heads", 32));
+  ROTOR_ASSIGN_OR_RETURN(c.num_key_value_heads, top.int_or("num_key_value_heads", c.num_attention_heads));
+  ROTOR_ASSIGN_OR_RETURN(c.max_position_embeddings, top.int_or("max_position_embeddings", 2048));
+  ROTOR_ASSIGN_OR_RETURN(c.rms_norm_eps, top.num_or("rms_norm_eps", 1e-6));
+  ROTOR_ASSIGN_OR_RETURN(c.tie_word_embeddings, top.bool_or("tie_word_embeddings", false));
+  ROTOR_ASSIGN_OR_RETURN(c.initializer_range, top.num_or("initializer_range", 0.02));
   std::optional<std::string> act;
-  ROTOR_HF_ASSIGN(act, top.opt_string("hidden_act"));
+  ROTOR_ASSIGN_OR_RETURN(act, top.opt_string("hidden_act"));
   c.hidden_act = act.value_or("silu");
   if (c.hidden_act != "silu") {
     return top.error("hidden_act", absl::StrCat("must be \"silu\" (SwiGLU), got \"", c.hidden_act, "\""));
   }
-  ROTOR_HF_ASSIGN(c.attention_bias, top.bool_or("attention_bias", false));
+  ROTOR_ASSIGN_OR_RETURN(c.attention_bias, top.bool_or("attention_bias", false));
   if (c.attention_bias) return top.error("attention_bias", "must be false (rotor has no q/k/v/o biases)");
-  ROTOR_HF_ASSIGN(c.mlp_bias, top.bool_or("mlp_bias", false));
+  ROTOR_ASSIGN_OR_RETURN(c.mlp_bias, top.bool_or("mlp_bias", false));
   if (c.mlp_bias) return top.error("mlp_bias", "must be false (rotor has no MLP biases)");
-  ROTOR_HF_RETURN_IF_ERROR(parse_head_dim(top, c));
-  ROTOR_HF_RETURN_IF_ERROR(prefixed(where, c.validate()));
+  ROTOR_RETURN_IF_ERROR(parse_head_dim(top, c));
+  ROTOR_RETURN_IF_ERROR(with_context(c.validate(), absl::StrCat(where, ": ")));
   return c;
 }
 
@@ -396,15 +381,15 @@ absl::Status apply_rotor_rope(const Reader& top, const std::string& where, int64
   if (!extra->is_object()) return top.error("rotor_rope", "must be an object");
   const Reader er(*extra, where, "rotor_rope.");
   std::optional<std::string> method;
-  ROTOR_HF_ASSIGN(method, er.opt_string("method"));
+  ROTOR_ASSIGN_OR_RETURN(method, er.opt_string("method"));
   if (method.value_or("") != "ntk") {
     return er.error("method", absl::StrCat("must be \"ntk\", got \"", method.value_or(""), "\""));
   }
   RopeConfig ntk;
   ntk.method = RopeMethod::kNtk;
-  ROTOR_HF_ASSIGN(ntk.theta, er.req_num("theta", "for method ntk"));
-  ROTOR_HF_ASSIGN(ntk.factor, er.req_num("factor", "for method ntk"));
-  ROTOR_HF_RETURN_IF_ERROR(prefixed(absl::StrCat(where, ": rotor_rope"), validate_rope(ntk, hd)));
+  ROTOR_ASSIGN_OR_RETURN(ntk.theta, er.req_num("theta", "for method ntk"));
+  ROTOR_ASSIGN_OR_RETURN(ntk.factor, er.req_num("factor", "for method ntk"));
+  ROTOR_RETURN_IF_ERROR(with_context(validate_rope(ntk, hd), absl::StrCat(where, ": rotor_rope", ": ")));
   if (rope.method != RopeMethod::kNone || ntk_theta(ntk, hd) != rope.theta) {
     return top.error("rotor_rope",
                      absl::StrCat("(ntk, theta ", ntk.theta, ", factor ", ntk.factor,
@@ -421,21 +406,21 @@ absl::Status apply_rotor_rope(const Reader& top, const std::string& where, int64
 absl::StatusOr<RopeConfig> parse_rope(const Reader& top, const std::string& where, const LlamaConfig& c) {
   const int64_t hd = c.resolved_head_dim();
   std::optional<double> top_theta;
-  ROTOR_HF_ASSIGN(top_theta, top.opt_num("rope_theta"));
+  ROTOR_ASSIGN_OR_RETURN(top_theta, top.opt_num("rope_theta"));
   RopeContext ctx;
   ctx.max_position_embeddings = c.max_position_embeddings;
-  ROTOR_HF_ASSIGN(ctx.top_original, top.opt_int("original_max_position_embeddings"));
+  ROTOR_ASSIGN_OR_RETURN(ctx.top_original, top.opt_int("original_max_position_embeddings"));
 
   const json* scaling = top.find("rope_scaling");
   if (scaling != nullptr && !scaling->is_object()) {
     return top.error("rope_scaling", absl::StrCat("must be an object or null, got ", scaling->dump()));
   }
   const json* params = nullptr;
-  ROTOR_HF_ASSIGN(params, rope_parameters(top));
+  ROTOR_ASSIGN_OR_RETURN(params, rope_parameters(top));
   std::optional<double> params_theta;
   if (params != nullptr) {
     const Reader pr(*params, where, "rope_parameters.");
-    ROTOR_HF_ASSIGN(params_theta, pr.opt_num("rope_theta"));
+    ROTOR_ASSIGN_OR_RETURN(params_theta, pr.opt_num("rope_theta"));
   }
   if (top_theta && params_theta && *top_theta != *params_theta) {
     return top.error("rope_theta", absl::StrCat("(", *top_theta, ") differs from rope_parameters.rope_theta (",
@@ -447,11 +432,11 @@ absl::StatusOr<RopeConfig> parse_rope(const Reader& top, const std::string& wher
   rope.theta = theta;
   std::optional<RopeConfig> from_scaling, from_params;
   if (scaling != nullptr) {
-    ROTOR_HF_ASSIGN(from_scaling,
+    ROTOR_ASSIGN_OR_RETURN(from_scaling,
                     parse_rope_dict(Reader(*scaling, where, "rope_scaling."), theta, ctx, true));
   }
   if (params != nullptr) {
-    ROTOR_HF_ASSIGN(from_params,
+    ROTOR_ASSIGN_OR_RETURN(from_params,
                     parse_rope_dict(Reader(*params, where, "rope_parameters."), theta, ctx, false));
   }
   if (from_scaling && from_params && !same_rope(*from_scaling, *from_params)) {
@@ -465,11 +450,11 @@ absl::StatusOr<RopeConfig> parse_rope(const Reader& top, const std::string& wher
   } else if (from_params) {
     rope = *from_params;
   }
-  ROTOR_HF_RETURN_IF_ERROR(apply_rotor_rope(top, where, hd, rope));
+  ROTOR_RETURN_IF_ERROR(apply_rotor_rope(top, where, hd, rope));
   // Name the keys the values came from.
   const std::string dict = from_scaling ? "rope_scaling" : from_params ? "rope_parameters" : "";
   const std::string theta_key = params_theta ? "rope_parameters.rope_theta" : "rope_theta";
-  ROTOR_HF_RETURN_IF_ERROR(in_hf_rope(where, validate_rope(rope, hd), dict, theta_key));
+  ROTOR_RETURN_IF_ERROR(in_hf_rope(where, validate_rope(rope, hd), dict, theta_key));
   return rope;
 }
 
@@ -481,18 +466,18 @@ absl::StatusOr<LogitScaleConfig> parse_logit_scale(const Reader& top, const std:
   if (!extra->is_object()) return top.error("rotor_logit_scale", "must be an object");
   const Reader lr(*extra, where, "rotor_logit_scale.");
   std::optional<std::string> kind;
-  ROTOR_HF_ASSIGN(kind, lr.opt_string("kind"));
+  ROTOR_ASSIGN_OR_RETURN(kind, lr.opt_string("kind"));
   if (!kind) return lr.error("kind", "is required");
   absl::StatusOr<LogitScaleKind> parsed_kind = parse_logit_scale_kind(*kind);
   if (!parsed_kind.ok()) {
-    return prefixed(absl::StrCat(where, ": rotor_logit_scale"), parsed_kind.status());
+    return with_context(parsed_kind.status(), absl::StrCat(where, ": rotor_logit_scale", ": "));
   }
   s.kind = *parsed_kind;
-  ROTOR_HF_ASSIGN(s.value, lr.num_or("value", s.value));
-  ROTOR_HF_ASSIGN(s.base_length, lr.int_or("base_length", s.base_length));
-  ROTOR_HF_ASSIGN(s.skip_layers, lr.int_list_or_empty("skip_layers"));
-  ROTOR_HF_ASSIGN(s.min, lr.num_or("min", s.min));
-  ROTOR_HF_RETURN_IF_ERROR(prefixed(absl::StrCat(where, ": rotor_logit_scale"), validate_logit_scale(s)));
+  ROTOR_ASSIGN_OR_RETURN(s.value, lr.num_or("value", s.value));
+  ROTOR_ASSIGN_OR_RETURN(s.base_length, lr.int_or("base_length", s.base_length));
+  ROTOR_ASSIGN_OR_RETURN(s.skip_layers, lr.int_list_or_empty("skip_layers"));
+  ROTOR_ASSIGN_OR_RETURN(s.min, lr.num_or("min", s.min));
+  ROTOR_RETURN_IF_ERROR(with_context(validate_logit_scale(s), absl::StrCat(where, ": rotor_logit_scale", ": ")));
   return s;
 }
 
@@ -504,12 +489,12 @@ absl::StatusOr<HfModel> parse_hf_config(const json& config, const std::string& w
         absl::StrCat(where, ": config.json must be a JSON object, got ", config.type_name()));
   }
   const Reader top(config, where, "");
-  ROTOR_HF_RETURN_IF_ERROR(check_llama(top));
+  ROTOR_RETURN_IF_ERROR(check_llama(top));
   HfModel out;
-  ROTOR_HF_ASSIGN(out.config, parse_shape(top, where));
-  ROTOR_HF_ASSIGN(out.rope, parse_rope(top, where, out.config));
+  ROTOR_ASSIGN_OR_RETURN(out.config, parse_shape(top, where));
+  ROTOR_ASSIGN_OR_RETURN(out.rope, parse_rope(top, where, out.config));
   out.config.rope_theta = out.rope.theta;
-  ROTOR_HF_ASSIGN(out.logit_scale, parse_logit_scale(top, where));
+  ROTOR_ASSIGN_OR_RETURN(out.logit_scale, parse_logit_scale(top, where));
   return out;
 }
 
@@ -590,7 +575,7 @@ absl::Status add_rope_json(const RopeConfig& rope, const LlamaConfig& c, int64_t
                  {"beta_fast", rope.beta_fast},
                  {"beta_slow", rope.beta_slow}};
       bool with_original = false;
-      ROTOR_HF_ASSIGN(with_original, original_needed("yarn"));
+      ROTOR_ASSIGN_OR_RETURN(with_original, original_needed("yarn"));
       if (with_original) scaling["original_max_position_embeddings"] = big_l;
       if (rope.attention_factor) scaling["attention_factor"] = *rope.attention_factor;
       if (!rope.truncate) scaling["truncate"] = false;
@@ -609,7 +594,7 @@ absl::Status add_rope_json(const RopeConfig& rope, const LlamaConfig& c, int64_t
                  {"short_factor", rope.short_factor},
                  {"long_factor", rope.long_factor}};
       bool with_original = false;
-      ROTOR_HF_ASSIGN(with_original, original_needed("longrope"));
+      ROTOR_ASSIGN_OR_RETURN(with_original, original_needed("longrope"));
       if (with_original) {
         // transformers 4 reads it at the top level (Phi3 style), 5 in the dict.
         scaling["original_max_position_embeddings"] = big_l;
@@ -636,16 +621,16 @@ absl::StatusOr<json> make_hf_config(const HfModel& model, const std::string& dty
   }
   const LlamaConfig& c = model.config;
   const RopeConfig& rope = model.rope;
-  ROTOR_HF_RETURN_IF_ERROR(prefixed(kExportWhere, c.validate()));
+  ROTOR_RETURN_IF_ERROR(with_context(c.validate(), absl::StrCat(kExportWhere, ": ")));
   const int64_t hd = c.resolved_head_dim();
-  ROTOR_HF_RETURN_IF_ERROR(prefixed(kExportWhere, validate_rope(rope, hd)));
-  ROTOR_HF_RETURN_IF_ERROR(prefixed(kExportWhere, validate_logit_scale(model.logit_scale)));
+  ROTOR_RETURN_IF_ERROR(with_context(validate_rope(rope, hd), absl::StrCat(kExportWhere, ": ")));
+  ROTOR_RETURN_IF_ERROR(with_context(validate_logit_scale(model.logit_scale), absl::StrCat(kExportWhere, ": ")));
   if (rope.theta != c.rope_theta) {
     return export_error(absl::StrCat("rope.theta (", rope.theta, ") differs from model rope_theta (",
                                      c.rope_theta, ")"));
   }
   json j = shape_json(c, hd, dtype);
-  ROTOR_HF_RETURN_IF_ERROR(add_rope_json(rope, c, hd, j));
+  ROTOR_RETURN_IF_ERROR(add_rope_json(rope, c, hd, j));
   const LogitScaleConfig& s = model.logit_scale;
   if (s.kind != LogitScaleKind::kNone) {
     j["rotor_logit_scale"] = {{"kind", logit_scale_kind_name(s.kind)},

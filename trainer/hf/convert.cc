@@ -24,6 +24,7 @@
 #include "trainer/hf/modeling_code.h"
 #include "trainer/loading.h"
 #include "trainer/safetensors.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -113,7 +114,7 @@ absl::Status write_weights(const fs::path& dir, const std::vector<std::vector<Na
   nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", nlohmann::json::object()}};
   for (size_t i = 0; i < shards.size(); ++i) {
     const std::string file = absl::StrFormat("model-%05d-of-%05d.safetensors", i + 1, shards.size());
-    if (absl::Status s = write_safetensors((dir / file).string(), shards[i], meta, dtype); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(write_safetensors((dir / file).string(), shards[i], meta, dtype));
     for (const NamedTensor& t : shards[i]) index["weight_map"][t.name] = file;
   }
   return write_text(dir / kIndexFile, index.dump(2) + "\n");
@@ -159,13 +160,12 @@ absl::Status list_weight_files(const fs::path& src, const std::string& hf_dir, H
     w.files.push_back(kSingleFile);
     return absl::OkStatus();
   }
-  absl::StatusOr<nlohmann::json> index = read_json(index_path);
-  if (!index.ok()) return index.status();
-  if (!index->contains("weight_map") || !(*index)["weight_map"].is_object()) {
+  ROTOR_ASSIGN_OR_RETURN(nlohmann::json index, read_json(index_path));
+  if (!index.contains("weight_map") || !index["weight_map"].is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": no \"weight_map\" object"));
   }
   std::set<std::string> seen;
-  for (const auto& [name, file] : (*index)["weight_map"].items()) {
+  for (const auto& [name, file] : index["weight_map"].items()) {
     if (!file.is_string()) {
       return absl::InvalidArgumentError(
           absl::StrCat(index_path.string(), ": weight_map[\"", name, "\"] is not a file name"));
@@ -183,7 +183,7 @@ absl::Status list_weight_files(const fs::path& src, const std::string& hf_dir, H
 
 absl::StatusOr<HfWeights> open_weights(const fs::path& src, const std::string& hf_dir) {
   HfWeights w;
-  if (absl::Status s = list_weight_files(src, hf_dir, w); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(list_weight_files(src, hf_dir, w));
   std::error_code ec;
   for (const std::string& f : w.files) {
     if (!fs::exists(src / f, ec)) {
@@ -254,7 +254,7 @@ absl::StatusOr<CheckpointTensors> read_parameters(const HfWeights& w, std::vecto
 // scratch run directory next to it, then renamed into place.
 absl::Status write_imported_checkpoint(const HfModel& hf, const fs::path& src, const std::string& hf_dir,
                                        const fs::path& dst, const CheckpointTensors& tensors) {
-  if (absl::Status s = prepare_empty_dir(dst); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(prepare_empty_dir(dst));
   std::error_code ec;
   const fs::path scratch = fs::path(dst.string() + absl::StrCat(".import-tmp-", getpid()));
   fs::remove_all(scratch, ec);
@@ -295,43 +295,42 @@ absl::Status write_imported_checkpoint(const HfModel& hf, const fs::path& src, c
 
 absl::StatusOr<ExportSummary> export_hf(const ExportOptions& a,
                                         const std::function<void(const std::string&)>& warn) {
-  absl::StatusOr<ScoringModel> m = load_scoring_model(a.checkpoint, true);
-  if (!m.ok()) return m.status();
-  const HfModel hf = export_model(*m);
+  ROTOR_ASSIGN_OR_RETURN(ScoringModel m, load_scoring_model(a.checkpoint, true));
+  const HfModel hf = export_model(m);
   const bool f32 = a.dtype == "f32";
   absl::StatusOr<nlohmann::json> config =
       make_hf_config(hf, f32 ? "float32" : a.dtype == "f16" ? "float16" : "bfloat16");
   if (!config.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(m->dir, "/recipe.yaml: cannot export: ", config.status().message()));
+        absl::StrCat(m.dir, "/recipe.yaml: cannot export: ", config.status().message()));
   }
-  const nlohmann::json gen = generation_config(*m, warn);
+  const nlohmann::json gen = generation_config(m, warn);
 
   const fs::path dir(a.hf_dir);
-  if (absl::Status s = prepare_empty_dir(dir); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(prepare_empty_dir(dir));
   uint64_t total = 0;
   const std::vector<std::vector<NamedTensor>> shards =
-      shard_parameters(m->model.parameters(), f32 ? 4 : 2, a.max_shard, total);
+      shard_parameters(m.model.parameters(), f32 ? 4 : 2, a.max_shard, total);
   const SafetensorsFloat dtype = f32                 ? SafetensorsFloat::kF32
                                  : a.dtype == "f16" ? SafetensorsFloat::kF16
                                                     : SafetensorsFloat::kBF16;
-  if (absl::Status s = write_weights(dir, shards, total, dtype); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(write_weights(dir, shards, total, dtype));
   if (a.modeling_code) {
     (*config)["auto_map"] = {{"AutoModelForCausalLM", kModelingRotorLlamaClass}};
     if (absl::Status s = write_text(dir / kModelingRotorLlamaFile, kModelingRotorLlamaPy); !s.ok())
       return s;
   }
-  if (absl::Status s = write_text(dir / "config.json", config->dump(2) + "\n"); !s.ok()) return s;
-  if (absl::Status s = write_text(dir / "generation_config.json", gen.dump(2) + "\n"); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(write_text(dir / "config.json", config->dump(2) + "\n"));
+  ROTOR_RETURN_IF_ERROR(write_text(dir / "generation_config.json", gen.dump(2) + "\n"));
   std::error_code ec;
-  const fs::path spm = fs::path(m->dir) / "tokenizer.model";
+  const fs::path spm = fs::path(m.dir) / "tokenizer.model";
   if (fs::exists(spm, ec)) {
     fs::copy_file(spm, dir / "tokenizer.model", fs::copy_options::overwrite_existing, ec);
     if (ec) return absl::DataLossError(absl::StrCat("copy ", spm.string(), ": ", ec.message()));
   }
-  return ExportSummary{.checkpoint = m->dir,
-                       .step = m->step,
-                       .tensors = m->model.parameters().size(),
+  return ExportSummary{.checkpoint = m.dir,
+                       .step = m.step,
+                       .tensors = m.model.parameters().size(),
                        .bytes = total,
                        .files = shards.size(),
                        .logit_scale = hf.logit_scale.kind};
@@ -342,9 +341,8 @@ absl::StatusOr<ImportSummary> import_hf(const std::string& hf_dir, const std::st
   std::error_code ec;
   if (!fs::is_directory(src, ec)) return absl::NotFoundError(absl::StrCat(hf_dir, ": no such directory"));
   const fs::path config_path = src / "config.json";
-  absl::StatusOr<nlohmann::json> config = read_json(config_path);
-  if (!config.ok()) return config.status();
-  absl::StatusOr<HfModel> hf = parse_hf_config(*config, config_path.string());
+  ROTOR_ASSIGN_OR_RETURN(nlohmann::json config, read_json(config_path));
+  absl::StatusOr<HfModel> hf = parse_hf_config(config, config_path.string());
   if (!hf.ok()) return absl::InvalidArgumentError(hf.status().message());
   hf->config.rope_theta = hf->rope.theta;
 
@@ -355,13 +353,12 @@ absl::StatusOr<ImportSummary> import_hf(const std::string& hf_dir, const std::st
   if (!model.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(config_path.string(), ": ", model.status().message()));
   }
-  absl::StatusOr<HfWeights> weights = open_weights(src, hf_dir);
-  if (!weights.ok()) return weights.status();
+  ROTOR_ASSIGN_OR_RETURN(HfWeights weights, open_weights(src, hf_dir));
   std::vector<Parameter>& params = model->parameters();
-  if (absl::Status s = check_no_stray_tensors(*weights, params, hf->config.tie_word_embeddings, src); !s.ok()) {
+  if (absl::Status s = check_no_stray_tensors(weights, params, hf->config.tie_word_embeddings, src); !s.ok()) {
     return s;
   }
-  absl::StatusOr<CheckpointTensors> tensors = read_parameters(*weights, params, src, hf_dir);
+  absl::StatusOr<CheckpointTensors> tensors = read_parameters(weights, params, src, hf_dir);
   if (!tensors.ok()) return tensors.status();
   if (absl::Status s = write_imported_checkpoint(*hf, src, hf_dir, fs::path(ckpt_dir), *tensors); !s.ok()) {
     return s;

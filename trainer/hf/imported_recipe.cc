@@ -6,6 +6,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/recipe/convert.h"
 #include "trainer/recipe/recipe.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace fs = std::filesystem;
@@ -28,7 +29,7 @@ absl::StatusOr<std::string> imported_recipe(const HfModel& hf, const std::string
   t->set_lr(1e-5);
   t->set_global_batch_size(1);
   const fs::path path = scratch / "recipe.yaml";
-  if (absl::Status s = write_text(path, recipe_to_yaml(r)); !s.ok()) return s;
+  ROTOR_RETURN_IF_ERROR(write_text(path, recipe_to_yaml(r)));
   absl::StatusOr<LoadedRecipe> loaded = load_recipe(path.string(), {});
   if (!loaded.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "trainer/recipe/convert.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace {
@@ -48,11 +49,10 @@ absl::StatusOr<std::string> read_file(const std::string& path) {
 // Loads `path` (its base first) into `out`. `chain`: the files being loaded, outermost first.
 absl::Status load_file(const std::string& path, std::vector<std::string>& chain, Recipe& out,
                        RecipeSourceMap& where) {
-  absl::StatusOr<std::string> text = read_file(path);
-  if (!text.ok()) return text.status();
+  ROTOR_ASSIGN_OR_RETURN(std::string text, read_file(path));
   YAML::Node root;
   try {
-    root = YAML::Load(*text);
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     return invalid(mark_text(path, e.mark), absl::StrCat("YAML syntax error: ", e.msg));
   }
@@ -426,14 +426,12 @@ void check_recipe(const Recipe& r, bool training, Checker& c) {
 // The rope and logit_scale sections as typed configs, checked against `head_dim`.
 absl::Status convert_rope(const Recipe& r, int64_t head_dim, RopeConfig& rope,
                           LogitScaleConfig& logit_scale) {
-  absl::StatusOr<RopeConfig> rc = rope_config(r.rope());
-  if (!rc.ok()) return rc.status();
-  absl::StatusOr<LogitScaleConfig> lc = logit_scale_config(r.logit_scale());
-  if (!lc.ok()) return lc.status();
-  if (absl::Status s = validate_rope(*rc, head_dim); !s.ok()) return s;
-  if (absl::Status s = validate_logit_scale(*lc); !s.ok()) return s;
-  rope = *std::move(rc);
-  logit_scale = *std::move(lc);
+  ROTOR_ASSIGN_OR_RETURN(RopeConfig rc, rope_config(r.rope()));
+  ROTOR_ASSIGN_OR_RETURN(LogitScaleConfig lc, logit_scale_config(r.logit_scale()));
+  ROTOR_RETURN_IF_ERROR(validate_rope(rc, head_dim));
+  ROTOR_RETURN_IF_ERROR(validate_logit_scale(lc));
+  rope = std::move(rc);
+  logit_scale = std::move(lc);
   return absl::OkStatus();
 }
 
@@ -497,7 +495,7 @@ absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, Recip
   out.model = llama_config(m);
   // Without init_from a training recipe has the sizes (checked above).
   if (m.has_hidden_size()) {
-    if (absl::Status s = check_model_config(out); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(check_model_config(out));
   }
   out.head_dim_known = m.has_head_dim();
   int64_t head_dim = m.head_dim();
@@ -540,10 +538,10 @@ absl::StatusOr<LoadedRecipe> load_recipe(const std::string& path,
   if (!path.empty()) {
     std::error_code ec;
     std::vector<std::string> chain = {fs::weakly_canonical(path, ec).string()};
-    if (absl::Status s = load_file(path, chain, given, where); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(load_file(path, chain, given, where));
   }
   for (const std::string& assignment : overrides) {
-    if (absl::Status s = apply_override(assignment, given, where); !s.ok()) return s;
+    ROTOR_RETURN_IF_ERROR(apply_override(assignment, given, where));
   }
   return finish(std::move(given), path, std::move(where), mode);
 }

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "trainer/recipe/recipe.h"
+#include "kernels/status.h"
 
 namespace rotor {
 
@@ -22,12 +23,11 @@ std::vector<std::string> rope_setting_keys() {
 
 absl::StatusOr<RopeSettings> load_rope_settings(const std::string& recipe_path,
                                                 const std::vector<std::string>& overrides) {
-  absl::StatusOr<LoadedRecipe> r = load_recipe(recipe_path, overrides, RecipeMode::kRope);
-  if (!r.ok()) return r.status();
+  ROTOR_ASSIGN_OR_RETURN(LoadedRecipe r, load_recipe(recipe_path, overrides, RecipeMode::kRope));
   RopeSettings s;
-  s.head_dim = r->proto.model().head_dim();
-  s.rope = std::move(r->rope);
-  s.logit_scale = std::move(r->logit_scale);
+  s.head_dim = r.proto.model().head_dim();
+  s.rope = std::move(r.rope);
+  s.logit_scale = std::move(r.logit_scale);
   return s;
 }
 
@@ -47,9 +47,8 @@ absl::StatusOr<nlohmann::json> rope_json(const RopeSettings& settings,
   for (int64_t p : positions) {
     if (p < 0) return absl::InvalidArgumentError(absl::StrCat("--positions must be >= 0, got ", p));
   }
-  absl::StatusOr<RopeTables> tables = compute_rope(settings.rope, settings.head_dim);
-  if (!tables.ok()) return tables.status();
-  if (absl::Status s = validate_logit_scale(settings.logit_scale); !s.ok()) return s;
+  ROTOR_ASSIGN_OR_RETURN(RopeTables tables, compute_rope(settings.rope, settings.head_dim));
+  ROTOR_RETURN_IF_ERROR(validate_logit_scale(settings.logit_scale));
 
   nlohmann::json scale_layers = nlohmann::json::array();
   for (int64_t layer = 0; layer < layers; ++layer) {
@@ -58,10 +57,10 @@ absl::StatusOr<nlohmann::json> rope_json(const RopeSettings& settings,
     scale_layers.push_back(std::move(row));
   }
   nlohmann::json inv_freq = nlohmann::json::array();
-  for (float f : tables->inv_freq) inv_freq.push_back(static_cast<double>(f));
+  for (float f : tables.inv_freq) inv_freq.push_back(static_cast<double>(f));
   return nlohmann::json{
       {"inv_freq", std::move(inv_freq)},
-      {"attention_factor", tables->attention_factor},
+      {"attention_factor", tables.attention_factor},
       {"logit_scale", {{"positions", positions}, {"layers", std::move(scale_layers)}}},
   };
 }

@@ -16,6 +16,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "trainer/recipe/recipe.h"
+#include "kernels/status.h"
 
 namespace rotor {
 namespace recipe_internal {
@@ -185,9 +186,9 @@ absl::Status set_field(Message& m, const FieldDescriptor* f, const YAML::Node& n
       if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
         Message* element = r->AddMessage(&m, f);
         if (!node[i].IsMap()) return wrong_type(element_loc, element_key, "a mapping", node[i]);
-        if (auto s = apply_yaml(node[i], *element, element_key, file, where); !s.ok()) return s;
+        ROTOR_RETURN_IF_ERROR(apply_yaml(node[i], *element, element_key, file, where));
       } else {
-        if (auto s = set_scalar(m, f, node[i], element_key, element_loc); !s.ok()) return s;
+        ROTOR_RETURN_IF_ERROR(set_scalar(m, f, node[i], element_key, element_loc));
       }
     }
     return absl::OkStatus();
