@@ -35,7 +35,7 @@ absl::StatusOr<ScoringModel> load_scoring_model(const std::string& path, bool lo
   }
   // The resolved recipe the run wrote: model sizes, RoPE and logit scaling.
   // model.init_from (if any) is not followed: the weights are the checkpoint's.
-  absl::StatusOr<LoadedRecipe> recipe = load_recipe(recipe_path, {});
+  absl::StatusOr<LoadedRecipe> recipe = load_recipe(recipe_path, {}, RecipeMode::kModel);
   if (!recipe.ok()) return absl::InvalidArgumentError(recipe.status().message());
   ROTOR_RETURN_IF_ERROR(check_model_sizes(*recipe));
   LlamaOptions options = recipe->model_options();
@@ -109,7 +109,8 @@ absl::StatusOr<LaidOutModel> load_laid_out_model(const LoadedRecipe& recipe, con
 
 absl::StatusOr<LlamaModel> load_checkpoint_model(const std::string& dir, const ParallelContext& par,
                                                  bool recompute, int64_t& step) {
-  absl::StatusOr<LoadedRecipe> recipe = load_recipe((fs::path(dir) / "recipe.yaml").string(), {});
+  absl::StatusOr<LoadedRecipe> recipe =
+      load_recipe((fs::path(dir) / "recipe.yaml").string(), {}, RecipeMode::kModel);
   if (!recipe.ok()) return absl::InvalidArgumentError(recipe.status().message());
   return load_eval_model(*recipe, dir, par, recompute, step);
 }

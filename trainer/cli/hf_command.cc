@@ -35,8 +35,8 @@ constexpr char kImportUsage[] =
     "Converts a Hugging Face Llama directory (config.json + model.safetensors or sharded\n"
     "safetensors with model.safetensors.index.json) into a rotor checkpoint directory (step 0,\n"
     "f32 weights, zero optimizer moments) usable by rotor score and model.init_from. Its\n"
-    "recipe.yaml has the model, rope and logit_scale of config.json and placeholder data and\n"
-    "train sections. CHECKPOINT_DIR must not exist or be empty.\n";
+    "recipe.yaml has the model, rope and logit_scale of config.json (and the tokenizer when\n"
+    "the directory has tokenizer.model), nothing else. CHECKPOINT_DIR must not exist or be empty.\n";
 
 // A destination in the way (kAlreadyExists) is an input error too.
 int exit_code(const absl::Status& s) {

@@ -500,7 +500,7 @@ absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, Recip
   out.head_dim_known = m.has_head_dim();
   int64_t head_dim = m.head_dim();
   if (!out.head_dim_known) {
-    if (mode == RecipeMode::kRope) {
+    if (mode != RecipeMode::kTrain) {
       c.fail({"model"}, "model.head_dim is required (in the recipe's model section or --set model.head_dim=128)");
       return c.first;
     }

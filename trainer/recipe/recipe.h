@@ -69,6 +69,9 @@ enum class RecipeMode {
   kRope,   // `rotor rope`: only model.head_dim, given or derived from
            // model.hidden_size / model.num_attention_heads; the model sizes are
            // validated only when model.hidden_size is given
+  kModel,  // a checkpoint's recipe.yaml read for its model (scoring, export,
+           // evaluation): as kRope, so an imported checkpoint's recipe needs
+           // no data or train section; the callers check the model sizes
 };
 
 struct LoadedRecipe {

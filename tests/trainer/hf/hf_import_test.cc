@@ -128,7 +128,8 @@ TEST(HfImportForeign, Vocab101WithoutTokenizerImportsScoresAndExportsExactly) {
   CmdResult r = run(run_import_hf_command, {hf, ckpt});
   ASSERT_EQ(r.rc, 0) << r.err;
   const std::string recipe = read_text(ckpt + "/recipe.yaml");
-  EXPECT_EQ(recipe.find("tokenizer"), std::string::npos) << recipe;
+  EXPECT_EQ(recipe.find("tokenizer:"), std::string::npos) << recipe;  // no data.tokenizer key
+  EXPECT_EQ(recipe.find("datasets"), std::string::npos) << recipe;   // nor invented data
   EXPECT_NE(recipe.find("vocab_size: 101"), std::string::npos) << recipe;
 
   // Scoring a token file: the log-probabilities of the HF weights themselves.
