@@ -27,8 +27,7 @@ absl::Status DocumentSource::check_range(int64_t doc, int64_t offset, int64_t le
 absl::StatusOr<std::unique_ptr<DocumentSource>> open_documents(const std::string& path,
                                                                DocumentFormat format) {
   if (format == DocumentFormat::kDetect) {
-    const bool llmc = path.find_first_of("*?[") != std::string::npos || looks_like_llmc_shard(path);
-    format = llmc ? DocumentFormat::kLlmc : DocumentFormat::kMegatron;
+    format = looks_like_llmc_shard(path) ? DocumentFormat::kLlmc : DocumentFormat::kMegatron;
   }
   if (format == DocumentFormat::kLlmc) {
     ROTOR_ASSIGN_OR_RETURN(LlmcDocuments d, LlmcDocuments::open(path));

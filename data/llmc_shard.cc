@@ -96,10 +96,12 @@ absl::Status LlmcShard::read(int64_t offset, int64_t length, int32_t* out) const
 
 namespace {
 
+bool is_glob(const std::string& path) { return path.find_first_of("*?[") != std::string::npos; }
+
 // The files of `pattern` in sorted (byte) order; `pattern` itself when it
 // holds no glob character.
 absl::StatusOr<std::vector<std::string>> expand_shards(const std::string& pattern) {
-  if (pattern.find_first_of("*?[") == std::string::npos) return std::vector<std::string>{pattern};
+  if (!is_glob(pattern)) return std::vector<std::string>{pattern};
   glob_t g{};
   const int rc = ::glob(pattern.c_str(), GLOB_ERR, nullptr, &g);
   std::vector<std::string> paths;
@@ -167,6 +169,7 @@ absl::Status LlmcDocuments::read_document(int64_t doc, int64_t offset, int64_t l
 }
 
 bool looks_like_llmc_shard(const std::string& path) {
+  if (is_glob(path)) return true;
   std::ifstream in(path, std::ios::binary);
   int32_t magic = 0;
   if (!in.read(reinterpret_cast<char*>(&magic), sizeof magic)) return false;

@@ -88,7 +88,8 @@ class LlmcDocuments : public DocumentSource {
   std::vector<int64_t> doc_start_;    // stream offset of each document; size documents + 1
 };
 
-// True when `path` names a file that begins with an llm.c magic.
+// True when `path` names llm.c shards: a glob (* ? [) of them, or a file
+// that begins with an llm.c magic.
 bool looks_like_llmc_shard(const std::string& path);
 
 }  // namespace rotor

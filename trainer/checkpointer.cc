@@ -1,17 +1,15 @@
 #include "trainer/checkpointer.h"
 
-#include <filesystem>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "trainer/checkpoint.h"
+#include "trainer/loading.h"
 #include "kernels/status.h"
 
 namespace rotor {
 namespace {
-
-namespace fs = std::filesystem;
 
 // World-wide maximum of a small integer (every rank calls it).
 int64_t max_over(Communicator& world, int64_t v) {
@@ -78,20 +76,11 @@ absl::StatusOr<RunStart> Checkpointer::restore(LlamaModel& model, Optimizer& opt
 absl::Status Checkpointer::init_from(LlamaModel& model) {
   // A checkpoint directory, or a run directory whose latest is taken; the
   // weights only.
-  std::string source = settings_.init_from;
-  if (!fs::exists(fs::path(source) / "state.json")) {
-    ROTOR_ASSIGN_OR_RETURN(std::string l, latest_checkpoint(source));
-    if (l.empty()) {
-      return absl::NotFoundError(absl::StrCat(
-          "model.init_from: ", source, " is neither a checkpoint directory nor a run with checkpoints"));
-    }
-    source = l;
-  }
-  absl::StatusOr<CheckpointInfo> info = load_checkpoint(source, model.parameters(), nullptr, par_.tp_rank());
-  if (!info.ok()) {
-    return with_context(info.status(), "model.init_from: ");
-  }
-  out_ << "initialised from " << source << " (its step " << info->step << ")\n";
+  absl::StatusOr<std::string> source = resolve_checkpoint_dir(settings_.init_from);
+  if (!source.ok()) return with_context(source.status(), "model.init_from: ");
+  absl::StatusOr<CheckpointInfo> info = load_checkpoint(*source, model.parameters(), nullptr, par_.tp_rank());
+  if (!info.ok()) return with_context(info.status(), "model.init_from: ");
+  out_ << "initialised from " << *source << " (its step " << info->step << ")\n";
   return absl::OkStatus();
 }
 

@@ -28,7 +28,7 @@ absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r) {
                                   .document_masking = r.data().document_masking()});
     if (!sampler.ok()) return with_context(sampler.status(), absl::StrCat(d.path(), ": "));
     samplers.push_back(std::move(*sampler));
-    weights.push_back(d.has_weight() ? d.weight() : 1.0);
+    weights.push_back(d.weight());
   }
   absl::StatusOr<BlendedSampler> blend = BlendedSampler::create(std::move(samplers), std::move(weights));
   if (!blend.ok()) return blend.status();

@@ -57,7 +57,7 @@ MetricsSettings MetricsSettings::of(const recipe::Recipe& r, const LlamaConfig& 
           .tokens_per_step = tokens_per_step,
           .flops_per_token = model.training_flops_per_token(r.data().sequence_length()),
           .peak_tflops = r.run().has_peak_tflops() ? r.run().peak_tflops() : 0.0,
-          .log_every = r.run().has_log_interval() ? r.run().log_interval() : 1,
+          .log_every = r.run().log_interval(),
           .world_size = world_size,
           .eval_lengths = {r.eval().lengths().begin(), r.eval().lengths().end()}};
 }

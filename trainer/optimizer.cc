@@ -10,8 +10,8 @@ namespace rotor {
 AdamWOptimizer::AdamWOptimizer(const std::vector<Parameter>& params, const AdamWHyper& hyper)
     : hyper_(hyper) {
   for (const Parameter& p : params) {
-    m_.push_back(Tensor::zeros(p.value.shape(), p.value.dtype()));
-    v_.push_back(Tensor::zeros(p.value.shape(), p.value.dtype()));
+    m_.push_back(Tensor::zeros_like(p.value));
+    v_.push_back(Tensor::zeros_like(p.value));
   }
 }
 

@@ -132,30 +132,28 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   opts.parallel = par;
   ROTOR_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::create(loaded.model, opts));
   model.init_weights(static_cast<uint64_t>(r.train().seed()));
-  absl::StatusOr<DataStream> stream = open_stream(r);
-  if (!stream.ok()) return stream.status();
-  absl::StatusOr<std::unique_ptr<IndexedDataset>> heldout = open_heldout(r);
-  if (!heldout.ok()) return heldout.status();
+  ROTOR_ASSIGN_OR_RETURN(DataStream stream, open_stream(r));
+  ROTOR_ASSIGN_OR_RETURN(std::unique_ptr<IndexedDataset> heldout, open_heldout(r));
   const BatchShape shape = BatchShape::of(r);
   ROTOR_RETURN_IF_ERROR(check_batch_layout(r, shape, par, world.size()));
 
   TrainStep train_step(model, TrainStepSettings::of(r), par, &run_world, observer);
   Checkpointer checkpointer(CheckpointerSettings::of(r, shape.global, recipe_yaml), run_world, par, out, observer);
   ROTOR_ASSIGN_OR_RETURN(RunStart start, checkpointer.restore(model, train_step.optimizer()));
-  absl::StatusOr<Metrics> metrics =
+  ROTOR_ASSIGN_OR_RETURN(
+      Metrics metrics,
       Metrics::open(MetricsSettings::of(r, loaded.model, shape.global * shape.sequence_length, world.size()),
-                    rank0, out, start.step, !start.resumed_from.empty());
-  if (!metrics.ok()) return metrics.status();
+                    rank0, out, start.step, !start.resumed_from.empty()));
   NonfinitePolicy nonfinite = NonfinitePolicy::of(r.train());
   Loop loop{.r = r,
             .observer = *observer,
             .world_rank = world.rank(),
-            .stream = *stream,
+            .stream = stream,
             .shape = shape,
-            .heldout = heldout->get(),
+            .heldout = heldout.get(),
             .train_step = train_step,
             .nonfinite = nonfinite,
-            .metrics = *metrics,
+            .metrics = metrics,
             .checkpointer = checkpointer};
   for (int64_t step = start.step + 1; step <= r.train().steps(); ++step) {
     ROTOR_RETURN_IF_ERROR(iterate(loop, step));
