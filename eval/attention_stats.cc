@@ -48,8 +48,8 @@ QK load_qk(const Tensor& q, const Tensor& k, const Tensor& q_pos, const Tensor& 
   x.hkv = k.dim(2);
   ROTOR_CHECK(k.dim(0) == x.batch && k.dim(3) == x.hd && x.hkv > 0 && x.hq % x.hkv == 0)
       << "q " << q.str() << " and k " << k.str() << " do not match";
-  x.q = q.to_vector();
-  x.k = k.to_vector();
+  x.q = q.to(Device::cpu()).to_vector();  // activations may live on a device
+  x.k = k.to(Device::cpu()).to_vector();
   x.q_pos = positions_of(q_pos, x.batch, x.tq);
   x.k_pos = positions_of(k_pos, x.batch, x.tk);
   x.scale = 1.0 / std::sqrt(static_cast<double>(x.hd));
@@ -362,7 +362,7 @@ absl::StatusOr<AttentionStats> attention_stats(LlamaModel& model, const Batch& b
   const int32_t* pos = shard.positions.data<int32_t>();
   for (int64_t l = 0; l < layers; ++l) {
     // [B, Hq / tp, T / cp]: this rank's heads and query rows
-    const std::vector<double> e = stats.attention_entropy[static_cast<size_t>(l)].to_vector();
+    const std::vector<double> e = stats.attention_entropy[static_cast<size_t>(l)].to(Device::cpu()).to_vector();
     for (int64_t b = 0; b < bsz; ++b)
       for (int64_t h = 0; h < local_heads; ++h)
         for (int64_t i = 0; i < t; ++i)

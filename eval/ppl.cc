@@ -46,7 +46,7 @@ void add_pass(LlamaModel& model, std::span<const PplWindow> windows, int64_t len
   const Batch shard = shard_for_context(window_batch(windows, length), par);
   ForwardStats stats;
   model.evaluate(shard, stats);
-  const std::vector<double> loss = stats.token_loss.to_vector();
+  const std::vector<double> loss = stats.token_loss.to(Device::cpu()).to_vector();
   const int32_t* targets = shard.targets.data<int32_t>();
   const int32_t* positions = shard.positions.data<int32_t>();
   const int64_t nb = static_cast<int64_t>(sums.bucket_loss.size());

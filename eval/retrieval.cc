@@ -223,7 +223,8 @@ std::pair<std::vector<double>, double> next_token(LlamaModel& model, std::span<c
   if (last >= 0) {
     const std::vector<double> lp = model.next_token_logprobs(last);
     if (par.tp_rank() == 0) std::copy(lp.begin(), lp.end(), out.begin());
-    for (const Tensor& e : stats.attention_entropy) {  // [1, Hq / tp, rows]
+    for (const Tensor& device_e : stats.attention_entropy) {  // [1, Hq / tp, rows]
+      const Tensor e = device_e.to(Device::cpu());
       for (int64_t h = 0; h < e.dim(1); ++h) out.back() += e.item(h * rows + last);
     }
   }

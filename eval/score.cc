@@ -38,7 +38,7 @@ absl::StatusOr<ScoreResult> score_ids(LlamaModel& model, std::span<const int32_t
     batch.positions.data<int32_t>()[i] = static_cast<int32_t>(i);
   }
   // logits() needs no targets; it is the forward pass and the full head matmul.
-  const Tensor logits = model.logits(batch);
+  const Tensor logits = model.logits(batch).to(Device::cpu());
   if (logits.dtype() != DType::kF32 || logits.dim(0) != n || logits.dim(1) != v) {
     return absl::InternalError(absl::StrCat("unexpected logits ", logits.str()));
   }

@@ -13,6 +13,20 @@
 
 namespace rotor {
 
+// Where a call came from, as a default argument captures it:
+//   void f(SourceLocation where = SourceLocation::current());
+// (std::source_location where the compiler has it; clang 14 with libstdc++
+// does not, while these builtins work in GCC and clang alike).
+struct SourceLocation {
+  const char* file = "";
+  int line = 0;
+  const char* function = "";
+  static constexpr SourceLocation current(const char* file = __builtin_FILE(), int line = __builtin_LINE(),
+                                          const char* function = __builtin_FUNCTION()) {
+    return {file, line, function};
+  }
+};
+
 // Collects the streamed message and aborts in its destructor.
 class CheckFailure {
  public:

@@ -34,6 +34,12 @@ void fill_with(const Tensor& t, F f) {
 
 template <class F>
 void fill_dispatch(const Tensor& t, F f) {
+  if (!t.device().is_cpu()) {  // drawn on the host and copied once: the same values on every device
+    Tensor host = Tensor::empty(t.shape(), t.dtype());
+    fill_dispatch(host, f);
+    t.copy_from(host);
+    return;
+  }
   check_cpu(t, "fill_random");
   switch (t.dtype()) {
     case DType::kF32: fill_with<float>(t, f); break;

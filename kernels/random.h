@@ -29,7 +29,8 @@ inline double uniform01(uint64_t seed, uint64_t i) {
 // Standard normal via Box-Muller on two uniforms of the same counter.
 double normal01(uint64_t seed, uint64_t i);
 
-// Fills element j of `t` (float dtype, cpu) with lo + (hi - lo) * uniform01(seed, offset + j).
+// Fills element j of `t` (float dtype; any device: a device tensor is drawn
+// on the host and copied, so it holds the cpu values bit for bit) with lo + (hi - lo) * uniform01(seed, offset + j).
 void fill_uniform(const Tensor& t, uint64_t seed, double lo, double hi, uint64_t offset = 0);
 // Fills element j with mean + std * normal01(seed, offset + j).
 void fill_normal(const Tensor& t, uint64_t seed, double mean, double std, uint64_t offset = 0);

@@ -2,8 +2,10 @@
 
 #include "kernels/cuda/memory.h"
 #include "kernels/elementwise.h"
+#include "kernels/sim.h"
 
 #include <malloc.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -50,7 +52,12 @@ const char* dtype_name(DType dtype) {
 }
 
 std::string Device::str() const {
-  return is_cpu() ? "cpu" : "cuda:" + std::to_string(index);
+  switch (type) {
+    case DeviceType::kCpu: return "cpu";
+    case DeviceType::kSim: return "sim";
+    case DeviceType::kCuda: break;
+  }
+  return "cuda:" + std::to_string(index);
 }
 
 Shape::Shape(std::initializer_list<int64_t> dims) : Shape(std::vector<int64_t>(dims)) {}
@@ -115,7 +122,7 @@ bool keep_freed_host_buffers() {
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   [[maybe_unused]] static const bool tuned = keep_freed_host_buffers();
 #ifndef ROTOR_WITH_CUDA
-  ROTOR_CHECK(device.is_cpu()) << "allocation on " << device.str()
+  ROTOR_CHECK(!device.is_cuda()) << "allocation on " << device.str()
                                << " needs the CUDA backend (rotor was built without CUDA)";
 #endif
   Tensor t;
@@ -123,7 +130,14 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   t.shape_ = shape;
   t.dtype_ = dtype;
   const size_t bytes = t.nbytes();
-  if (!device.is_cpu()) {  // the device's caching allocator (kernels/cuda/memory.h)
+  if (device.is_sim()) {  // host memory from the sim caching allocator (kernels/sim.h)
+    t.storage_->data = sim::allocate(bytes);
+    t.storage_->bytes = bytes;
+    t.storage_->device = device;
+    t.storage_->deleter = [](void* q) { sim::release(q); };
+    return t;
+  }
+  if (device.is_cuda()) {  // the device's caching allocator (kernels/cuda/memory.h)
     const int index = device.index;
     t.storage_->data = cuda::allocate(index, bytes);
     t.storage_->bytes = bytes;
@@ -176,7 +190,13 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
   return t;
 }
 
-void* Tensor::raw() const {
+void* Tensor::raw(SourceLocation where) const {
+  ROTOR_CHECK(defined()) << "undefined tensor (accessed at " << where.file << ":" << where.line << ")";
+  if (storage_->device.is_sim()) sim::check_host_access(*this, "raw()/data()", where);
+  return static_cast<char*>(storage_->data) + offset_;
+}
+
+void* Tensor::device_ptr() const {
   ROTOR_CHECK(defined()) << "undefined tensor";
   return static_cast<char*>(storage_->data) + offset_;
 }
@@ -226,6 +246,16 @@ Tensor Tensor::to(Device target) const {
 
 namespace {
 int device_index(const Tensor& t) { return t.device().is_cpu() ? -1 : t.device().index; }
+
+// Same-dtype byte copies that involve a sim tensor: counted when they cross
+// between host and sim, plain device copies between sim tensors.
+void copy_sim_bytes(const Tensor& dst, const Tensor& src) {
+  void* to = dst.device_ptr();
+  const void* from = src.device_ptr();
+  if (src.device().is_cpu()) return sim::copy_to_device(to, from, dst.nbytes());
+  if (dst.device().is_cpu()) return sim::copy_to_host(to, from, dst.nbytes());
+  std::memmove(to, from, dst.nbytes());
+}
 }  // namespace
 
 namespace {
@@ -260,6 +290,18 @@ void convert_from(Dst* dst, const Tensor& src) {
 void Tensor::copy_from(const Tensor& src) const {
   ROTOR_CHECK(defined() && src.defined()) << "copy_from: undefined tensor";
   ROTOR_CHECK(src.shape() == shape_) << "copy " << src.str() << " into " << str();
+  if (device().is_sim() || src.device().is_sim()) {
+    ROTOR_CHECK(!device().is_cuda() && !src.device().is_cuda()) << "copy " << src.str() << " into " << str();
+    if (src.dtype() == dtype_) {
+      copy_sim_bytes(*this, src);
+    } else if (src.device() == device()) {
+      sim::KernelScope kernel(*this);  // the conversion runs "on the device"
+      Tensor::wrap(device_ptr(), shape_, dtype_).copy_from(Tensor::wrap(src.device_ptr(), shape_, src.dtype()));
+    } else {  // move first, then convert where this lives
+      copy_from(src.to(device()));
+    }
+    return;
+  }
   if (!device().is_cpu() || !src.device().is_cpu()) {
     if (src.dtype() == dtype_) {
       cuda::copy_bytes(raw(), device_index(*this), src.raw(), device_index(src), nbytes());
@@ -285,6 +327,11 @@ void Tensor::copy_from(const Tensor& src) const {
 
 void Tensor::fill(double value) const {
   ROTOR_CHECK(defined()) << "fill: undefined tensor";
+  if (device().is_sim()) {  // the fill kernel, on the device
+    sim::KernelScope kernel(*this);
+    Tensor::wrap(device_ptr(), shape_, dtype_).fill(value);
+    return;
+  }
   if (!device().is_cpu()) {
     if (value == 0) return zero();
     Tensor host = empty(shape_, dtype_);
@@ -304,14 +351,20 @@ void Tensor::fill(double value) const {
 
 void Tensor::zero() const {
   ROTOR_CHECK(defined()) << "zero: undefined tensor";
+  if (device().is_sim()) {
+    sim::KernelScope kernel(*this);
+    std::memset(raw(), 0, nbytes());
+    return;
+  }
   if (!device().is_cpu()) return cuda::zero_bytes(raw(), device().index, nbytes());
   std::memset(raw(), 0, nbytes());
 }
 
-double Tensor::item(int64_t i) const {
+double Tensor::item(int64_t i, SourceLocation where) const {
   ROTOR_CHECK(defined()) << "item: undefined tensor";
   ROTOR_CHECK(i >= 0 && i < numel()) << "item " << i << " of " << str();
-  if (!device().is_cpu()) return view({numel()}).narrow(i, 1).to(Device::cpu()).item(0);
+  if (device().is_sim()) sim::check_host_access(*this, "item()", where);
+  if (device().is_cuda()) return view({numel()}).narrow(i, 1).to(Device::cpu()).item(0);
   switch (dtype_) {
     case DType::kF32: return data<float>()[i];
     case DType::kF64: return data<double>()[i];
@@ -322,7 +375,8 @@ double Tensor::item(int64_t i) const {
   return 0;
 }
 
-std::vector<double> Tensor::to_vector() const {
+std::vector<double> Tensor::to_vector(SourceLocation where) const {
+  if (defined() && device().is_sim()) sim::check_host_access(*this, "to_vector()", where);
   if (defined() && !device().is_cpu()) return to(Device::cpu()).to_vector();
   std::vector<double> v(static_cast<size_t>(numel()));
   for (int64_t i = 0; i < numel(); ++i) v[i] = item(i);
@@ -336,7 +390,14 @@ std::string Tensor::str() const {
 
 void check_cpu(const Tensor& t, const char* what) {
   ROTOR_CHECK(t.defined()) << what << ": undefined tensor";
-  ROTOR_CHECK(t.device().is_cpu()) << what << ": expected a cpu tensor, got " << t.str();
+  if (omp_in_parallel()) {  // a worker thread of a kernel's loop: no scope of its own to compare with
+    ROTOR_CHECK(!t.device().is_cuda()) << what << ": expected host memory, got " << t.str();
+    return;
+  }
+  const bool sim_op = sim::in_sim_op();
+  ROTOR_CHECK(sim_op ? t.device().is_sim() : t.device().is_cpu())
+      << what << ": expected a " << (sim_op ? "sim" : "cpu") << " tensor (all tensors of an op on one device), got "
+      << t.str();
 }
 
 void check_float(const Tensor& t, const char* what) {

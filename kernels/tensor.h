@@ -2,9 +2,11 @@
 //
 // - dtypes: f32, bf16, i32, i64 (the model's types) and f64 (used by the
 //   reference kernels when the tests check gradients by finite differences).
-// - device: cpu, or cuda:N (memory from that device's caching allocator,
-//   kernels/cuda/memory.h). Each op runs where its tensors are: the CPU
-//   reference, or the CUDA kernels (kernels/cuda/ops.h) when built with CUDA.
+// - device: cpu, cuda:N (memory from that device's caching allocator,
+//   kernels/cuda/memory.h), or sim, the checked stand-in device for tests
+//   (kernels/sim.h: host memory that host code may not touch). Each op runs
+//   where its tensors are: the CPU reference (cpu and sim), or the CUDA
+//   kernels (kernels/cuda/ops.h) when built with CUDA.
 // - shape: 0 to 4 dims. There are no strides: every tensor is contiguous, and
 //   views are only those that stay contiguous (reshape, a range of rows along
 //   dim 0, one index of dim 0).
@@ -60,7 +62,7 @@ struct DTypeOf<int64_t> {
   static constexpr DType value = DType::kI64;
 };
 
-enum class DeviceType : uint8_t { kCpu, kCuda };
+enum class DeviceType : uint8_t { kCpu, kCuda, kSim };
 
 struct Device {
   DeviceType type = DeviceType::kCpu;
@@ -68,7 +70,10 @@ struct Device {
 
   static Device cpu() { return {DeviceType::kCpu, 0}; }
   static Device cuda(int index) { return {DeviceType::kCuda, index}; }
+  static Device sim() { return {DeviceType::kSim, 0}; }
   bool is_cpu() const { return type == DeviceType::kCpu; }
+  bool is_cuda() const { return type == DeviceType::kCuda; }
+  bool is_sim() const { return type == DeviceType::kSim; }
   bool operator==(const Device&) const = default;
   std::string str() const;
 };
@@ -137,14 +142,22 @@ class Tensor {
   // True when this handle's storage was allocated by rotor (not `wrap`ped).
   bool owns_storage() const { return storage_ && static_cast<bool>(storage_->deleter); }
 
-  void* raw() const;
+  // Host pointers to the data: for cpu tensors, and for kernels on sim
+  // tensors (a host access to a sim tensor outside a kernel aborts, naming
+  // the caller: kernels/sim.h). Never for a GPU tensor's elements.
+  void* raw(SourceLocation where = SourceLocation::current()) const;
   template <class T>
-  T* data() const {
+  T* data(SourceLocation where = SourceLocation::current()) const {
     ROTOR_CHECK(dtype_ == DTypeOf<T>::value)
         << "tensor is " << dtype_name(dtype_) << ", accessed as "
         << dtype_name(DTypeOf<T>::value);
-    return static_cast<T*>(raw());
+    return static_cast<T*>(raw(where));
   }
+  // The address of the data on its device, for libraries that take device
+  // pointers (communicators) and for identity checks; not for host reads.
+  void* device_ptr() const;
+  // True when both views start at the same address.
+  bool same_data(const Tensor& o) const { return device_ptr() == o.device_ptr(); }
 
   // Same data, another shape with the same element count.
   Tensor view(const Shape& shape) const;
@@ -166,9 +179,10 @@ class Tensor {
   void zero() const;
 
   // Element i converted to double (a GPU tensor is copied to the host first:
-  // for tests and logging, not hot paths).
-  double item(int64_t i = 0) const;
-  std::vector<double> to_vector() const;
+  // for tests and logging, not hot paths; on sim these are host accesses and
+  // abort: code meant for devices copies explicitly, `t.to(Device::cpu())`).
+  double item(int64_t i = 0, SourceLocation where = SourceLocation::current()) const;
+  std::vector<double> to_vector(SourceLocation where = SourceLocation::current()) const;
 
   std::string str() const;  // "f32[2, 3] cpu"
 
@@ -180,6 +194,9 @@ class Tensor {
 };
 
 // Argument checks shared by the ops.
+// `t` is memory the CPU kernel running now may read: a cpu tensor in a cpu op,
+// a sim tensor in a sim op (kernels/sim.h). Mixing the two in one op fails,
+// as mixing host and GPU pointers would.
 void check_cpu(const Tensor& t, const char* what);
 void check_float(const Tensor& t, const char* what);  // f32 or f64
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* what);

@@ -36,7 +36,7 @@ void Decoder::ensure_capacity(int64_t n) {
   v_.resize(static_cast<size_t>(c.num_hidden_layers));
   for (size_t l = 0; l < k_.size(); ++l) {
     for (Tensor* t : {&k_[l], &v_[l]}) {
-      Tensor grown = Tensor::empty({cap, hkv, hd}, dt);
+      Tensor grown = Tensor::empty({cap, hkv, hd}, dt, model_->options().device);
       if (t->defined() && valid > 0) grown.narrow(0, valid).copy_from(t->narrow(0, valid));
       *t = grown;
     }
@@ -80,8 +80,7 @@ std::vector<double> Decoder::run(int64_t start) {
     model.prepare_context(batch);
   };
   context_for(start);
-  const std::vector<float> inv_freq(model.ctx_.inv_freq.data<float>(),
-                                    model.ctx_.inv_freq.data<float>() + model.ctx_.inv_freq.numel());
+  const std::vector<float> inv_freq = model.inv_freq_host_;  // what ctx_.inv_freq holds
   if (start > 0 && (inv_freq != inv_freq_ || model.ctx_.attention_factor != attention_factor_)) {
     start = 0;  // the cache was computed with other frequencies: recompute it
     ++rebuilds_;
@@ -92,33 +91,34 @@ std::vector<double> Decoder::run(int64_t start) {
   ensure_capacity(n);
 
   BlockContext ctx = model.ctx_;
-  ctx.mask.k_pos = Tensor::empty({1, n}, DType::kI32);  // the cache's rows [0, n)
-  for (int64_t j = 0; j < n; ++j) ctx.mask.k_pos.data<int32_t>()[j] = static_cast<int32_t>(j);
+  Tensor k_pos = Tensor::empty({1, n}, DType::kI32);  // the cache's rows [0, n)
+  for (int64_t j = 0; j < n; ++j) k_pos.data<int32_t>()[j] = static_cast<int32_t>(j);
+  ctx.mask.k_pos = k_pos.to(model.options().device);
   ctx.attention_entropy = true;
 
   const int64_t m = n - start, d = c.hidden_size, hq = c.num_attention_heads;
-  const DType dt = model.options().dtype;
-  Tensor x = Tensor::empty({m, d}, dt);
+  Tensor x = model.act({m, d});
   embedding_forward(model.batch_.input_ids.view({m}), model.params_[model.embed_index_].value, x);
   double entropy_sum = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const KvCacheLayer cache{k_[l], v_[l], start};
     BlockActivations acts;
-    Tensor y = Tensor::empty({m, d}, dt);
+    Tensor y = model.act({m, d});
     model.blocks_[l].forward(model.block_weights(l, false), ctx, model.q_scales_[l], x, y, acts,
                              /*keep_all=*/false, &cache);
-    for (int64_t head = 0; head < hq; ++head) entropy_sum += acts.entropy.item(head * m + m - 1);
+    const Tensor entropy = acts.entropy.to(Device::cpu());  // [1, Hq, m]
+    for (int64_t head = 0; head < hq; ++head) entropy_sum += entropy.item(head * m + m - 1);
     x = y;
   }
   last_entropy_ = entropy_sum / static_cast<double>(c.num_hidden_layers * hq);
 
   // Final norm and the head, last row only.
   const Tensor last = x.narrow(m - 1, 1);
-  Tensor last_n = Tensor::empty({1, d}, dt), last_rstd = Tensor::empty({1}, dt);
+  Tensor last_n = model.act({1, d}), last_rstd = model.act({1});
   rmsnorm_forward(last, model.final_norm().value, c.rms_norm_eps, last_n, last_rstd);
-  Tensor logits = Tensor::empty({1, c.vocab_size}, dt);
+  Tensor logits = model.act({1, c.vocab_size});
   matmul(last_n, model.head_weight(false), logits, false, true);
-  return log_softmax(logits.to_vector());
+  return log_softmax(logits.to(Device::cpu()).to_vector());
 }
 
 GreedyResult Decoder::greedy(std::span<const int32_t> prompt, int64_t max_new_tokens,

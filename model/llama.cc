@@ -9,8 +9,11 @@
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
+#include "kernels/position_scale.h"
 #include "kernels/random.h"
+#include "kernels/reduce.h"
 #include "kernels/rmsnorm.h"
+#include "kernels/vocab_slice.h"
 #include "parallel/ring_attention.h"
 #include "parallel/tensor_parallel.h"
 #include "kernels/status.h"
@@ -54,17 +57,8 @@ const BlockParamSpec kBlockParams[] = {
      [](const BlockDims& b) { return Shape{b.d, b.f}; }, 1, false},
 };
 
-// Sum and count of the per-token losses [N] whose target is counted (>= 0).
-LossSum sum_token_losses(const Tensor& loss, const Tensor& targets) {
-  LossSum out;
-  const int32_t* tg = targets.data<int32_t>();
-  for (int64_t i = 0; i < loss.numel(); ++i) {
-    if (tg[i] < 0) continue;
-    out.sum += loss.item(i);
-    ++out.count;
-  }
-  return out;
-}
+// The f64 sum of a device scalar, read to the host.
+double read_scalar(const Tensor& t) { return t.to(Device::cpu()).item(); }
 
 void check_targets(const Batch& batch) {
   ROTOR_CHECK(batch.targets.defined() && batch.targets.shape() == batch.input_ids.shape() &&
@@ -73,6 +67,18 @@ void check_targets(const Batch& batch) {
 }
 
 }  // namespace
+
+Batch to_device(const Batch& b, Device device) {
+  auto move = [&](const Tensor& t) { return t.defined() ? t.to(device) : t; };
+  return {move(b.input_ids), move(b.targets), move(b.positions), move(b.segments)};
+}
+
+int64_t counted_targets(const Batch& batch) {
+  const Tensor t = batch.targets.to(Device::cpu());
+  int64_t count = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) count += t.data<int32_t>()[i] >= 0;
+  return count;
+}
 
 LossSum sum_over(Communicator* comm, LossSum l) {
   if (comm->size() == 1) return l;
@@ -116,8 +122,8 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
   auto add = [&](std::string name, const Shape& shape, int shard_dim, int replicas = 1) {
     std::vector<int64_t> local = shape.vec();
     if (shard_dim >= 0) local[static_cast<size_t>(shard_dim)] /= tp / replicas;
-    params_.push_back({std::move(name), Tensor::zeros(Shape(local), options.dtype),
-                       Tensor::zeros(Shape(local), options.dtype), tp > 1 ? shard_dim : -1,
+    params_.push_back({std::move(name), Tensor::zeros(Shape(local), options.dtype, options.device),
+                       Tensor::zeros(Shape(local), options.dtype, options.device), tp > 1 ? shard_dim : -1,
                        replicas, shape});
   };
   embed_index_ = params_.size();
@@ -234,18 +240,24 @@ void LlamaModel::prepare_context(const Batch& batch) {
               batch.input_ids.dtype() == DType::kI32)
       << "input_ids must be [B, T] i32, got " << batch.input_ids.str();
   const int64_t b = batch.input_ids.dim(0), t = batch.input_ids.dim(1);
-  batch_ = batch;
   Communicator* cp = options_.parallel.cp;
   const bool ring = cp->size() > 1;
   ROTOR_CHECK(!ring || batch.positions.defined())
       << "with context parallelism the batch must carry the shard's global positions";
-  if (!batch_.positions.defined()) {
-    batch_.positions = Tensor::empty({b, t}, DType::kI32);
-    for (int64_t i = 0; i < b * t; ++i) batch_.positions.data<int32_t>()[i] = static_cast<int32_t>(i % t);
+  // Positions are made and read on the host (a host batch is the usual
+  // input); the batch then goes to the device once.
+  Tensor positions = batch.positions.defined() ? batch.positions.to(Device::cpu()) : Tensor();
+  if (!positions.defined()) {
+    positions = Tensor::empty({b, t}, DType::kI32);
+    for (int64_t i = 0; i < b * t; ++i) positions.data<int32_t>()[i] = static_cast<int32_t>(i % t);
   }
-  ROTOR_CHECK(batch_.positions.shape() == batch.input_ids.shape() &&
-              batch_.positions.dtype() == DType::kI32)
-      << "positions must be [B, T] i32 like input_ids, got " << batch_.positions.str();
+  ROTOR_CHECK(positions.shape() == batch.input_ids.shape() && positions.dtype() == DType::kI32)
+      << "positions must be [B, T] i32 like input_ids, got " << positions.str();
+  const int32_t* pos = positions.data<int32_t>();
+  int64_t max_pos = b * t > 0 ? *std::max_element(pos, pos + b * t) : 0;
+  Batch with_positions = batch;
+  with_positions.positions = batch.positions.defined() ? batch.positions : positions;
+  batch_ = to_device(with_positions, options_.device);
   ctx_ = BlockContext();
   ctx_.batch = b;
   ctx_.seq = t;
@@ -270,36 +282,42 @@ void LlamaModel::prepare_context(const Batch& batch) {
         << tp_->size();
     rows_ /= tp_->size();
   }
-
-  // RoPE tables; dynamic and longrope depend on the current length.
-  const int32_t* pos = batch_.positions.data<int32_t>();
-  int64_t max_pos = b * t > 0 ? *std::max_element(pos, pos + b * t) : 0;
   if (ring) {  // dynamic NTK and LongRoPE depend on the whole sequence's length
     Tensor m = Tensor::from_vector({static_cast<double>(max_pos)}, {1}, DType::kI64);
     cp->all_reduce(m, ReduceOp::kMax);
     max_pos = static_cast<int64_t>(m.item());
   }
-  RopeConfig rope = options_.rope;
-  rope.sequence_length = max_pos + 1;
-  absl::StatusOr<RopeTables> tables = compute_rope(rope, config_.resolved_head_dim());
-  ROTOR_CHECK(tables.ok()) << tables.status();  // validated in create()
-  const int64_t half = config_.resolved_head_dim() / 2;
-  ctx_.inv_freq = Tensor::empty({half}, DType::kF32);
-  std::copy(tables->inv_freq.begin(), tables->inv_freq.end(), ctx_.inv_freq.data<float>());
-  ctx_.attention_factor = tables->attention_factor;
+  update_rope_tables(max_pos);
 
-  // Query multipliers per layer (undefined where they are all 1).
+  // Query multipliers per layer (undefined where they are all 1). Every
+  // layer that scales uses the same function of the position: one table.
   q_scales_.assign(static_cast<size_t>(config_.num_hidden_layers), Tensor());
+  Tensor scale;
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     if (logit_scale_is_identity(options_.logit_scale, l)) continue;
-    Tensor s = Tensor::empty({b, t}, options_.dtype);
-    for (int64_t i = 0; i < b * t; ++i) {
-      const double m = logit_scale_at(options_.logit_scale, l, pos[i]);
-      if (options_.dtype == DType::kF32) s.data<float>()[i] = static_cast<float>(m);
-      else s.data<double>()[i] = m;
+    if (!scale.defined()) {
+      scale = act({b, t});
+      const LogitScaleConfig& ls = options_.logit_scale;
+      if (ls.kind == LogitScaleKind::kConstant) scale.fill(ls.value);
+      else log_position_scale(batch_.positions, ls.base_length, ls.min, scale);
     }
-    q_scales_[l] = s;
+    q_scales_[l] = scale;
   }
+}
+
+void LlamaModel::update_rope_tables(int64_t max_position) {
+  RopeConfig rope = options_.rope;
+  rope.sequence_length = max_position + 1;
+  absl::StatusOr<RopeTables> tables = compute_rope(rope, config_.resolved_head_dim());
+  ROTOR_CHECK(tables.ok()) << tables.status();  // validated in create()
+  ctx_.attention_factor = tables->attention_factor;
+  if (!inv_freq_.defined() || tables->inv_freq != inv_freq_host_) {
+    inv_freq_host_ = tables->inv_freq;
+    Tensor host = Tensor::empty({static_cast<int64_t>(inv_freq_host_.size())}, DType::kF32);
+    std::copy(inv_freq_host_.begin(), inv_freq_host_.end(), host.data<float>());
+    inv_freq_ = host.to(options_.device);
+  }
+  ctx_.inv_freq = inv_freq_;
 }
 
 const Parameter& LlamaModel::final_norm() const { return params_[final_norm_index_]; }
@@ -309,27 +327,26 @@ Tensor LlamaModel::forward_hidden(const Batch& batch) {
   const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
   Tensor x;
   if (tp_->size() == 1) {
-    x = Tensor::empty({n, d}, options_.dtype);
+    x = act({n, d});
     embedding_forward(batch_.input_ids.view({n}), params_[embed_index_].value, x);
   } else {
     // Vocabulary-parallel: each rank fills the rows of its ids; summed over tp.
-    Tensor partial = Tensor::empty({n, d}, options_.dtype);
-    vocab_parallel_embedding_forward(batch_.input_ids.view({n}), params_[embed_index_].value,
-                                     vocab_start_, partial);
-    x = sp_ ? Tensor::empty({rows_, d}, options_.dtype) : partial;
+    Tensor partial = act({n, d});
+    embedding_slice_forward(batch_.input_ids.view({n}), params_[embed_index_].value, vocab_start_, partial);
+    x = sp_ ? act({rows_, d}) : partial;
     tp_sum_to_rows(tp_, sp_, partial, x);
   }
   acts_.assign(blocks_.size(), BlockActivations());
   for (size_t l = 0; l < blocks_.size(); ++l) {
-    Tensor y = Tensor::empty({rows_, d}, options_.dtype);
+    Tensor y = act({rows_, d});
     blocks_[l].forward(block_weights(static_cast<int64_t>(l), false), ctx_, q_scales_[l], x, y,
                        acts_[l], !options_.recompute);
     x = y;
   }
   const Tensor& norm = final_norm().value;
   final_in_ = x;
-  final_rstd_ = Tensor::empty({rows_}, options_.dtype);
-  final_out_ = Tensor::empty({rows_, d}, options_.dtype);
+  final_rstd_ = act({rows_});
+  final_out_ = act({rows_, d});
   rmsnorm_forward(x, norm, config_.rms_norm_eps, final_out_, final_rstd_);
   // The vocabulary-parallel head needs every row on every tp rank.
   final_full_ = tp_rows_to_full(tp_, sp_, final_out_);
@@ -349,12 +366,15 @@ LossSum LlamaModel::forward(const Batch& batch) {
   check_targets(batch);
   Tensor h = forward_hidden(batch);
   const int64_t n = h.dim(0);
-  Tensor loss = Tensor::empty({n}, options_.dtype);
-  ce_lse_ = Tensor::empty({n}, options_.dtype);
+  Tensor loss = act({n});
+  ce_lse_ = act({n});
   vocab_parallel_cross_entropy(tp_, h, head_weight(false), vocab_start_, config_.vocab_size,
-                               batch.targets.view({n}), loss, ce_lse_, Tensor(), Tensor(), Tensor(),
+                               batch_.targets.view({n}), loss, ce_lse_, Tensor(), Tensor(), Tensor(),
                                options_.ce_chunks);
-  const LossSum out = sum_token_losses(loss, batch.targets);
+  // The kernel writes 0 for ignored targets, so the sum of all is the sum of the counted.
+  Tensor sum = Tensor::zeros({1}, DType::kF64, options_.device);
+  sum_into(loss, sum);
+  const LossSum out{read_scalar(sum), counted_targets(batch)};
   token_loss_ = loss;
   have_forward_ = true;
   return out;
@@ -384,9 +404,9 @@ const BlockActivations& LlamaModel::activations(int64_t layer) const {
 void LlamaModel::backward(double grad_scale) {
   ROTOR_CHECK(have_forward_) << "backward() needs a forward() first";
   const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
-  Tensor dloss = Tensor::empty({n}, options_.dtype);
+  Tensor dloss = act({n});
   dloss.fill(grad_scale);  // ignored tokens get no gradient inside the kernel
-  Tensor dh = Tensor::empty({n, d}, options_.dtype);
+  Tensor dh = act({n, d});
   cross_entropy_backward(final_full_, head_weight(false), batch_.targets.view({n}), ce_lse_, dloss,
                          dh, head_weight(true), options_.ce_chunks, vocab_start_,
                          tp_->size() > 1 ? config_.vocab_size : 0);
@@ -395,7 +415,7 @@ void LlamaModel::backward(double grad_scale) {
 
 Tensor LlamaModel::head_input_gradient(const Tensor& dh_partial) const {
   if (tp_->size() == 1) return dh_partial;
-  Tensor local = sp_ ? Tensor::empty({rows_, config_.hidden_size}, options_.dtype) : dh_partial;
+  Tensor local = sp_ ? act({rows_, config_.hidden_size}) : dh_partial;
   tp_sum_to_rows(tp_, sp_, dh_partial, local);
   return local;
 }
@@ -403,11 +423,11 @@ Tensor LlamaModel::head_input_gradient(const Tensor& dh_partial) const {
 void LlamaModel::backward_from_hidden(const Tensor& dh) {
   const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
   const size_t norm_index = final_norm_index_;
-  Tensor dx = Tensor::empty({rows_, d}, options_.dtype);
+  Tensor dx = act({rows_, d});
   norm_backward(ctx_, dh, final_in_, params_[norm_index].value, final_rstd_, dx,
                 params_[norm_index].grad);
   for (size_t l = blocks_.size(); l-- > 0;) {
-    Tensor dprev = Tensor::empty({rows_, d}, options_.dtype);
+    Tensor dprev = act({rows_, d});
     blocks_[l].backward(block_weights(static_cast<int64_t>(l), false),
                         block_weights(static_cast<int64_t>(l), true), ctx_, q_scales_[l], acts_[l],
                         dx, dprev);
@@ -417,39 +437,42 @@ void LlamaModel::backward_from_hidden(const Tensor& dh) {
   if (tp_->size() == 1) {
     embedding_backward(batch_.input_ids.view({n}), dx, params_[embed_index_].grad);
   } else {
-    vocab_parallel_embedding_backward(batch_.input_ids.view({n}), tp_rows_to_full(tp_, sp_, dx),
-                                      vocab_start_, params_[embed_index_].grad);
+    embedding_slice_backward(batch_.input_ids.view({n}), tp_rows_to_full(tp_, sp_, dx), vocab_start_,
+                             params_[embed_index_].grad);
   }
   have_forward_ = false;
   final_in_ = final_out_ = final_full_ = final_rstd_ = ce_lse_ = Tensor();
 }
 
-LossSum LlamaModel::forward_backward(const Batch& batch, double grad_scale) {
+void LlamaModel::forward_backward(const Batch& batch, double grad_scale, const Tensor& loss_sum) {
   check_targets(batch);
   Tensor h = forward_hidden(batch);
   const int64_t n = h.dim(0);
-  Tensor loss = Tensor::empty({n}, options_.dtype), lse = Tensor::empty({n}, options_.dtype);
-  Tensor dloss = Tensor::empty({n}, options_.dtype);
+  Tensor loss = act({n}), lse = act({n});
+  Tensor dloss = act({n});
   dloss.fill(grad_scale);
-  Tensor dh = Tensor::empty(h.shape(), options_.dtype);
+  Tensor dh = act(h.shape());
+  const Tensor targets = batch_.targets.view({n});
   if (tp_->size() == 1) {
-    cross_entropy_forward_backward(h, head_weight(false), batch.targets.view({n}), dloss, loss, lse,
-                                   dh, head_weight(true), options_.ce_chunks);
+    cross_entropy_forward_backward(h, head_weight(false), targets, dloss, loss, lse, dh, head_weight(true),
+                                   options_.ce_chunks);
   } else {
-    vocab_parallel_cross_entropy(tp_, h, head_weight(false), vocab_start_, config_.vocab_size,
-                                 batch.targets.view({n}), loss, lse, dloss, dh, head_weight(true),
-                                 options_.ce_chunks);
+    vocab_parallel_cross_entropy(tp_, h, head_weight(false), vocab_start_, config_.vocab_size, targets, loss,
+                                 lse, dloss, dh, head_weight(true), options_.ce_chunks);
   }
-  const LossSum out = sum_token_losses(loss, batch.targets);
+  sum_into(loss, loss_sum);  // ignored targets have loss 0
   backward_from_hidden(head_input_gradient(dh));
-  return out;
+}
+
+LossSum LlamaModel::forward_backward(const Batch& batch, double grad_scale) {
+  Tensor sum = Tensor::zeros({1}, DType::kF64, options_.device);
+  forward_backward(batch, grad_scale, sum);
+  return {read_scalar(sum), counted_targets(batch)};
 }
 
 double LlamaModel::forward_backward(const Batch& batch) {
   ROTOR_CHECK(batch.targets.defined()) << "forward_backward needs targets";
-  int64_t count = 0;
-  const int32_t* tg = batch.targets.data<int32_t>();
-  for (int64_t i = 0; i < batch.targets.numel(); ++i) count += tg[i] >= 0;
+  const int64_t count = counted_targets(batch);
   ROTOR_CHECK_GT(count, 0) << "batch has no counted target";
   return forward_backward(batch, 1.0 / static_cast<double>(count)).mean();
 }
@@ -457,7 +480,7 @@ double LlamaModel::forward_backward(const Batch& batch) {
 Tensor LlamaModel::logits(const Batch& batch) {
   ROTOR_CHECK(tp_->size() == 1) << "logits() materialises the whole vocabulary: not with tensor parallelism";
   Tensor h = forward_hidden(batch);
-  Tensor out = Tensor::empty({h.dim(0), config_.vocab_size}, options_.dtype);
+  Tensor out = act({h.dim(0), config_.vocab_size});
   matmul(h, head_weight(false), out, false, true);
   acts_.clear();
   have_forward_ = false;
@@ -469,13 +492,13 @@ std::vector<double> LlamaModel::next_token_logprobs(int64_t row) const {
   ROTOR_CHECK(row >= 0 && row < final_full_.dim(0))
       << "next_token_logprobs(" << row << "): the batch has " << final_full_.dim(0) << " rows";
   const Tensor& w = head_weight(false);  // [V / tp, D]: this rank's vocabulary rows
-  Tensor local = Tensor::empty({1, w.dim(0)}, options_.dtype);
+  Tensor local = act({1, w.dim(0)});
   matmul(final_full_.narrow(row, 1), w, local, false, true);
-  if (tp_->size() == 1) return log_softmax(local.to_vector());
+  if (tp_->size() == 1) return log_softmax(local.to(Device::cpu()).to_vector());
   // Rank r holds ids [r * V / tp, (r + 1) * V / tp): gathered in rank order.
-  Tensor all = Tensor::empty({tp_->size(), w.dim(0)}, options_.dtype);
+  Tensor all = act({tp_->size(), w.dim(0)});
   tp_->all_gather(local, all);
-  return log_softmax(all.to_vector());
+  return log_softmax(all.to(Device::cpu()).to_vector());
 }
 
 std::vector<double> log_softmax(std::span<const double> logits) {

@@ -50,6 +50,10 @@ struct LlamaOptions {
   LogitScaleConfig logit_scale;
   bool recompute = false;          // keep only block inputs; re-run blocks in backward
   DType dtype = DType::kF32;       // f32 (CPU reference) or f64 (gradient checks)
+  // Where parameters, gradients and activations live: cpu, sim (the checked
+  // stand-in, kernels/sim.h) or cuda:N. Batches may come from the host: the
+  // model uploads each once (to_device).
+  Device device = Device::cpu();
   CrossEntropyChunks ce_chunks;
   // Communicators (not owned). With parallel.cp of more than one rank, a
   // batch holds this rank's zigzag shard of each sequence
@@ -66,6 +70,14 @@ struct Batch {
   Tensor positions;  // [B, T] global positions; undefined: 0..T-1 in every row
   Tensor segments;   // [B, T] document ids (attention stays inside a document); optional
 };
+
+// The batch's tensors on `device` (copies; the tensors themselves when they
+// are there already).
+Batch to_device(const Batch& batch, Device device);
+
+// Targets counted in the loss (>= 0), read on the host (a device batch is
+// copied for it: count before uploading).
+int64_t counted_targets(const Batch& batch);
 
 // This cp rank's zigzag share of every sequence of `batch` (ring attention,
 // parallel/ring_attention.h: context_shard); the batch itself with one cp rank.
@@ -122,7 +134,11 @@ class LlamaModel {
   // Training step body: forward and backward of sum_tokens(loss) * grad_scale
   // in one call, with the loss head fused (cross_entropy_forward_backward:
   // one logits tile pass instead of a forward and a recomputing backward).
-  // Same gradients as forward() + backward(grad_scale).
+  // Same gradients as forward() + backward(grad_scale). Adds this rank's sum
+  // of token losses to `loss_sum` ([1] f64 on the model's device), so that
+  // nothing is read back to the host.
+  void forward_backward(const Batch& batch, double grad_scale, const Tensor& loss_sum);
+  // The same, returning the sum and count (reads the sum back).
   LossSum forward_backward(const Batch& batch, double grad_scale);
   // Convenience: the gradient of this batch's mean loss. Returns the mean.
   double forward_backward(const Batch& batch);
@@ -171,6 +187,11 @@ class LlamaModel {
   void backward_from_hidden(const Tensor& dh);
   // The head's input gradient [N, D] (a partial sum under tp) -> this rank's rows, summed.
   Tensor head_input_gradient(const Tensor& dh_partial) const;
+  // An uninitialised activation of the model's dtype on its device.
+  Tensor act(const Shape& shape) const { return Tensor::empty(shape, options_.dtype, options_.device); }
+  // The RoPE inverse frequencies for the batch's longest position, on the
+  // device; uploaded again only when they change (dynamic NTK, LongRoPE).
+  void update_rope_tables(int64_t max_position);
 
   // Tensor parallelism (parallel/tensor_parallel.h): options.parallel.tp (one rank: none).
   Communicator* tp_ = nullptr;
@@ -195,6 +216,8 @@ class LlamaModel {
   Batch batch_;
   BlockContext ctx_;
   std::vector<Tensor> q_scales_;            // per layer [B, T] or undefined
+  Tensor inv_freq_;                         // [hd / 2] f32 on the device
+  std::vector<float> inv_freq_host_;        // its values
   std::vector<BlockActivations> acts_;
   Tensor final_in_, final_rstd_, final_out_, ce_lse_;
   Tensor token_loss_;                       // [N] from the last forward()

@@ -144,9 +144,9 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
   Tensor dattn = Tensor::empty_like(dy, {b, t, hq, hd});
   matmul(dh_full, w.o_proj, dattn.view({n, hq * hd}));
   matmul(dh_full, a.attn.view({n, hq * hd}), g.o_proj, true, false, 1.0, 1.0);
-  Tensor dq = Tensor::zeros({b, t, hq, hd}, dy.dtype());
-  Tensor dk = Tensor::zeros({b, t, hkv, hd}, dy.dtype());
-  Tensor dv = Tensor::zeros({b, t, hkv, hd}, dy.dtype());
+  Tensor dq = Tensor::zeros_like(dy, {b, t, hq, hd});
+  Tensor dk = Tensor::zeros_like(dy, {b, t, hkv, hd});
+  Tensor dv = Tensor::zeros_like(dy, {b, t, hkv, hd});
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   if (ctx.cp->size() > 1) {
     ring_attention_backward(*ctx.cp, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, dattn, dq, dk, dv);

@@ -21,8 +21,6 @@ std::string op_where(const char* op, const std::string& comm_name) {
 
 void check_tensor(const Tensor& t, const char* op, const std::string& comm_name, const char* what) {
   ROTOR_CHECK(t.defined()) << op_where(op, comm_name) << ": " << what << " is undefined";
-  ROTOR_CHECK(t.device().is_cpu()) << op_where(op, comm_name) << ": " << what
-                                   << " must be a CPU tensor, got " << t.str();
 }
 
 void check_reducible(const Tensor& t, const char* op, const std::string& comm_name) {
@@ -125,13 +123,13 @@ class LocalCommunicator : public Communicator {
   void all_gather(const Tensor& in, Tensor& out) override {
     comm_internal::check_all_gather(in, out, 1, name_);
     ++stats_.calls;
-    if (in.raw() != out.raw()) std::memmove(out.raw(), in.raw(), in.nbytes());
+    if (!in.same_data(out)) out.copy_from(in);  // on their device
   }
 
   void reduce_scatter(const Tensor& in, Tensor& out) override {
     comm_internal::check_reduce_scatter(in, out, 1, name_);
     ++stats_.calls;
-    if (in.raw() != out.raw()) std::memmove(out.raw(), in.raw(), in.nbytes());
+    if (!in.same_data(out)) out.copy_from(in);
   }
 
   void broadcast(Tensor& t, int root) override {
@@ -188,7 +186,7 @@ class LocalCommunicator : public Communicator {
       ROTOR_CHECK(src.dtype() == dst.dtype() && src.numel() == dst.numel())
           << "send/receive to self with tag " << tag << " on communicator '" << name_
           << "': sent " << src.str() << ", receive buffer " << dst.str();
-      std::memcpy(dst.raw(), src.raw(), src.nbytes());
+      dst.view({dst.numel()}).copy_from(src.view({src.numel()}));
       me->done = peer_t->done = true;
       me->tensor = Tensor();
       peer_t->tensor = Tensor();

@@ -135,8 +135,11 @@ class MpiRequest : public CommRequest {
 
 // GPU tensors go through host copies: Open MPI here is not CUDA-aware. This is
 // the path of tests where several ranks share one GPU; NcclCommunicator
-// (parallel/nccl_communicator.h) is the fast one. CPU tensors pass unchanged.
-bool on_gpu(const Tensor& t) { return t.defined() && !t.device().is_cpu(); }
+// (parallel/nccl_communicator.h) is the fast one. CPU tensors pass unchanged,
+// and so do sim tensors (kernels/sim.h): MPI gets their device_ptr(), as a
+// CUDA-aware MPI or NCCL gets a GPU pointer, so that the sim device's copy
+// counters see only what a GPU run would copy.
+bool on_gpu(const Tensor& t) { return t.defined() && t.device().is_cuda(); }
 // An input: `t`, or a host copy of it.
 Tensor on_host(const Tensor& t) { return on_gpu(t) ? t.to(Device::cpu()) : t; }
 // An output buffer: `t`, or an uninitialised host tensor like it (from_host
@@ -252,7 +255,7 @@ void MpiCommunicator::all_reduce(Tensor& dev, ReduceOp op) {
   ++stats_.calls;
   stats_.all_reduce_bytes += comm_internal::all_reduce_bytes(static_cast<int64_t>(t.nbytes()), size_);
   MPI_Request req = MPI_REQUEST_NULL;
-  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw(), count, mpi_type(t.dtype()), mpi_op(op), comm_, &req),
+  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.device_ptr(), count, mpi_type(t.dtype()), mpi_op(op), comm_, &req),
             "all_reduce");
   wait(&req, "all_reduce", -1);
   from_host(dev, t);
@@ -268,7 +271,7 @@ void MpiCommunicator::all_gather(const Tensor& in_dev, Tensor& out_dev) {
   stats_.all_gather_bytes += comm_internal::gather_scatter_bytes(static_cast<int64_t>(out.nbytes()), size_);
   const MPI_Datatype type = mpi_type(in.dtype());
   MPI_Request req = MPI_REQUEST_NULL;
-  check_mpi(MPI_Iallgather(in.raw(), count, type, out.raw(), count, type, comm_, &req),
+  check_mpi(MPI_Iallgather(in.device_ptr(), count, type, out.device_ptr(), count, type, comm_, &req),
             "all_gather");
   wait(&req, "all_gather", -1);
   from_host(out_dev, out);
@@ -284,7 +287,7 @@ void MpiCommunicator::reduce_scatter(const Tensor& in_dev, Tensor& out_dev) {
   stats_.reduce_scatter_bytes +=
       comm_internal::gather_scatter_bytes(static_cast<int64_t>(in.nbytes()), size_);
   MPI_Request req = MPI_REQUEST_NULL;
-  check_mpi(MPI_Ireduce_scatter_block(in.raw(), out.raw(), count, mpi_type(in.dtype()), MPI_SUM,
+  check_mpi(MPI_Ireduce_scatter_block(in.device_ptr(), out.device_ptr(), count, mpi_type(in.dtype()), MPI_SUM,
                                       comm_, &req),
             "reduce_scatter");
   wait(&req, "reduce_scatter", -1);
@@ -300,7 +303,7 @@ void MpiCommunicator::broadcast(Tensor& dev, int root) {
   ++stats_.calls;
   if (rank_ == root && size_ > 1) stats_.broadcast_bytes += static_cast<int64_t>(t.nbytes());
   MPI_Request req = MPI_REQUEST_NULL;
-  check_mpi(MPI_Ibcast(t.raw(), count, mpi_type(t.dtype()), root, comm_, &req), "broadcast");
+  check_mpi(MPI_Ibcast(t.device_ptr(), count, mpi_type(t.dtype()), root, comm_, &req), "broadcast");
   wait(&req, "broadcast", -1);
   from_host(dev, t);
 }
@@ -315,7 +318,7 @@ std::unique_ptr<CommRequest> MpiCommunicator::isend(const Tensor& dev, int peer,
   ++stats_.calls;
   stats_.send_bytes += static_cast<int64_t>(t.nbytes());
   MPI_Request req = MPI_REQUEST_NULL;
-  check_mpi(MPI_Isend(t.raw(), count, mpi_type(t.dtype()), peer, tag, comm_, &req), "isend");
+  check_mpi(MPI_Isend(t.device_ptr(), count, mpi_type(t.dtype()), peer, tag, comm_, &req), "isend");
   const std::string what = "(peer rank " + std::to_string(peer) + " = world rank " +
                            std::to_string(world_ranks_[static_cast<size_t>(peer)]) + ", tag " +
                            std::to_string(tag) + ")";
@@ -332,7 +335,7 @@ std::unique_ptr<CommRequest> MpiCommunicator::irecv(Tensor& dev, int peer, int t
   const int count = mpi_count(t.numel(), t.dtype(), "irecv", name_);
   ++stats_.calls;
   MPI_Request req = MPI_REQUEST_NULL;
-  check_mpi(MPI_Irecv(t.raw(), count, mpi_type(t.dtype()), peer, tag, comm_, &req), "irecv");
+  check_mpi(MPI_Irecv(t.device_ptr(), count, mpi_type(t.dtype()), peer, tag, comm_, &req), "irecv");
   const std::string what = "(peer rank " + std::to_string(peer) + " = world rank " +
                            std::to_string(world_ranks_[static_cast<size_t>(peer)]) + ", tag " +
                            std::to_string(tag) + ")";

@@ -6,6 +6,7 @@
 
 #include "kernels/check.h"
 #include "kernels/elementwise.h"
+#include "kernels/vocab_slice.h"
 
 namespace rotor {
 
@@ -22,13 +23,13 @@ Tensor tp_rows_to_full(Communicator* tp, bool sp, const Tensor& local) {
 
 void tp_sum_to_rows(Communicator* tp, bool sp, const Tensor& partial, const Tensor& local) {
   if (!active(tp)) {
-    if (local.raw() != partial.raw()) local.copy_from(partial);
+    if (!local.same_data(partial)) local.copy_from(partial);
     return;
   }
   if (sp) {
     tp->reduce_scatter(partial, const_cast<Tensor&>(local));
   } else {
-    ROTOR_CHECK(local.raw() == partial.raw()) << "tp_sum_to_rows without SP reduces in place";
+    ROTOR_CHECK(local.same_data(partial)) << "tp_sum_to_rows without SP reduces in place";
     tp->all_reduce(const_cast<Tensor&>(partial));
   }
 }
@@ -69,37 +70,6 @@ Tensor tp_shard_of(const Tensor& whole, int shard_dim, int tp, int rank, int rep
   return out;
 }
 
-void vocab_parallel_embedding_forward(const Tensor& ids, const Tensor& w, int64_t vocab_start,
-                                      const Tensor& out) {
-  const int64_t n = ids.numel(), vl = w.dim(0);
-  const size_t row = w.nbytes() / static_cast<size_t>(vl);
-  ROTOR_CHECK(out.dim(0) == n && out.nbytes() == static_cast<size_t>(n) * row)
-      << "vocab-parallel embedding: out must be [" << n << ", " << w.dim(1) << "]";
-  const int32_t* id = ids.data<int32_t>();
-  const char* src = static_cast<const char*>(w.raw());
-  char* dst = static_cast<char*>(out.raw());
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t local = id[i] - vocab_start;
-    if (local >= 0 && local < vl) std::memcpy(dst + i * row, src + local * row, row);
-    else std::memset(dst + i * row, 0, row);
-  }
-}
-
-void vocab_parallel_embedding_backward(const Tensor& ids, const Tensor& dout, int64_t vocab_start,
-                                       const Tensor& dw) {
-  const int64_t n = ids.numel(), vl = dw.dim(0), d = dw.dim(1);
-  const int32_t* id = ids.data<int32_t>();
-  auto run = [&](auto* g, const auto* dy) {
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t local = id[i] - vocab_start;
-      if (local < 0 || local >= vl) continue;
-      for (int64_t c = 0; c < d; ++c) g[local * d + c] += dy[i * d + c];
-    }
-  };
-  if (dw.dtype() == DType::kF64) run(dw.data<double>(), dout.data<double>());
-  else run(dw.data<float>(), dout.data<float>());
-}
-
 void vocab_parallel_cross_entropy(Communicator* tp, const Tensor& h, const Tensor& w,
                                   int64_t vocab_start, int64_t vocab_size, const Tensor& targets,
                                   const Tensor& loss, const Tensor& lse, const Tensor& dloss,
@@ -110,30 +80,14 @@ void vocab_parallel_cross_entropy(Communicator* tp, const Tensor& h, const Tenso
     if (dloss.defined()) cross_entropy_backward(h, w, targets, lse, dloss, dh, dw, chunks);
     return;
   }
-  // This slice's lse and (lse_slice - target logit, or lse_slice).
+  // This slice's lse and (lse_slice - target logit, or lse_slice); then the
+  // whole row's lse from the slices' (kernels/vocab_slice.h), all on the device.
   cross_entropy_forward(h, w, targets, loss, lse, chunks, vocab_start, vocab_size);
-  const int32_t* tg = targets.data<int32_t>();
-  const int64_t vl = w.dim(0);
-  // [0..N): max of the slice LSEs; then [0..N): sum exp(lse_i - max), [N..2N): target logit.
-  Tensor mx = Tensor::empty({n}, DType::kF64), sums = Tensor::zeros({2 * n}, DType::kF64);
-  for (int64_t i = 0; i < n; ++i) mx.data<double>()[i] = lse.item(i);
+  Tensor mx = lse.clone(), sums = Tensor::empty_like(lse, {2 * n});
   tp->all_reduce(mx, ReduceOp::kMax);
-  for (int64_t i = 0; i < n; ++i) {
-    const double m = mx.data<double>()[i], l = lse.item(i);
-    sums.data<double>()[i] = std::isfinite(m) ? std::exp(l - m) : 0.0;
-    const int64_t t = tg[i];
-    if (t >= vocab_start && t < vocab_start + vl) sums.data<double>()[n + i] = l - loss.item(i);
-  }
+  cross_entropy_slice_partials(lse, loss, targets, vocab_start, w.dim(0), mx, sums);
   tp->all_reduce(sums);
-  auto store = [&](const Tensor& t, int64_t i, double v) {
-    if (t.dtype() == DType::kF64) t.data<double>()[i] = v;
-    else t.data<float>()[i] = static_cast<float>(v);
-  };
-  for (int64_t i = 0; i < n; ++i) {
-    const double whole = mx.data<double>()[i] + std::log(sums.data<double>()[i]);
-    store(lse, i, whole);
-    store(loss, i, tg[i] < 0 ? 0.0 : whole - sums.data<double>()[n + i]);
-  }
+  cross_entropy_slice_combine(mx, sums, targets, lse, loss);
   if (dloss.defined())
     cross_entropy_backward(h, w, targets, lse, dloss, dh, dw, chunks, vocab_start, vocab_size);
 }

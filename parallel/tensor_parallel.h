@@ -58,13 +58,8 @@ void tp_all_reduce(Communicator* tp, Tensor& t);
 Tensor tp_gather_whole(Communicator* tp, const Tensor& shard, int shard_dim, int replicas = 1);
 Tensor tp_shard_of(const Tensor& whole, int shard_dim, int tp, int rank, int replicas = 1);
 
-// Vocabulary-parallel embedding: out[n] (=) = w[ids[n] - vocab_start] for ids
-// in [vocab_start, vocab_start + w.dim(0)), else zeros. ids [N] i32, w [Vl, D].
-void vocab_parallel_embedding_forward(const Tensor& ids, const Tensor& w, int64_t vocab_start,
-                                      const Tensor& out);
-// dw[ids[n] - vocab_start] += dout[n] for the ids in the slice.
-void vocab_parallel_embedding_backward(const Tensor& ids, const Tensor& dout, int64_t vocab_start,
-                                       const Tensor& dw);
+// Vocabulary-parallel embedding: kernels/vocab_slice.h (embedding_slice_*);
+// the partial rows are summed over tp with tp_sum_to_rows.
 
 // Cross-entropy of h [N, D] (every rank: the same full rows) against the LM
 // head sliced by vocabulary (w [Vl, D] = rows [vocab_start, +Vl) of V):

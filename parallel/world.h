@@ -9,6 +9,8 @@
 
 #include <memory>
 
+#include "absl/status/statusor.h"
+#include "kernels/tensor.h"
 #include "parallel/communicator.h"
 
 namespace rotor {
@@ -26,6 +28,16 @@ class ProcessWorld {
 
   Communicator& comm() { return *comm_; }
   bool is_mpi() const { return mpi_; }
+
+  // Makes the world fit the training device, before any layout is built on
+  // it: cpu and sim keep it (MPI moves host and sim memory); cuda selects
+  // this rank's GPU (select_cuda_device: node-local rank -> device, one rank
+  // per GPU checked by UUID) and, under MPI, replaces the world by the NCCL
+  // world over it, so that every communicator split from it (each grid axis)
+  // is an NCCL one. A one-process world stays local (its collectives are
+  // copies, which work on any device). Errors: no usable GPU (with the CUDA
+  // runtime's reason), a build without NCCL under MPI.
+  absl::StatusOr<Device> use_device(DeviceType type);
 
  private:
   std::unique_ptr<Communicator> comm_;

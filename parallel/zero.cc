@@ -20,6 +20,7 @@ ShardedAdamW::ShardedAdamW(const std::vector<Tensor>& values, const AdamWHyper& 
   dp_size_ = dp ? dp->size() : 1;
   dp_rank_ = dp ? dp->rank() : 0;
   dtype_ = values[0].dtype();
+  device_ = values[0].device();
   ROTOR_CHECK(dtype_ == DType::kF32 || dtype_ == DType::kF64)
       << "ShardedAdamW: parameters must be f32 (or f64), got " << dtype_name(dtype_);
   offsets_.push_back(0);
@@ -32,8 +33,8 @@ ShardedAdamW::ShardedAdamW(const std::vector<Tensor>& values, const AdamWHyper& 
   shard_ = (total_ + dp_size_ - 1) / dp_size_;
   begin_ = std::min(total_, dp_rank_ * shard_);
   end_ = std::min(total_, begin_ + shard_);
-  m_ = Tensor::zeros({shard_}, dtype_);
-  v_ = Tensor::zeros({shard_}, dtype_);
+  m_ = Tensor::zeros({shard_}, dtype_, device_);
+  v_ = Tensor::zeros({shard_}, dtype_, device_);
 }
 
 void ShardedAdamW::check_params(const std::vector<Tensor>& values, const char* what) const {
@@ -78,7 +79,7 @@ ZeroStepInfo ShardedAdamW::step(const std::vector<Tensor>& values, const std::ve
   if (dp_size_ == 1) return info;
 
   // Pack the updated range, gather every rank's, unpack the others' ranges.
-  Tensor local = Tensor::zeros({shard_}, dtype_);
+  Tensor local = Tensor::zeros({shard_}, dtype_, device_);
   for (size_t i = 0; i < values.size(); ++i) {
     const int64_t lo = std::max(begin_, offsets_[i]), hi = std::min(end_, offsets_[i + 1]);
     if (lo >= hi) continue;
@@ -94,7 +95,7 @@ void ShardedAdamW::gather_flat(const Tensor& local, const std::vector<Tensor>& f
   if (dp_size_ == 1) {
     all = local;
   } else {
-    all = Tensor::empty({static_cast<int64_t>(dp_size_) * shard_}, dtype_);
+    all = Tensor::empty({static_cast<int64_t>(dp_size_) * shard_}, dtype_, device_);
     dp_->all_gather(local, all);
   }
   for (size_t i = 0; i < full.size(); ++i) {
@@ -117,8 +118,8 @@ void ShardedAdamW::gather_flat(const Tensor& local, const std::vector<Tensor>& f
 FullMoments ShardedAdamW::gather_moments() const {
   FullMoments out;
   for (const Shape& s : shapes_) {
-    out.first.push_back(Tensor::empty(s, dtype_));
-    out.second.push_back(Tensor::empty(s, dtype_));
+    out.first.push_back(Tensor::empty(s, dtype_, device_));
+    out.second.push_back(Tensor::empty(s, dtype_, device_));
   }
   gather_flat(m_, out.first, /*skip_own=*/false);
   gather_flat(v_, out.second, /*skip_own=*/false);

@@ -134,6 +134,7 @@ class ShardedAdamW {
   std::vector<Shape> shapes_;
   std::vector<int64_t> offsets_;  // flat offset of each parameter; offsets_.back() = P
   DType dtype_ = DType::kF32;
+  Device device_;  // the parameters'; moments and gather buffers live there too
   int64_t total_ = 0, shard_ = 0, begin_ = 0, end_ = 0;
   Tensor m_, v_;  // [S]
 };

@@ -3,8 +3,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "trainer/checkpoint.h"
 #include "kernels/status.h"
+#include "trainer/checkpoint.h"
+#include "trainer/recipe/convert.h"
 
 namespace rotor {
 
@@ -89,6 +90,7 @@ absl::StatusOr<LlamaModel> load_eval_model(const LoadedRecipe& recipe, const std
   LlamaOptions o = recipe.model_options();
   o.recompute = recompute;
   o.parallel = par;
+  ROTOR_ASSIGN_OR_RETURN(o.device, recipe_device(recipe.proto));  // the evaluation recipe's `device`
   absl::StatusOr<LlamaModel> m = LlamaModel::create(recipe.model, o);
   if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat(recipe.path, ": ", m.status().message()));
   absl::StatusOr<CheckpointInfo> info = load_checkpoint(dir, m->parameters(), nullptr, par.tp_rank());

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/elementwise.h"
+#include "kernels/reduce.h"
 #include "trainer/checkpoint.h"
 
 namespace rotor {
@@ -15,17 +16,21 @@ AdamWOptimizer::AdamWOptimizer(const std::vector<Parameter>& params, const AdamW
   }
 }
 
+void add_grad_squares(const std::vector<Parameter>& params, const Tensor& acc) {
+  const Tensor sharded = acc.narrow(0, 1), whole = acc.narrow(1, 1);
+  for (const Parameter& p : params) squared_norm_into(p.grad, p.shard_dim >= 0 ? sharded : whole, p.tp_replicas);
+}
+
 double global_grad_norm(const std::vector<Parameter>& params, Communicator* tp) {
-  double sharded = 0, whole = 0;
-  // A shard held by r replicas is summed r times over tp: count it once.
-  for (const Parameter& p : params)
-    (p.shard_dim >= 0 ? sharded : whole) += squared_norm(p.grad) / p.tp_replicas;
+  if (params.empty()) return 0;
+  Tensor acc = Tensor::zeros({2}, DType::kF64, params[0].grad.device());
+  add_grad_squares(params, acc);
   if (tp != nullptr && tp->size() > 1) {
-    Tensor t = Tensor::from_vector({sharded}, {1}, DType::kF64);
-    tp->all_reduce(t);
-    sharded = t.item();
+    Tensor sharded = acc.narrow(0, 1);
+    tp->all_reduce(sharded);
   }
-  return std::sqrt(sharded + whole);
+  const Tensor host = acc.to(Device::cpu());
+  return std::sqrt(host.item(0) + host.item(1));
 }
 
 OptimizerStepInfo AdamWOptimizer::step(std::vector<Parameter>& params, double lr,

@@ -23,6 +23,12 @@ struct OptimizerStepInfo {
 };
 
 // The L2 norm of all gradients of the model (over the tp shards, see step()).
+// Adds the squared gradient norms of `params` to acc ([2] f64 on their
+// device), on the device: acc[0] += those of tensor-parallel shards (each
+// divided by its replicas, which hold the same shard), acc[1] += those of
+// tensors every tp rank holds whole. The global norm is then
+// sqrt(all_reduce_tp(acc[0]) + acc[1]).
+void add_grad_squares(const std::vector<Parameter>& params, const Tensor& acc);
 double global_grad_norm(const std::vector<Parameter>& params, Communicator* tp = nullptr);
 
 class AdamWOptimizer {

@@ -279,7 +279,7 @@ absl::Status SafetensorsFile::read_into(const std::string& name, const Tensor& d
     return absl::OkStatus();
   }
   if ((e->dtype == "I32" && dst.dtype() == DType::kI32) || (e->dtype == "I64" && dst.dtype() == DType::kI64)) {
-    std::memcpy(dst.raw(), src, dst.nbytes());
+    dst.copy_from(Tensor::wrap(const_cast<uint8_t*>(src), dst.shape(), dst.dtype()));
     return absl::OkStatus();
   }
   return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "' of dtype ", e->dtype,
@@ -320,7 +320,7 @@ absl::Status write_safetensors(const std::string& path, const std::vector<NamedT
   std::map<const NamedTensor*, std::vector<uint16_t>> halves;
   for (const Item& it : items) {
     if (!it.f16) continue;
-    Tensor f32 = it.t->tensor;
+    Tensor f32 = it.t->tensor.to(Device::cpu());
     if (f32.dtype() != DType::kF32) {
       f32 = Tensor::empty(it.t->tensor.shape(), DType::kF32);
       f32.copy_from(it.t->tensor);
@@ -374,7 +374,7 @@ absl::Status write_safetensors(const std::string& path, const std::vector<NamedT
         out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
         continue;
       }
-      Tensor src = it.t->tensor;
+      Tensor src = it.t->tensor.to(Device::cpu());  // a device tensor: copied to the host
       if (src.dtype() != it.out) {
         Tensor converted = Tensor::empty(src.shape(), it.out);
         converted.copy_from(src);

@@ -14,6 +14,7 @@
 #include "trainer/data_stream.h"
 #include "trainer/metrics.h"
 #include "trainer/nonfinite.h"
+#include "trainer/recipe/convert.h"
 #include "trainer/recipe/layout.h"
 #include "trainer/train_step.h"
 #include "kernels/status.h"
@@ -107,11 +108,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   TrainObserver no_observer;
   if (observer == nullptr) observer = &no_observer;
   const recipe::Recipe& r = loaded.proto;
-  if (r.device() == recipe::Recipe::cuda) {
-    return absl::UnimplementedError(
-        "device: cuda: GPU training is not available yet (the CUDA kernels are built but the training path "
-        "runs on the CPU)");
-  }
+  ROTOR_ASSIGN_OR_RETURN(const Device device, recipe_device(r));
   ROTOR_ASSIGN_OR_RETURN(RecipeLayout layout, recipe_layout(r, world));
   const ParallelContext& par = layout.par;
   Communicator& run_world = layout.grid->world();
@@ -130,6 +127,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   LlamaOptions opts = loaded.model_options();
   opts.recompute = r.train().recompute();
   opts.parallel = par;
+  opts.device = device;
   ROTOR_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::create(loaded.model, opts));
   model.init_weights(static_cast<uint64_t>(r.train().seed()));
   ROTOR_ASSIGN_OR_RETURN(DataStream stream, open_stream(r));

@@ -1,6 +1,9 @@
 #include "trainer/train_step.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
+#include "kernels/status.h"
 #include "trainer/nonfinite.h"
 
 namespace rotor {
@@ -31,38 +34,50 @@ TrainStep::TrainStep(LlamaModel& model, const TrainStepSettings& settings, const
       world_(world),
       observer_(observer != nullptr ? observer : &no_observer_),
       optimizer_(model.parameters(), settings.hyper, settings.zero1 ? par.dp : nullptr),
-      reducer_(gradients_of(model.parameters()), par.dp_cp) {}
+      reducer_(gradients_of(model.parameters()), par.dp_cp),
+      scalars_(Tensor::zeros({3}, DType::kF64, model.options().device)) {}
 
-absl::StatusOr<LossSum> TrainStep::forward_backward(int64_t step, const std::vector<Batch>& micro_batches) {
+absl::StatusOr<int64_t> TrainStep::accumulate(int64_t step, const std::vector<Batch>& micro_batches) {
   // The loss is the sum of token losses over every rank / the tokens counted
-  // over every rank; a rank with no counted token adds zero.
+  // over every rank; a rank with no counted token adds zero. Counted on the
+  // host batches, before they go to the device.
   int64_t counted = 0;
-  for (const Batch& b : micro_batches)
-    for (int64_t i = 0; i < b.targets.numel(); ++i) counted += b.targets.data<int32_t>()[i] >= 0;
+  for (const Batch& b : micro_batches) counted += counted_targets(b);
   counted = sum_over(par_.dp_cp, LossSum{0, counted}).count;
   if (counted == 0) return absl::DataLossError(absl::StrCat("step ", step, ": no counted target tokens"));
   model_.zero_grad();
   observer_->before_forward(step, model_);
-  LossSum loss;
-  for (const Batch& b : micro_batches) {
-    const LossSum l = model_.forward_backward(b, 1.0 / static_cast<double>(counted));
-    loss.sum += l.sum;
-    loss.count += l.count;
-  }
-  loss = sum_over(par_.dp_cp, loss);
+  scalars_.zero();
+  Tensor loss_sum = scalars_.narrow(0, 1);
+  for (const Batch& b : micro_batches)
+    model_.forward_backward(b, 1.0 / static_cast<double>(counted), loss_sum);
+  par_.dp_cp->all_reduce(loss_sum);
   reducer_.reduce();
   observer_->after_backward(step, model_);
-  return loss;
+  return counted;
+}
+
+absl::StatusOr<LossSum> TrainStep::forward_backward(int64_t step, const std::vector<Batch>& micro_batches) {
+  ROTOR_ASSIGN_OR_RETURN(const int64_t counted, accumulate(step, micro_batches));
+  return LossSum{scalars_.narrow(0, 1).to(Device::cpu()).item(), counted};
 }
 
 absl::StatusOr<TrainStepResult> TrainStep::step(int64_t step, const std::vector<Batch>& micro_batches) {
-  absl::StatusOr<LossSum> loss = forward_backward(step, micro_batches);
-  if (!loss.ok()) return loss.status();
-  TrainStepResult result{.step = step, .lr = settings_.schedule.at(step), .loss = *loss};
+  ROTOR_ASSIGN_OR_RETURN(const int64_t counted, accumulate(step, micro_batches));
+  // The squared gradient norms join the loss on the device, and the three
+  // values come back in the step's one read.
+  add_grad_squares(model_.parameters(), scalars_.narrow(1, 2));
+  if (par_.tp->size() > 1) {
+    Tensor sharded = scalars_.narrow(1, 1);
+    par_.tp->all_reduce(sharded);
+  }
+  const Tensor host = scalars_.to(Device::cpu());
+  TrainStepResult result{.step = step, .lr = settings_.schedule.at(step), .loss = {host.item(0), counted}};
   // The loss and the norm are the same on every rank after the reductions,
   // so every rank applies the step or none does.
-  result.grad_norm = global_grad_norm(model_.parameters(), par_.tp);
-  result.nonfinite = nonfinite_event(step, loss->mean(), result.grad_norm, model_, micro_batches, world_);
+  result.grad_norm = std::sqrt(host.item(1) + host.item(2));
+  result.nonfinite =
+      nonfinite_event(step, result.loss.mean(), result.grad_norm, model_, micro_batches, world_);
   observer_->before_update(step, model_);
   if (result.applied()) {
     result.grad_norm =

@@ -88,6 +88,13 @@ class TrainStep {
   TrainObserver* observer_;
   Optimizer optimizer_;
   GradientReducer reducer_;
+  // On the model's device: [0] the step's loss sum, [1] the squared norm of
+  // tp-sharded gradients, [2] of whole ones (optimizer.h: add_grad_squares).
+  Tensor scalars_;
+
+  // forward_backward without reading anything back: the loss sum stays in
+  // scalars_[0]. Returns the tokens counted over dp x cp.
+  absl::StatusOr<int64_t> accumulate(int64_t step, const std::vector<Batch>& micro_batches);
 };
 
 }  // namespace rotor

@@ -52,7 +52,7 @@ void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targe
   const int64_t nv = std::min(chunks.vocab, v);
   const int32_t* tg = targets.data<int32_t>();
   cpu::dispatch_float(h.dtype(), "cross_entropy_forward", [&]<class T>() {
-    Tensor tile_buf = Tensor::empty({nt, nv}, h.dtype());
+    Tensor tile_buf = Tensor::empty_like(h, {nt, nv});
     T* lp = loss.data<T>();
     T* lsep = lse.data<T>();
     std::vector<T> run_max(nt), run_sum(nt), target_logit(nt);
@@ -105,7 +105,7 @@ void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targ
   const int64_t nv = std::min(chunks.vocab, v);
   const int32_t* tg = targets.data<int32_t>();
   cpu::dispatch_float(h.dtype(), "cross_entropy_backward", [&]<class T>() {
-    Tensor tile_buf = Tensor::empty({nt, nv}, h.dtype());
+    Tensor tile_buf = Tensor::empty_like(h, {nt, nv});
     const T* lsep = lse.data<T>();
     const T* dl = dloss.data<T>();
     dh.zero();
@@ -153,7 +153,7 @@ void cross_entropy_forward_backward(const Tensor& h, const Tensor& w, const Tens
                                          std::max<int64_t>(n, 1));
   const int32_t* tg = targets.data<int32_t>();
   cpu::dispatch_float(h.dtype(), "cross_entropy_forward_backward", [&]<class T>() {
-    Tensor tile_buf = Tensor::empty({nt, v}, h.dtype());
+    Tensor tile_buf = Tensor::empty_like(h, {nt, v});
     const T* dl = dloss.data<T>();
     T* lp = loss.data<T>();
     T* lsep = lse.data<T>();

@@ -9,7 +9,9 @@
 #include "kernels/cuda/memory.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/norm.h"
 #include "kernels/cpu/threads.h"
+#include "kernels/sim.h"
 
 namespace rotor {
 
@@ -57,9 +59,7 @@ void scale(const Tensor& x, double alpha) {
   });
 }
 
-double squared_norm(const Tensor& x) {
-  ROTOR_ON_GPU(x, cuda::squared_norm(x));
-  check_cpu(x, "squared_norm");
+double cpu::squared_norm_sum(const Tensor& x) {
   double total = 0;
   cpu::dispatch_float(x.dtype(), "squared_norm", [&]<class T>() {
     const T* p = x.data<T>();
@@ -78,6 +78,14 @@ double squared_norm(const Tensor& x) {
   return total;
 }
 
+double squared_norm(const Tensor& x) {
+  ROTOR_ON_GPU(x, cuda::squared_norm(x));
+  check_cpu(x, "squared_norm");
+  const double total = cpu::squared_norm_sum(x);
+  if (x.device().is_sim()) sim::count_read(sizeof(double));  // the GPU version copies its result back
+  return total;
+}
+
 void cast(const Tensor& src, const Tensor& dst) {
   ROTOR_ON_GPU(src, cuda::cast(src, dst));
   dst.copy_from(src);
@@ -93,14 +101,22 @@ void copy_columns(const Tensor& src, int64_t src_col, const Tensor& dst, int64_t
   const size_t el = dtype_size(src.dtype()), rows = static_cast<size_t>(src.dim(0));
   const size_t width = static_cast<size_t>(cols) * el;
   const size_t src_pitch = static_cast<size_t>(src.dim(1)) * el, dst_pitch = static_cast<size_t>(dst.dim(1)) * el;
-  const char* from = static_cast<const char*>(src.raw()) + static_cast<size_t>(src_col) * el;
-  char* to = static_cast<char*>(dst.raw()) + static_cast<size_t>(dst_col) * el;
-  if (!src.device().is_cpu() || !dst.device().is_cpu()) {
+  const char* from = static_cast<const char*>(src.device_ptr()) + static_cast<size_t>(src_col) * el;
+  char* to = static_cast<char*>(dst.device_ptr()) + static_cast<size_t>(dst_col) * el;
+  if (src.device().is_cuda() || dst.device().is_cuda()) {
     const int sd = src.device().is_cpu() ? -1 : src.device().index, dd = dst.device().is_cpu() ? -1 : dst.device().index;
     cuda::copy_2d(to, dst_pitch, dd, from, src_pitch, sd, width, rows);
     return;
   }
-  for (size_t i = 0; i < rows; ++i) std::memcpy(to + i * dst_pitch, from + i * src_pitch, width);
+  // Host and sim memory: row by row (counted as host <-> sim copies when it
+  // crosses, like one cudaMemcpy2D would be one copy; here one per row).
+  for (size_t i = 0; i < rows; ++i) {
+    char* d = to + i * dst_pitch;
+    const char* s = from + i * src_pitch;
+    if (src.device() == dst.device()) std::memcpy(d, s, width);
+    else if (src.device().is_cpu()) sim::copy_to_device(d, s, width);
+    else sim::copy_to_host(d, s, width);
+  }
 }
 
 }  // namespace rotor

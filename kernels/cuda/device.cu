@@ -15,6 +15,21 @@ int cuda_device_count() {
   return n;
 }
 
+int cuda_current_device() {
+  int d = 0;
+  if (cudaGetDevice(&d) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return d;
+}
+
+bool cuda_select_device(int index) {
+  if (cudaSetDevice(index) == cudaSuccess) return true;
+  cudaGetLastError();
+  return false;
+}
+
 std::string cuda_unavailable_reason() {
   int n = 0;
   const cudaError_t err = cudaGetDeviceCount(&n);

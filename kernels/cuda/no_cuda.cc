@@ -8,6 +8,8 @@
 namespace rotor {
 
 int cuda_device_count() { return 0; }
+int cuda_current_device() { return -1; }
+bool cuda_select_device(int) { return false; }
 std::string cuda_unavailable_reason() { return "rotor was built without CUDA (ROTOR_CUDA=OFF or no nvcc)"; }
 
 namespace cuda {

@@ -23,7 +23,7 @@ Float float_of(const Tensor& t, const char* op) {
 // Every defined tensor of `ts` on the GPU of the first; returns its index.
 int check_on_device(std::initializer_list<const Tensor*> ts, const char* op) {
   const Tensor& first = **ts.begin();
-  ROTOR_CHECK(first.defined() && !first.device().is_cpu()) << op << ": expected a GPU tensor, got " << first.str();
+  ROTOR_CHECK(first.defined() && first.device().is_cuda()) << op << ": expected a GPU tensor, got " << first.str();
   for (const Tensor* t : ts) {
     if (!t->defined()) continue;
     ROTOR_CHECK(t->device() == first.device())

@@ -11,6 +11,7 @@
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/sim.h"
 #include "kernels/tensor.h"
 
 namespace rotor::cuda {
@@ -55,15 +56,15 @@ void attention_merge(const Tensor& out_acc, const Tensor& lse_acc, const Tensor&
 
 }  // namespace rotor::cuda
 
-// First statement of a public op: runs the CUDA version when `t` is on a GPU.
-// Expands to nothing in a build without CUDA (no tensor can be on a GPU).
+// First statement of a public op: runs the CUDA version when `t` is on a GPU;
+// otherwise the CPU kernel that follows runs, and when `t` is on the sim
+// device (kernels/sim.h) it runs inside a sim::KernelScope, which lets it read
+// and write sim memory until the op returns. Without CUDA only the scope
+// remains (no tensor can be on a GPU).
 #ifdef ROTOR_WITH_CUDA
 #define ROTOR_ON_GPU(t, call)                  \
-  do {                                         \
-    if (!(t).device().is_cpu()) return call;   \
-  } while (0)
+  if ((t).device().is_cuda()) return call;     \
+  const ::rotor::sim::KernelScope rotor_sim_kernel_scope_(t)
 #else
-#define ROTOR_ON_GPU(t, call) \
-  do {                        \
-  } while (0)
+#define ROTOR_ON_GPU(t, call) const ::rotor::sim::KernelScope rotor_sim_kernel_scope_(t)
 #endif

@@ -115,7 +115,7 @@ recipe("bad_enum_schedule", GOOD + "  schedule: cosin\n",
        ":20:13: train.schedule: expected one of cosine, linear, constant, got 'cosin'",
        "(did you mean 'cosine'?)")
 recipe("bad_enum_device", GOOD + "device: tpu\n",
-       ":20:9: device: expected one of cpu, cuda, got 'tpu'")
+       ":20:9: device: expected one of cpu, cuda, sim, got 'tpu'")
 recipe("bad_rope_method", GOOD + "rope:\n  method: yran\n  factor: 2\n",
        ":21:11: unknown rope.method 'yran'")
 recipe("bad_tokenizer", edit(GOOD, "sequence_length: 256\n", "sequence_length: 256\n  tokenizer: gpt2\n"),

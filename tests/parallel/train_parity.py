@@ -60,6 +60,9 @@ class Env:
         self.env = dict(os.environ)
         self.env.setdefault("OMP_NUM_THREADS", "1")
         self.recipe = os.path.join(self.tmp, "tiny.yaml")
+        # `device` of every run and evaluation ("" the recipe's, cpu); the
+        # *_sim tests set "sim", the checked stand-in device (kernels/sim.h).
+        self.device = ""
         self._prep()
         self._write_recipe()
 
@@ -155,6 +158,9 @@ run:
 """)
 
     # --- running -----------------------------------------------------------
+    def device_args(self):
+        return ["--set", f"device={self.device}"] if self.device else []
+
     def check_call(self, cmd, **kw):
         r = subprocess.run(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, **kw)
@@ -176,7 +182,7 @@ run:
         `expect`: a regular expression the output must match. Returns the run
         directory."""
         run_dir = run_dir or os.path.join(self.tmp, "runs", name)
-        args = ["train", self.recipe, "--set", f"run.dir={run_dir}"]
+        args = ["train", self.recipe, "--set", f"run.dir={run_dir}"] + self.device_args()
         for s in sets:
             args += ["--set", s]
         cmd = [self.rotor] + args if np == 0 else self.mpirun_cmd(np, args)
@@ -354,6 +360,7 @@ def test_eval_ppl(e):
     def ppl(name, np, layout=()):
         out = os.path.join(e.tmp, "eval", name)
         args = ["eval", "ppl", e.recipe, "--checkpoint", run, "--out", out, "--stride", "32"] + sets
+        args += e.device_args()
         for s in layout:
             args += ["--set", s]
         t = time.time()
@@ -398,7 +405,7 @@ def test_eval_layouts(e):
 
     def evaluate(name, np, layout=()):
         out = os.path.join(e.tmp, "eval", name)
-        sets = []
+        sets = e.device_args()
         for s in layout:
             sets += ["--set", s]
         runs = [["eval", "attention", e.recipe, "--checkpoint", run, "--reference", step5,
@@ -448,8 +455,35 @@ def test_eval_layouts(e):
             f"(largest relative difference {worst:.2g})")
 
 
+def test_layouts_sim(e):
+    """Every layout of test_layouts on the sim device gives the one-rank sim
+    run's numbers (RTOL), and the one-rank sim run is the cpu run bit for bit."""
+    cpu = metrics(e.train("single-cpu", 0))
+    e.device = "sim"
+    test_layouts(e)
+    sim = metrics(os.path.join(e.tmp, "runs", "single"))
+    keys = [k for k in cpu[0] if k in ("loss", "grad_norm") or k.startswith(("eval_loss_", "eval_entropy_"))]
+    for a, b in zip(cpu, sim):
+        for k in set(keys) | {k for k in a if k.startswith(("eval_loss_", "eval_entropy_"))}:
+            if a.get(k) != b.get(k):
+                raise Fail(f"step {a['step']} {k}: cpu {a.get(k)!r}, sim {b.get(k)!r} (must be equal)")
+    if len(cpu) != len(sim) or len(cpu) != 10:
+        raise Fail(f"{len(cpu)} cpu and {len(sim)} sim steps")
+    log("  single on sim: every step's loss, grad_norm and held-out values equal the cpu run's")
+
+
+def on_sim(test):
+    """`test` with every run and evaluation on the sim device."""
+    def run(e):
+        e.device = "sim"
+        return test(e)
+    return run
+
+
 TESTS = {"eval_layouts": test_eval_layouts, "layouts": test_layouts, "reshard_resume": test_reshard_resume,
-         "bad_layout": test_bad_layout, "eval_ppl": test_eval_ppl}
+         "bad_layout": test_bad_layout, "eval_ppl": test_eval_ppl, "layouts_sim": test_layouts_sim,
+         "reshard_resume_sim": on_sim(test_reshard_resume), "eval_ppl_sim": on_sim(test_eval_ppl),
+         "eval_layouts_sim": on_sim(test_eval_layouts)}
 
 
 def main(argv, tests=None):

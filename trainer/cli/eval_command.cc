@@ -18,6 +18,7 @@
 #include "eval/ppl.h"
 #include "model/llama.h"
 #include "parallel/world.h"
+#include "trainer/recipe/convert.h"
 #include "trainer/cli/args.h"
 #include "trainer/loading.h"
 #include "trainer/recipe/recipe.h"
@@ -254,6 +255,10 @@ int run_eval_command(const std::vector<std::string>& args, std::ostream& out, st
     return exit_status(s.status());
   }
   ProcessWorld world;
+  if (absl::StatusOr<Device> d = world.use_device(recipe_device_type(s->recipe.proto)); !d.ok()) {
+    err << "rotor eval " << a->what << ": " << d.status().message() << "\n";
+    return 1;
+  }
   RankZeroStream rank0(world.comm(), out);
   const absl::Status st = a->what == "ppl" ? run_ppl(*a, *s, world.comm(), rank0.get())
                                            : run_attention(*a, *s, world.comm(), rank0.get());

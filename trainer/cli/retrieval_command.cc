@@ -15,6 +15,7 @@
 #include "data/tokenizer.h"
 #include "eval/retrieval.h"
 #include "parallel/world.h"
+#include "trainer/recipe/convert.h"
 #include "trainer/cli/args.h"
 #include "trainer/loading.h"
 #include "trainer/recipe/recipe.h"
@@ -206,6 +207,9 @@ int run_eval_retrieval(const std::string& kind, const std::vector<std::string>& 
 
   // The training layout (recompute_answerer in eval/retrieval.h when tp or cp > 1).
   ProcessWorld world;
+  if (absl::StatusOr<Device> d = world.use_device(recipe_device_type(in.recipe.proto)); !d.ok()) {
+    return fail(d.status(), 1);
+  }
   RankZeroStream rank0(world.comm(), out);
   auto fail_all = [&](const absl::Status& s, int code) {
     if (world.comm().size() > 1) world.comm().abort(absl::StrCat(prefix, s.message()));

@@ -5,6 +5,7 @@
 #include "trainer/recipe/recipe.h"
 #include "trainer/train.h"
 #include "parallel/world.h"
+#include "trainer/recipe/convert.h"
 
 namespace rotor {
 namespace {
@@ -62,6 +63,10 @@ int run_sweep_command(const std::vector<std::string>& args, std::ostream& out, s
     return 0;
   }
   ProcessWorld world;
+  if (absl::StatusOr<Device> d = world.use_device(recipe_device_type(runs->front().recipe.proto)); !d.ok()) {
+    err << "rotor sweep: " << d.status().message() << "\n";
+    return 1;
+  }
   int failed = 0;
   for (size_t i = 0; i < runs->size(); ++i) {
     const NamedRun& r = (*runs)[i];

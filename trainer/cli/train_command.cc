@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "parallel/world.h"
 #include "trainer/fault_injection.h"
+#include "trainer/recipe/convert.h"
 #include "trainer/recipe/recipe.h"
 #include "trainer/train.h"
 
@@ -42,6 +43,11 @@ int run_train_command(const std::vector<std::string>& args, std::ostream& out, s
     return 2;
   }
   ProcessWorld world;
+  if (absl::StatusOr<Device> d = world.use_device(recipe_device_type(recipe->proto)); !d.ok()) {
+    if (world.comm().size() > 1) world.comm().abort(absl::StrCat("rotor train: ", d.status().message()));
+    err << "rotor train: " << d.status().message() << "\n";
+    return 1;
+  }
   if (absl::Status s = train(*recipe, out, world.comm(), &*faults); !s.ok()) {
     // With several ranks, end them all (an error on one rank would leave the
     // others waiting in a collective); the message names this rank.

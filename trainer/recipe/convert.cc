@@ -2,8 +2,32 @@
 #include "trainer/recipe/convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "kernels/device.h"
+#include "kernels/status.h"
 
 namespace rotor {
+
+DeviceType recipe_device_type(const recipe::Recipe& r) {
+  switch (r.device()) {
+    case recipe::Recipe::sim: return DeviceType::kSim;
+    case recipe::Recipe::cuda: return DeviceType::kCuda;
+    default: return DeviceType::kCpu;
+  }
+}
+
+absl::StatusOr<Device> recipe_device(const recipe::Recipe& r) {
+  switch (r.device()) {
+    case recipe::Recipe::sim: return Device::sim();
+    case recipe::Recipe::cuda: break;
+    default: return Device::cpu();
+  }
+  if (cuda_device_count() == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device: cuda: ", cuda_unavailable_reason(),
+        " (rotor trains on a GPU only when one is usable; device: cpu trains on the CPU)"));
+  }
+  return Device::cuda(cuda_current_device());
+}
 
 absl::StatusOr<RopeConfig> rope_config(const recipe::RopeSection& s) {
   RopeConfig r;

@@ -18,11 +18,22 @@
 
 #include "absl/status/statusor.h"
 #include "data/documents.h"
+#include "kernels/tensor.h"
 #include "model/config.h"
 #include "model/rope.h"
 #include "trainer/recipe/recipe.pb.h"
 
 namespace rotor {
+
+// The device the recipe's `device` names, for this process: cpu, sim, or
+// cuda:N with N the current CUDA device (the GPU the process world chose for
+// this rank: parallel/world.h, ProcessWorld::use_device). cuda where no GPU
+// can be used is an error with the CUDA runtime's reason ("device: cuda: no
+// usable CUDA device: CUDA driver version is insufficient ..."), never a
+// silent fall back to the CPU.
+absl::StatusOr<Device> recipe_device(const recipe::Recipe& r);
+// The kind of device alone (no GPU check): what ProcessWorld::use_device takes.
+DeviceType recipe_device_type(const recipe::Recipe& r);
 
 // Errors: an unknown rope.method ("unknown rope.method 'ntk2'; accepted:
 // ..."), and "rope.factor is required for rope.method=M" for every method
