@@ -44,13 +44,18 @@ absl::StatusOr<LossSum> TrainStep::forward_backward(int64_t step, const std::vec
   model_.zero_grad();
   observer_->before_forward(step, model_);
   LossSum loss;
-  for (const Batch& b : micro_batches) {
-    const LossSum l = model_.forward_backward(b, 1.0 / static_cast<double>(counted));
+  for (size_t m = 0; m < micro_batches.size(); ++m) {
+    // Gradients are final only in the last micro-batch's backward (the
+    // earlier ones accumulate into them): there each gradient bucket starts
+    // its reduction as soon as the backward has filled it.
+    if (m + 1 == micro_batches.size()) model_.set_gradient_ready([this](size_t i) { reducer_.ready(i); });
+    const LossSum l = model_.forward_backward(micro_batches[m], 1.0 / static_cast<double>(counted));
     loss.sum += l.sum;
     loss.count += l.count;
   }
+  model_.set_gradient_ready(nullptr);
+  reducer_.finish();
   loss = sum_over(par_.dp_cp, loss);
-  reducer_.reduce();
   observer_->after_backward(step, model_);
   return loss;
 }
