@@ -423,15 +423,23 @@ Tensor LlamaModel::head_input_gradient(const Tensor& dh_partial) const {
 void LlamaModel::backward_from_hidden(const Tensor& dh) {
   const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
   const size_t norm_index = final_norm_index_;
+  // Gradients final from here on go to the set_gradient_ready hook. The loss
+  // head ran before this call, so an untied head's gradient is final already.
+  const auto report = [this](size_t i) {
+    if (gradient_ready_) gradient_ready_(i);
+  };
+  if (head_index_ != embed_index_) report(head_index_);
   Tensor dx = act({rows_, d});
   norm_backward(ctx_, dh, final_in_, params_[norm_index].value, final_rstd_, dx,
                 params_[norm_index].grad);
+  report(norm_index);
   for (size_t l = blocks_.size(); l-- > 0;) {
     Tensor dprev = act({rows_, d});
     blocks_[l].backward(block_weights(static_cast<int64_t>(l), false),
                         block_weights(static_cast<int64_t>(l), true), ctx_, q_scales_[l], acts_[l],
                         dx, dprev);
     acts_[l] = BlockActivations();  // free as we go
+    for (size_t i : block_params_[l]) report(i);
     dx = dprev;
   }
   if (tp_->size() == 1) {
@@ -440,6 +448,7 @@ void LlamaModel::backward_from_hidden(const Tensor& dh) {
     embedding_slice_backward(batch_.input_ids.view({n}), tp_rows_to_full(tp_, sp_, dx), vocab_start_,
                              params_[embed_index_].grad);
   }
+  report(embed_index_);  // tied: the head's gradient too, complete only now
   have_forward_ = false;
   final_in_ = final_out_ = final_full_ = final_rstd_ = ce_lse_ = Tensor();
 }

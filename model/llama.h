@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -144,6 +145,18 @@ class LlamaModel {
   double forward_backward(const Batch& batch);
   void zero_grad();
 
+  // Called by backward() and forward_backward() with the index (into
+  // parameters()) of each parameter as soon as its gradient is final for that
+  // backward, i.e. nothing later in it adds to the gradient: the head
+  // (lm_head, when untied) and the final norm once the loss head and the norm
+  // backward have run, each block's parameters (in parameters() order) after
+  // that block's backward, from the last block to the first, the embedding
+  // last (with tied embeddings, the head is the embedding: reported once,
+  // last). Every parameter exactly once per backward. For starting the
+  // gradient reduction during backward (parallel/data_parallel.h); an empty
+  // function (the default) reports nothing.
+  void set_gradient_ready(std::function<void(size_t)> hook) { gradient_ready_ = std::move(hook); }
+
   // A forward pass for evaluation: the loss sum plus what `stats` asks for.
   // Keeps the activations like forward() (see activations()).
   LossSum evaluate(const Batch& batch, ForwardStats& stats);
@@ -223,6 +236,7 @@ class LlamaModel {
   Tensor token_loss_;                       // [N] from the last forward()
   bool want_entropy_ = false;               // evaluate(): attention entropy requested
   bool have_forward_ = false;
+  std::function<void(size_t)> gradient_ready_;  // set_gradient_ready
 };
 
 // log-softmax of a logits row, in double.

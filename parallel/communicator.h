@@ -44,9 +44,10 @@ struct CommStats {
   }
 };
 
-// The completion handle of an isend/irecv. wait() returns once the transfer is
-// complete (the tensor may then be reused or read); destroying a request that
-// was not waited on waits.
+// The completion handle of an isend/irecv/iall_reduce. wait() returns once the
+// operation is complete (the tensor may then be reused or read); destroying a
+// request that was not waited on waits. A wait keeps the communicator's timeout:
+// an operation that does not complete in time ends the job as a blocking one does.
 class CommRequest {
  public:
   virtual ~CommRequest() = default;
@@ -68,6 +69,14 @@ class Communicator {
 
   // In place: every rank ends with the elementwise reduction over the group.
   virtual void all_reduce(Tensor& t, ReduceOp op = ReduceOp::kSum) = 0;
+  // all_reduce, started now and complete when the request's wait() returns
+  // (same result, same stats). `t` must stay alive and untouched until then.
+  // Like every collective, the ranks of the group must start their
+  // iall_reduce calls in the same order (relative to the group's other
+  // collectives too); waits may come in any order. Local: complete at once;
+  // MPI: MPI_Iallreduce; NCCL: queued on the comm stream after the compute
+  // work queued before the call, and wait() makes compute wait for it.
+  virtual std::unique_ptr<CommRequest> iall_reduce(Tensor& t, ReduceOp op = ReduceOp::kSum) = 0;
   // out[r * m : (r + 1) * m] = `in` of rank r along dim 0 (in: [m, ...],
   // out: [size * m, ...], same trailing shape and dtype).
   virtual void all_gather(const Tensor& in, Tensor& out) = 0;
@@ -79,6 +88,12 @@ class Communicator {
   // stay alive and untouched until the request's wait() returns.
   virtual std::unique_ptr<CommRequest> isend(const Tensor& t, int peer, int tag) = 0;
   virtual std::unique_ptr<CommRequest> irecv(Tensor& t, int peer, int tag) = 0;
+  // Starts the isend/irecv posted so far now, where an implementation defers
+  // them: NCCL gathers them into one group issued at the first wait
+  // (nccl_communicator.h), so a caller that posts, computes, then waits calls
+  // flush() before computing to have the transfer run during the compute.
+  // MPI and local ones start each transfer as it is posted: nothing to do.
+  virtual void flush() {}
   virtual void barrier() = 0;
   // A barrier that waits up to `timeout_s` instead of the communicator's
   // timeout: for ranks that knowingly wait on one busy rank (rank 0 writing a

@@ -230,35 +230,48 @@ void MpiCommunicator::check_mpi(int rc, const char* op) const {
                              "': " + mpi_error_string(rc));
 }
 
-void MpiCommunicator::wait(MPI_Request* req, const char* op, int peer) const {
-  WaitInfo info{world_rank_, name_, timeout_s_, op, ""};
+std::string MpiCommunicator::waiting_for(int peer) const {
   if (peer >= 0) {
-    info.waiting_for = "(peer rank " + std::to_string(peer) + " = world rank " +
-                       std::to_string(world_ranks_[static_cast<size_t>(peer)]) + ")";
-  } else {
-    std::string others;
-    for (int r = 0; r < size_; ++r) {
-      if (r == rank_) continue;
-      if (!others.empty()) others += ", ";
-      others += std::to_string(world_ranks_[static_cast<size_t>(r)]);
-    }
-    info.waiting_for = "(waiting for the other ranks of the group: world ranks [" + others + "])";
+    return "(peer rank " + std::to_string(peer) + " = world rank " +
+           std::to_string(world_ranks_[static_cast<size_t>(peer)]) + ")";
   }
-  poll(req, info);
+  std::string others;
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_) continue;
+    if (!others.empty()) others += ", ";
+    others += std::to_string(world_ranks_[static_cast<size_t>(r)]);
+  }
+  return "(waiting for the other ranks of the group: world ranks [" + others + "])";
 }
 
-void MpiCommunicator::all_reduce(Tensor& dev, ReduceOp op) {
+void MpiCommunicator::wait(MPI_Request* req, const char* op, int peer) const {
+  poll(req, WaitInfo{world_rank_, name_, timeout_s_, op, waiting_for(peer)});
+}
+
+std::unique_ptr<CommRequest> MpiCommunicator::start_all_reduce(Tensor& dev, ReduceOp op,
+                                                               const char* op_name) {
   Tensor t = on_host(dev);
-  comm_internal::check_tensor(t, "all_reduce", name_, "t");
-  comm_internal::check_reducible(t, "all_reduce", name_);
-  const int count = mpi_count(t.numel(), t.dtype(), "all_reduce", name_);
+  comm_internal::check_tensor(t, op_name, name_, "t");
+  comm_internal::check_reducible(t, op_name, name_);
+  const int count = mpi_count(t.numel(), t.dtype(), op_name, name_);
   ++stats_.calls;
   stats_.all_reduce_bytes += comm_internal::all_reduce_bytes(static_cast<int64_t>(t.nbytes()), size_);
   MPI_Request req = MPI_REQUEST_NULL;
   check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.device_ptr(), count, mpi_type(t.dtype()), mpi_op(op), comm_, &req),
-            "all_reduce");
-  wait(&req, "all_reduce", -1);
-  from_host(dev, t);
+            op_name);
+  // The request polls with this communicator's timeout and messages, and
+  // copies a GPU tensor's reduced host copy back.
+  return std::make_unique<MpiRequest>(req, t,
+                                      WaitInfo{world_rank_, name_, timeout_s_, op_name, waiting_for(-1)},
+                                      on_gpu(dev) ? dev : Tensor());
+}
+
+void MpiCommunicator::all_reduce(Tensor& dev, ReduceOp op) {
+  start_all_reduce(dev, op, "all_reduce")->wait();
+}
+
+std::unique_ptr<CommRequest> MpiCommunicator::iall_reduce(Tensor& dev, ReduceOp op) {
+  return start_all_reduce(dev, op, "iall_reduce");
 }
 
 void MpiCommunicator::all_gather(const Tensor& in_dev, Tensor& out_dev) {

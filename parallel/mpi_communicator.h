@@ -7,6 +7,15 @@
 //   ... ProcessGrid::create(std::move(world), tp, cp) ...
 //   rotor::mpi_finalize();                          // after every communicator is gone
 //
+// iall_reduce is MPI_Iallreduce, waited on by the request's wait() exactly as
+// the blocking operations wait (below; the timeout runs from the wait() call).
+// Open MPI (no progress thread here) advances a nonblocking collective only
+// inside MPI calls, the polling of wait() included, so on CPU ranks much of
+// the reduction still happens in wait(); the GPU path (NcclCommunicator) is
+// the one whose reductions run alongside compute.
+// A GPU tensor is reduced in a host copy made at the call and copied back by
+// wait().
+//
 // Every blocking operation is run as its nonblocking MPI variant (MPI_Iallreduce,
 // MPI_Iallgather, MPI_Ireduce_scatter_block, MPI_Ibcast, MPI_Ibarrier,
 // MPI_Isend/MPI_Irecv) and polled with MPI_Test (spinning for about 1 ms, then
@@ -71,6 +80,7 @@ class MpiCommunicator : public Communicator {
   int world_rank_of(int r) const override;
 
   void all_reduce(Tensor& t, ReduceOp op = ReduceOp::kSum) override;
+  std::unique_ptr<CommRequest> iall_reduce(Tensor& t, ReduceOp op = ReduceOp::kSum) override;
   void all_gather(const Tensor& in, Tensor& out) override;
   void reduce_scatter(const Tensor& in, Tensor& out) override;
   void broadcast(Tensor& t, int root) override;
@@ -91,6 +101,12 @@ class MpiCommunicator : public Communicator {
   // Polls `req` until it completes; ends the job on an MPI error or the timeout.
   // `peer` is the group rank of a send/receive's peer, -1 for a collective.
   void wait(MPI_Request* req, const char* op, int peer) const;
+  // For messages: "(peer rank 1 = world rank 3)", or for a collective (peer
+  // -1) "(waiting for the other ranks of the group: world ranks [...])".
+  std::string waiting_for(int peer) const;
+  // MPI_Iallreduce of `dev` (a host copy if it is a GPU tensor); `op_name`
+  // names it in messages. The request's wait() completes it.
+  std::unique_ptr<CommRequest> start_all_reduce(Tensor& dev, ReduceOp op, const char* op_name);
   // Ends the job when rc is not MPI_SUCCESS.
   void check_mpi(int rc, const char* op) const;
 

@@ -435,12 +435,6 @@ class NcclP2pRequest : public CommRequest {
   cudaStream_t compute_;
 };
 
-// A request that is complete already (CPU tensors, reduced by MPI).
-class DoneRequest : public CommRequest {
- public:
-  void wait() override {}
-};
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -568,16 +562,14 @@ void NcclCommunicator::all_reduce(Tensor& t, ReduceOp op) {
     impl_->mpi->all_reduce(t, op);
     return;
   }
-  auto req = all_reduce_async(t, op);
-  req->wait();
+  iall_reduce(t, op)->wait();
 }
 
-std::unique_ptr<CommRequest> NcclCommunicator::all_reduce_async(Tensor& t, ReduceOp op) {
+std::unique_ptr<CommRequest> NcclCommunicator::iall_reduce(Tensor& t, ReduceOp op) {
   NcclCommunicatorImpl& im = *impl_;
   if (t.defined() && t.device().is_cpu()) {
     im.flush();
-    im.mpi->all_reduce(t, op);
-    return std::make_unique<DoneRequest>();
+    return im.mpi->iall_reduce(t, op);
   }
   check_device_tensor(t, im.device, "all_reduce", name(), "t");
   ++im.stats.calls;

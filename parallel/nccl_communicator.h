@@ -53,14 +53,15 @@
 // (all_reduce, all_gather, reduce_scatter, broadcast) insert the compute-side
 // wait before returning: they return immediately on the host and are
 // "complete" in stream order, which is what every reader (kernels, copies to
-// the host, Tensor::item) goes through. all_reduce_async() and isend/irecv
+// the host, Tensor::item) goes through. iall_reduce() and isend/irecv
 // leave that wait to CommRequest::wait(), so compute queued between the call
-// and wait() overlaps with the transfer.
+// and wait() overlaps with the transfer (GradientReducer, data_parallel.h:
+// gradient buckets reduced while the rest of backward runs).
 //
 // Memory. Tensors used on the comm stream come from the compute stream's
 // caching allocator (kernels/cuda/memory.h), which reuses a freed block for
 // later compute work without an event. That is safe here because the
-// communicator (for collectives) or the request (for isend/irecv/async,
+// communicator (for collectives) or the request (for isend/irecv/iall_reduce,
 // until wait()) keeps each tensor alive until compute has been made to wait for
 // the comm op that uses it; after that, stream order covers reuse.
 //
@@ -74,9 +75,12 @@
 // flush(), or on destruction. Messages between a pair of ranks match in posting
 // order (the tag is not used by NCCL; posting K, V, positions in the same order
 // on both sides, as ring_attention does, is the contract). The ring code posts
-// a hop's sends and receives, queues the attention of the block it holds, then
-// waits: the group is launched right after the attention kernels are queued, and
-// runs concurrently with them on the GPU.
+// a hop's sends and receives and calls flush() before it queues the attention
+// of the block it holds, then waits: the group's ready event precedes the
+// attention kernels, so it runs concurrently with them on the GPU. (Without the
+// flush, the backward's K/V posts and its dK/dV posts, which follow the block's
+// gradient kernels, would form one group, and the ready event re-recorded by
+// the later posts would hold the K/V transfer until the compute had finished.)
 //
 // Failures. Every host-side wait (barrier, requests when asked to synchronise,
 // init/split, ncclInProgress polling) polls cudaEventQuery and
@@ -154,14 +158,15 @@ class NcclCommunicator : public Communicator {
   const CommStats& stats() const override;
   void reset_stats() override;
 
-  // all_reduce (sum) queued on the comm stream; the returned request's wait()
-  // makes the compute stream wait for it (nothing on the host). `t` is kept
-  // alive by the request. For gradient buckets reduced while backward runs.
-  // A CPU tensor is reduced at once (MPI) and the request is complete.
-  std::unique_ptr<CommRequest> all_reduce_async(Tensor& t, ReduceOp op = ReduceOp::kSum);
+  // all_reduce queued on the comm stream after the compute work queued
+  // before the call (the ready event); the returned request's wait() makes
+  // the compute stream wait for it (the done event; nothing on the host, the
+  // watchdog keeps the timeout). `t` is kept alive by the request. A CPU
+  // tensor goes to the MPI communicator's iall_reduce (MPI_Iallreduce).
+  std::unique_ptr<CommRequest> iall_reduce(Tensor& t, ReduceOp op = ReduceOp::kSum) override;
 
   // Issues the pending isend/irecv group now (see the header comment).
-  void flush();
+  void flush() override;
 
   int device() const;
   // The comm stream, as a void* to keep CUDA types out of this header.

@@ -13,9 +13,6 @@ namespace rotor {
 
 namespace {
 
-// Message tags of one ring step: a block's tensors travel as separate messages.
-enum Tag : int { kTagK = 1, kTagV, kTagPos, kTagSeg, kTagDk, kTagDv };
-
 // The travelling key/value block and what goes with it.
 struct KvBlock {
   Tensor k, v;     // [B, Tl, Hkv, hd]
@@ -35,7 +32,9 @@ struct KvBlock {
   }
 };
 
-// Posts the transfers of one ring hop: `cur` to rank+1, `next` from rank-1.
+// Posts the transfers of one ring hop: `cur` to rank+1, `next` from rank-1,
+// and starts them (flush: a communicator that defers posted transfers, NCCL,
+// issues them now, so that they run during the compute the caller queues next).
 // `with_kv` false sends only the gradient accumulators (the final hop home).
 std::vector<std::unique_ptr<CommRequest>> post_hop(Communicator& cp, const KvBlock& cur,
                                                    KvBlock& next, bool with_kv, bool with_grads) {
@@ -47,15 +46,16 @@ std::vector<std::unique_ptr<CommRequest>> post_hop(Communicator& cp, const KvBlo
     reqs.push_back(cp.isend(send, to, tag));
   };
   if (with_kv) {
-    both(cur.k, next.k, kTagK);
-    both(cur.v, next.v, kTagV);
-    both(cur.pos, next.pos, kTagPos);
-    if (cur.seg.defined()) both(cur.seg, next.seg, kTagSeg);
+    both(cur.k, next.k, ring_tag::kK);
+    both(cur.v, next.v, ring_tag::kV);
+    both(cur.pos, next.pos, ring_tag::kPos);
+    if (cur.seg.defined()) both(cur.seg, next.seg, ring_tag::kSeg);
   }
   if (with_grads) {
-    both(cur.dk, next.dk, kTagDk);
-    both(cur.dv, next.dv, kTagDv);
+    both(cur.dk, next.dk, ring_tag::kDk);
+    both(cur.dv, next.dv, ring_tag::kDv);
   }
+  cp.flush();
   return reqs;
 }
 
@@ -132,8 +132,10 @@ void ring_attention_backward(Communicator& cp, const Tensor& q, const Tensor& k,
               Tensor::zeros_like(dv)};
   KvBlock next = KvBlock::like(cur);
   for (int s = 0; s < n; ++s) {
-    // K and V (unchanged by this step) leave while the gradients are computed;
-    // the accumulators follow once this rank has added its queries' share.
+    // K and V (unchanged by this step), with their positions and segment ids,
+    // are posted and started before the gradients of the block are computed,
+    // so they travel during that compute; the accumulators follow once this
+    // rank has added its queries' share (they cannot leave earlier).
     // After the last step only the accumulators travel: home, to rank + 1.
     std::vector<std::unique_ptr<CommRequest>> kv;
     if (s + 1 < n) kv = post_hop(cp, cur, next, /*with_kv=*/true, /*with_grads=*/false);

@@ -25,6 +25,12 @@
 // step the accumulators of block r+1 are complete on rank r and make one more
 // hop home. dq stays local. Traffic: cp-1 hops of K, V and cp hops of dK, dV.
 //
+// Overlap: every hop is posted (isend/irecv) and started (Communicator::flush)
+// before the compute on the block held, and waited on after it: in the forward
+// the next K/V block travels during attention_forward, in the backward during
+// attention_backward. The dK/dV accumulators of a backward hop can only leave
+// once that compute has added to them, so they are a separate, later hop.
+//
 // With cp = 1 both functions are the plain kernels with nothing sent.
 #pragma once
 
@@ -35,6 +41,12 @@
 #include "parallel/communicator.h"
 
 namespace rotor {
+
+// The message tags of a hop (a block's tensors travel as separate messages),
+// for tests that follow the traffic.
+namespace ring_tag {
+enum : int { kK = 1, kV, kPos, kSeg, kDk, kDv };
+}  // namespace ring_tag
 
 // out, lse (=) for the local queries against the whole sequence's keys and,
 // if defined, entropy [B, Hq, Tl] of each local query's attention row over the

@@ -49,10 +49,16 @@ absl::StatusOr<int64_t> TrainStep::accumulate(int64_t step, const std::vector<Ba
   observer_->before_forward(step, model_);
   scalars_.zero();
   Tensor loss_sum = scalars_.narrow(0, 1);
-  for (const Batch& b : micro_batches)
-    model_.forward_backward(b, 1.0 / static_cast<double>(counted), loss_sum);
+  for (size_t m = 0; m < micro_batches.size(); ++m) {
+    // Gradients are final only in the last micro-batch's backward (the
+    // earlier ones accumulate into them): there each gradient bucket starts
+    // its reduction as soon as the backward has filled it.
+    if (m + 1 == micro_batches.size()) model_.set_gradient_ready([this](size_t i) { reducer_.ready(i); });
+    model_.forward_backward(micro_batches[m], 1.0 / static_cast<double>(counted), loss_sum);
+  }
+  model_.set_gradient_ready(nullptr);
+  reducer_.finish();
   par_.dp_cp->all_reduce(loss_sum);
-  reducer_.reduce();
   observer_->after_backward(step, model_);
   return counted;
 }

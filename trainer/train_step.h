@@ -4,8 +4,10 @@
 //   forward_backward  zero_grad, then every micro-batch of this rank forward
 //                     and backward, each scaled by 1 / (target tokens counted
 //                     over dp x cp), so the summed gradient is that of the
-//                     whole global batch's mean token loss; then the
-//                     gradients summed over dp x cp (parallel/data_parallel.h)
+//                     whole global batch's mean token loss; the gradients
+//                     summed over dp x cp (parallel/data_parallel.h), each
+//                     bucket started during the last micro-batch's backward
+//                     once the model reports its gradients final
 //   step              forward_backward, the global gradient norm, and, when
 //                     the loss and norm are finite, global-norm clipping and
 //                     AdamW (or ZeRO-1, trainer/optimizer.h) with the

@@ -114,6 +114,59 @@ TEST(LlamaLossHead, TwoPhaseEqualsFusedForwardBackward) {
   }
 }
 
+// set_gradient_ready reports every parameter once, in the documented order
+// (untied head, final norm, blocks last to first in parameters() order, the
+// embedding), each when its gradient is final: the gradient at the report is
+// the one at the end of backward, bit for bit (a report before the last
+// contribution would see a partial sum). Both backward paths; a first
+// micro-batch without the hook accumulates, as in the trainer.
+void check_gradient_ready(bool tied, bool fused) {
+  auto made = LlamaModel::create(tiny_config(tied), tiny_options(DType::kF32));
+  ASSERT_TRUE(made.ok()) << made.status();
+  LlamaModel& model = *made;
+  model.init_weights(5);
+  model.zero_grad();
+  model.forward_backward(tiny_batch(false), 0.05);
+  std::vector<Parameter>& params = model.parameters();
+  std::vector<std::string> order;
+  std::vector<Tensor> at_report(params.size());
+  model.set_gradient_ready([&](size_t i) {
+    ASSERT_LT(i, params.size());
+    order.push_back(params[i].name);
+    at_report[i] = params[i].grad.clone();
+  });
+  const Batch batch = tiny_batch(true);
+  if (fused) {
+    model.forward_backward(batch, 0.1);
+  } else {
+    model.forward(batch);
+    model.backward(0.1);
+  }
+  model.set_gradient_ready(nullptr);
+
+  std::vector<std::string> want;
+  if (!tied) want.push_back("lm_head.weight");
+  want.push_back("model.norm.weight");
+  for (int l = 1; l >= 0; --l)
+    for (const Parameter& p : params)
+      if (p.name.rfind("model.layers." + std::to_string(l) + ".", 0) == 0) want.push_back(p.name);
+  want.push_back("model.embed_tokens.weight");
+  EXPECT_EQ(order, want);
+  for (size_t i = 0; i < params.size(); ++i) {
+    testing::expect_finite_nonzero(params[i].grad, params[i].name);
+    ASSERT_TRUE(at_report[i].defined()) << params[i].name << " never reported";
+    EXPECT_EQ(testing::max_abs_diff(at_report[i], params[i].grad), 0.0) << params[i].name;
+  }
+  // Cleared: a later backward reports nothing.
+  model.forward_backward(batch, 0.1);
+  EXPECT_EQ(order.size(), want.size());
+}
+
+TEST(LlamaGradientReady, UntiedFused) { check_gradient_ready(false, true); }
+TEST(LlamaGradientReady, UntiedTwoPhase) { check_gradient_ready(false, false); }
+TEST(LlamaGradientReady, TiedFused) { check_gradient_ready(true, true); }
+TEST(LlamaGradientReady, TiedTwoPhase) { check_gradient_ready(true, false); }
+
 TEST(LlamaParameters, HfNamesShapesAndDeterministicInit) {
   auto m = LlamaModel::create(tiny_config(false), tiny_options(DType::kF32));
   ASSERT_TRUE(m.ok());

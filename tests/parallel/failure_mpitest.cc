@@ -6,6 +6,8 @@
 //   kill     rank 1 raises SIGKILL
 //   timeout  rank 1 sleeps 30 s before the all_reduce (run with
 //            ROTOR_COMM_TIMEOUT_S=3: the others time out on communicator 'probe')
+//   itimeout the same with iall_reduce: every rank starts it and waits on the
+//            request, whose wait() keeps the timeout and the message
 // Rank 1 is rank 0 when there is a single rank.
 #include <chrono>
 #include <csignal>
@@ -20,7 +22,7 @@
 int main(int argc, char** argv) {
   auto world = rotor::mpi_world(&argc, &argv);
   if (argc != 2) {
-    std::fprintf(stderr, "usage: failure_mpitest abort|exit|kill|timeout\n");
+    std::fprintf(stderr, "usage: failure_mpitest abort|exit|kill|timeout|itimeout\n");
     return 2;
   }
   const char* mode = argv[1];
@@ -38,13 +40,17 @@ int main(int argc, char** argv) {
       std::_Exit(3);
     } else if (std::strcmp(mode, "kill") == 0) {
       std::raise(SIGKILL);
-    } else if (std::strcmp(mode, "timeout") == 0) {
+    } else if (std::strcmp(mode, "timeout") == 0 || std::strcmp(mode, "itimeout") == 0) {
       std::this_thread::sleep_for(std::chrono::seconds(30));
     } else {
       world->abort(std::string("unknown mode ") + mode);
     }
   }
-  probe->all_reduce(t);
+  if (std::strcmp(mode, "itimeout") == 0) {
+    probe->iall_reduce(t)->wait();
+  } else {
+    probe->all_reduce(t);
+  }
   std::printf("rank %d: all_reduce completed (%g)\n", world->rank(), t.item(0));
   probe.reset();
   world.reset();

@@ -5,6 +5,7 @@
 #include "gtest/gtest.h"
 #include "kernels/tensor.h"
 #include "parallel/communicator.h"
+#include "parallel/data_parallel.h"
 #include "parallel/process_grid.h"
 
 namespace rotor {
@@ -35,7 +36,37 @@ TEST(LocalCommunicator, CollectivesAreIdentity) {
     Tensor rs = Tensor::zeros({2, 3}, d);
     c->reduce_scatter(t, rs);
     EXPECT_EQ(rs.to_vector(), t.to_vector());
+    const int64_t calls = c->stats().calls;
+    auto req = c->iall_reduce(t);  // complete at once, counted like all_reduce
+    EXPECT_EQ(c->stats().calls, calls + 1);
+    req->wait();
+    req->wait();
+    EXPECT_EQ(t.to_vector(), (std::vector<double>{1, 2, 3, 4, 5, 6}));
   }
+}
+
+// One rank: no buckets; ready/finish/reduce leave the gradients alone, and a
+// gradient reported twice in a step is still caught.
+TEST(GradientReducer, OneRankDoesNothing) {
+  auto c = make_local_communicator("dp_cp");
+  Tensor g = Tensor::from_vector({1, 2, 3}, {3}, DType::kF32);
+  GradientReducer r({g, g.clone()}, c.get(), 4);
+  EXPECT_EQ(r.buckets(), 0);
+  r.ready(1);
+  r.ready(0);
+  r.finish();
+  r.reduce();
+  r.ready(0);  // a new step after finish()
+  EXPECT_EQ(g.to_vector(), (std::vector<double>{1, 2, 3}));
+  EXPECT_EQ(c->stats().calls, 0);
+}
+
+TEST(GradientReducerDeathTest, ReadyTwiceInOneStep) {
+  auto c = make_local_communicator("dp_cp");
+  GradientReducer r({Tensor::zeros({3}, DType::kF32)}, c.get());
+  r.ready(0);
+  EXPECT_DEATH(r.ready(0), "gradient 0 reported ready twice in one step");
+  EXPECT_DEATH(r.ready(1), "ready\\(1\\) of 1 gradients");
 }
 
 TEST(LocalCommunicator, SendReceiveToSelfByTag) {
