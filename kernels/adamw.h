@@ -1,5 +1,7 @@
 // AdamW (decoupled weight decay, as torch.optim.AdamW) on fp32 master weights.
-//   param, grad, m, v  same shape, f32 (f64 allowed for tests)
+//   param, m, v        same shape, f32 (f64 allowed for tests)
+//   grad               same shape, param's dtype, or bf16 with f32 param
+//                      (widened to f32 as it is read)
 //   step               1-based step number, for bias correction
 // Per element:
 //   m = beta1 m + (1 - beta1) g
@@ -8,7 +10,8 @@
 //   p = p - lr * (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps)
 // `grad_scale` multiplies g first (gradient clipping: min(1, max_norm / norm)).
 // If `working` is defined (same shape, bf16 or f32), the updated parameter is
-// also written into it: the compute copy used by forward/backward.
+// also written into it, rounded to nearest even into bf16: the compute copy
+// used by forward/backward (train.precision: bf16).
 #pragma once
 
 #include <cstdint>

@@ -16,8 +16,12 @@
 //   out      [B, Tq, Hq, D]
 //   lse      [B, Hq, Tq]            log-sum-exp of the scaled logits of the row
 //   entropy  [B, Hq, Tq] (optional) -sum_j p_j ln p_j of the row's distribution
-// All float tensors share one dtype: f32 (f64 in gradient-check tests); math
-// is done in that dtype.
+// Dtypes (kernels/tensor.h): q, k, v, out, dout, dq, dk, dv share one storage
+// dtype, f32 or bf16 (f64 on the CPU, for gradient checks); lse and entropy
+// are in its compute dtype: f32 for f32 and bf16, f64 for f64. A bf16 lse is
+// refused (CHECK): every recomputed p = exp(s - lse) would carry its rounding
+// error, up to |lse| 2^-8, as a relative error. Math runs in the compute
+// dtype (bf16 loaded to f32, outputs rounded to nearest even once).
 //
 // Visibility: key j is visible to query i iff (!causal || k_pos[j] <= q_pos[i])
 // and (no segment ids || q_seg[i] == k_seg[j]). Logits are scale * q.k.
@@ -56,7 +60,9 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& dk, const Tensor& dv);
 
 // Merges the partial result of one more key block into an accumulator, by
-// log-sum-exp (all in the tensors' float dtype; f32 in training):
+// log-sum-exp: out_acc and out_blk in the storage dtype (f32, bf16; f64 on
+// the CPU), lse_* and entropy_* in its compute dtype (f32 for bf16 out), the
+// math in the compute dtype:
 //   lse   = logaddexp(lse_acc, lse_blk)
 //   out   = exp(lse_acc - lse) out_acc + exp(lse_blk - lse) out_blk
 //   entropy (if both defined) = lse - sum_b exp(lse_b - lse) (lse_b - H_b)

@@ -7,6 +7,12 @@
 //   lse      [N]      (=) log-sum-exp of the logits row, saved for backward
 // logits = h w^T are formed tile by tile with an online (running max) LSE.
 //
+// Dtypes (kernels/tensor.h): h, w and dh share one storage dtype, f32 or bf16
+// (f64 on the CPU); loss, lse, dloss and dw are in its compute dtype (f32 for
+// bf16 h and w, f64 for f64). Logits tiles, the LSE and dlogits are f32 math
+// whatever h and w are (on the GPU the dlogits tile is rounded to bf16 before
+// the dh / dw GEMMs of a bf16 call; dw still accumulates in f32).
+//
 // Backward, given dloss [N] (the gradient of the caller's objective with
 // respect to each token's loss, e.g. 1 / number of counted tokens):
 //   dlogits = dloss_n * (softmax(logits_n) - onehot(target_n))   (per tile)

@@ -1,4 +1,6 @@
-// Small element-wise and reduction ops used between the layers.
+// Small element-wise and reduction ops used between the layers. Float tensors
+// are f32 or bf16 (f64 on the CPU); the math is f32 (f64 for f64), a bf16
+// result is rounded to nearest even once, at the store.
 #pragma once
 
 #include "kernels/tensor.h"
@@ -7,11 +9,11 @@ namespace rotor {
 
 // out = a + b (=); out may alias a or b. Same shape and float dtype.
 void add(const Tensor& a, const Tensor& b, const Tensor& out);
-// y += alpha * x.
+// y += alpha * x (x and y of one dtype).
 void axpy(double alpha, const Tensor& x, const Tensor& y);
 // x *= alpha.
 void scale(const Tensor& x, double alpha);
-// sum of x^2 over all elements, accumulated in f64 in a fixed order per thread
+// sum of x^2 over all elements (any float dtype), accumulated in f64 in a fixed order per thread
 // count (so a run is reproducible); for gradient-norm clipping.
 double squared_norm(const Tensor& x);
 // dst = src converted (f32 <-> bf16 <-> f64), round to nearest even into bf16.

@@ -5,6 +5,8 @@
 //   inv_freq  [D/2] f32      from model/rope (compute_rope)
 //   scale     [B, T] (optional, x's dtype): per-token multiplier of the output
 //             (the entropy-aware logit scalar on q; undefined = 1)
+// x, y (dy, dx) and scale share one dtype, f32 or bf16 (f64 on the CPU); the
+// rotation is computed in f32 (f64) and rounded to bf16 once at the store.
 // With a = pos * inv_freq[i] (in f32, as HF computes its angles), c = af*cos(a),
 // s = af*sin(a) (af = attention_factor, YaRN's mscale) and m = scale[b, t]:
 //   y[i]       = m * (x[i] * c - x[i + D/2] * s)

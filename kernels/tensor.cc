@@ -400,10 +400,25 @@ void check_cpu(const Tensor& t, const char* what) {
       << t.str();
 }
 
+DType compute_dtype(DType storage) {
+  ROTOR_CHECK(storage == DType::kF32 || storage == DType::kBF16 || storage == DType::kF64)
+      << "compute_dtype: " << dtype_name(storage) << " is not a float storage dtype";
+  return storage == DType::kF64 ? DType::kF64 : DType::kF32;
+}
+
 void check_float(const Tensor& t, const char* what) {
-  ROTOR_CHECK(t.dtype() == DType::kF32 || t.dtype() == DType::kF64)
-      << what << ": the CPU reference computes in f32 (or f64 for gradient checks), got "
-      << t.str();
+  ROTOR_CHECK(t.dtype() == DType::kF32 || t.dtype() == DType::kBF16 || t.dtype() == DType::kF64)
+      << what << ": float tensors are f32 or bf16 (f64 in the CPU reference, for gradient "
+      << "checks), got " << t.str();
+}
+
+void check_compute_dtype(const Tensor& t, DType storage, const char* op, const char* what) {
+  const DType want = compute_dtype(storage);
+  ROTOR_CHECK(t.defined()) << op << ": " << what << " is undefined";
+  ROTOR_CHECK(t.dtype() == want)
+      << op << ": " << what << " must be " << dtype_name(want) << " with "
+      << dtype_name(storage) << " activations (statistics and weight gradients are kept in the "
+      << "compute dtype, kernels/tensor.h), got " << t.str();
 }
 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* what) {

@@ -193,12 +193,29 @@ class Tensor {
   DType dtype_ = DType::kF32;
 };
 
+// The mixed-precision contract of the float ops (each op header names its
+// tensors' dtypes in these terms):
+// - activations and working weights (x, q, h, w, ...) share one *storage*
+//   dtype: f32, bf16, or f64 (the CPU reference only, for finite differences);
+// - the math runs in compute_dtype(storage): f32 for f32 and bf16 (bf16 is
+//   loaded to f32 and rounded to nearest even once, at the store), f64 for f64;
+// - statistics that later math exponentiates or divides by (attention
+//   lse/entropy, cross-entropy loss/lse/dloss, RMSNorm rstd) and weight
+//   gradients (matmul's f32 c, RMSNorm dw, embedding dtable, cross-entropy dw)
+//   are stored in compute_dtype(storage): f32 when the activations are bf16.
+//   A bf16 LSE would be off by up to |lse| 2^-8, which every recomputed
+//   probability exp(s - lse) inherits as a relative error (6% at lse 16); a
+//   bf16 weight gradient would lose the small updates of += accumulation.
+DType compute_dtype(DType storage);
+
 // Argument checks shared by the ops.
 // `t` is memory the CPU kernel running now may read: a cpu tensor in a cpu op,
 // a sim tensor in a sim op (kernels/sim.h). Mixing the two in one op fails,
 // as mixing host and GPU pointers would.
 void check_cpu(const Tensor& t, const char* what);
-void check_float(const Tensor& t, const char* what);  // f32 or f64
+void check_float(const Tensor& t, const char* what);  // a float storage dtype: f32, bf16 or f64
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* what);
+// t (`what` of `op`) is in compute_dtype(storage) (a statistic or a weight gradient).
+void check_compute_dtype(const Tensor& t, DType storage, const char* op, const char* what);
 
 }  // namespace rotor

@@ -1,10 +1,13 @@
 // CPU reference: blockwise attention forward/backward and the LSE merge
 // (see kernels/attention.h for the contract and the math).
 //
-// Flash-style tiling on top of BLAS, in the tensors' dtype (f32, or f64 for
-// finite-difference tests). For one (batch b, query head h) the query rows are
-// cut into tiles of up to kTile rows; a tile against the keys [0, n) of kv
-// head hk = h / group is
+// Flash-style tiling on top of BLAS, in the compute dtype (f32, or f64 for
+// finite-difference tests). bf16 q, k, v, out, dout, dq, dk, dv are widened to
+// f32 copies, the f32 code runs, and the bf16 outputs are rounded once at the
+// end; lse and entropy are in the compute dtype (f32 for bf16).
+//
+// For one (batch b, query head h) the query rows are cut into tiles of up to
+// kTile rows; a tile against the keys [0, n) of kv head hk = h / group is
 //   S = scale Q_tile K^T              [rows, n]   one gemm
 //   mask, softmax row by row          (scalar loops over S, in place)
 //   O_tile = P V                      [rows, D]   one gemm
@@ -73,6 +76,15 @@ void check_float_like(const Tensor& t, const Tensor& ref, const Shape& shape, co
   ROTOR_CHECK(t.dtype() == ref.dtype())
       << op << ": " << what << " must be " << dtype_name(ref.dtype()) << " like the other "
       << "float tensors, got " << t.str();
+  ROTOR_CHECK(t.shape() == shape)
+      << op << ": " << what << " must be " << shape.str() << ", got " << t.str();
+}
+
+// t (lse, entropy) is of `shape` in the compute dtype of `ref`'s storage.
+void check_stat(const Tensor& t, const Tensor& ref, const Shape& shape, const char* op,
+                const char* what) {
+  check_cpu(t, what);
+  check_compute_dtype(t, ref.dtype(), op, what);
   ROTOR_CHECK(t.shape() == shape)
       << op << ": " << what << " must be " << shape.str() << ", got " << t.str();
 }
@@ -418,11 +430,14 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
   const char* op = "attention_forward";
   const Dims d = check_inputs(q, k, v, mask, scale, op);
   check_float_like(out, q, q.shape(), op, "out");
-  check_float_like(lse, q, Shape{d.B, d.Hq, d.Tq}, op, "lse");
-  if (entropy.defined()) check_float_like(entropy, q, Shape{d.B, d.Hq, d.Tq}, op, "entropy");
-  cpu::dispatch_float(q.dtype(), op, [&]<class T>() {
-    forward_impl<T>(q, k, v, mask, d, static_cast<T>(scale), out, lse, entropy);
+  check_stat(lse, q, Shape{d.B, d.Hq, d.Tq}, op, "lse");
+  if (entropy.defined()) check_stat(entropy, q, Shape{d.B, d.Hq, d.Tq}, op, "entropy");
+  const Tensor outw = cpu::wide_output(out);
+  cpu::dispatch_float(compute_dtype(q.dtype()), op, [&]<class T>() {
+    forward_impl<T>(cpu::widen(q), cpu::widen(k), cpu::widen(v), mask, d, static_cast<T>(scale),
+                    outw, lse, entropy);
   });
+  cpu::narrow_into(outw, out);
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -433,14 +448,20 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
   const char* op = "attention_backward";
   const Dims d = check_inputs(q, k, v, mask, scale, op);
   check_float_like(out, q, q.shape(), op, "out");
-  check_float_like(lse, q, Shape{d.B, d.Hq, d.Tq}, op, "lse");
+  check_stat(lse, q, Shape{d.B, d.Hq, d.Tq}, op, "lse");
   check_float_like(dout, q, q.shape(), op, "dout");
   check_float_like(dq, q, q.shape(), op, "dq");
   check_float_like(dk, q, k.shape(), op, "dk");
   check_float_like(dv, q, k.shape(), op, "dv");
-  cpu::dispatch_float(q.dtype(), op, [&]<class T>() {
-    backward_impl<T>(q, k, v, mask, d, static_cast<T>(scale), out, lse, dout, dq, dk, dv);
+  // dq, dk, dv accumulate (+=): their f32 copies start from the stored values.
+  const Tensor dqw = cpu::widen(dq), dkw = cpu::widen(dk), dvw = cpu::widen(dv);
+  cpu::dispatch_float(compute_dtype(q.dtype()), op, [&]<class T>() {
+    backward_impl<T>(cpu::widen(q), cpu::widen(k), cpu::widen(v), mask, d, static_cast<T>(scale),
+                     cpu::widen(out), lse, cpu::widen(dout), dqw, dkw, dvw);
   });
+  cpu::narrow_into(dqw, dq);
+  cpu::narrow_into(dkw, dk);
+  cpu::narrow_into(dvw, dv);
 }
 
 void attention_merge(const Tensor& out_acc, const Tensor& lse_acc, const Tensor& entropy_acc,
@@ -452,14 +473,16 @@ void attention_merge(const Tensor& out_acc, const Tensor& lse_acc, const Tensor&
   ROTOR_CHECK(out_acc.ndim() == 4) << op << ": out_acc must be [B, Tq, Hq, D], got "
                                    << out_acc.str();
   const Shape lse_shape{out_acc.dim(0), out_acc.dim(2), out_acc.dim(1)};
-  check_float_like(lse_acc, out_acc, lse_shape, op, "lse_acc");
+  check_stat(lse_acc, out_acc, lse_shape, op, "lse_acc");
   check_float_like(out_blk, out_acc, out_acc.shape(), op, "out_blk");
-  check_float_like(lse_blk, out_acc, lse_shape, op, "lse_blk");
-  if (entropy_acc.defined()) check_float_like(entropy_acc, out_acc, lse_shape, op, "entropy_acc");
-  if (entropy_blk.defined()) check_float_like(entropy_blk, out_acc, lse_shape, op, "entropy_blk");
-  cpu::dispatch_float(out_acc.dtype(), op, [&]<class T>() {
-    merge_impl<T>(out_acc, lse_acc, entropy_acc, out_blk, lse_blk, entropy_blk);
+  check_stat(lse_blk, out_acc, lse_shape, op, "lse_blk");
+  if (entropy_acc.defined()) check_stat(entropy_acc, out_acc, lse_shape, op, "entropy_acc");
+  if (entropy_blk.defined()) check_stat(entropy_blk, out_acc, lse_shape, op, "entropy_blk");
+  const Tensor accw = cpu::widen(out_acc);  // updated in place: starts from the stored values
+  cpu::dispatch_float(compute_dtype(out_acc.dtype()), op, [&]<class T>() {
+    merge_impl<T>(accw, lse_acc, entropy_acc, cpu::widen(out_blk), lse_blk, entropy_blk);
   });
+  cpu::narrow_into(accw, out_acc);
 }
 
 }  // namespace rotor

@@ -1,5 +1,8 @@
 // CPU reference: output projection fused with cross-entropy, tile by tile.
 // The largest buffer is one [tokens, vocab] tile of the chunk sizes.
+// bf16 h and w are widened to f32 copies first (so the tiles, the LSE and the
+// gradients are all f32 math, and loss, lse, dloss and dw are f32 tensors);
+// dh is computed in f32 and rounded to bf16 once at the end.
 #include "kernels/cross_entropy.h"
 
 #include <algorithm>
@@ -20,7 +23,7 @@ void check_args(const Tensor& h, const Tensor& w, const Tensor& targets, const T
   for (const Tensor* t : {&h, &w, &targets, &lse}) check_cpu(*t, op);
   check_float(h, op);
   check_same_dtype(h, w, op);
-  check_same_dtype(h, lse, op);
+  check_compute_dtype(lse, h.dtype(), op, "lse");
   ROTOR_CHECK(h.ndim() == 2 && w.ndim() == 2 && h.dim(1) == w.dim(1))
       << op << ": h [N, D] and w [V, D], got " << h.str() << " and " << w.str();
   ROTOR_CHECK(targets.dtype() == DType::kI32 && targets.numel() == h.dim(0))
@@ -45,14 +48,15 @@ void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targe
   ROTOR_ON_GPU(h, cuda::cross_entropy_forward(h, w, targets, loss, lse, chunks, vocab_start, vocab_size));
   check_args(h, w, targets, lse, chunks, "cross_entropy_forward", vocab_start, vocab_size);
   check_cpu(loss, "cross_entropy_forward");
-  check_same_dtype(h, loss, "cross_entropy_forward");
+  check_compute_dtype(loss, h.dtype(), "cross_entropy_forward", "loss");
   ROTOR_CHECK_EQ(loss.numel(), h.dim(0));
   const int64_t n = h.dim(0), v = w.dim(0);
   const int64_t nt = std::min(chunks.tokens, std::max<int64_t>(n, 1));
   const int64_t nv = std::min(chunks.vocab, v);
   const int32_t* tg = targets.data<int32_t>();
-  cpu::dispatch_float(h.dtype(), "cross_entropy_forward", [&]<class T>() {
-    Tensor tile_buf = Tensor::empty_like(h, {nt, nv});
+  const Tensor hw = cpu::widen(h), ww = cpu::widen(w);
+  cpu::dispatch_float(hw.dtype(), "cross_entropy_forward", [&]<class T>() {
+    Tensor tile_buf = Tensor::empty_like(hw, {nt, nv});
     T* lp = loss.data<T>();
     T* lsep = lse.data<T>();
     std::vector<T> run_max(nt), run_sum(nt), target_logit(nt);
@@ -64,7 +68,7 @@ void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targe
       for (int64_t v0 = 0; v0 < v; v0 += nv) {
         const int64_t cols = std::min(nv, v - v0);
         Tensor tile = tile_buf.view({nt * nv}).narrow(0, rows * cols).view({rows, cols});
-        matmul(h.narrow(t0, rows), w.narrow(v0, cols), tile, false, true);  // [rows, cols]
+        matmul(hw.narrow(t0, rows), ww.narrow(v0, cols), tile, false, true);  // [rows, cols]
         const T* lg = tile.data<T>();
 #pragma omp parallel for schedule(static) if (cpu::worth_threads(rows * cols))
         for (int64_t r = 0; r < rows; ++r) {
@@ -94,29 +98,31 @@ void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targ
                             int64_t vocab_size) {
   ROTOR_ON_GPU(h, cuda::cross_entropy_backward(h, w, targets, lse, dloss, dh, dw, chunks, vocab_start, vocab_size));
   check_args(h, w, targets, lse, chunks, "cross_entropy_backward", vocab_start, vocab_size);
-  for (const Tensor* t : {&dloss, &dh, &dw}) {
-    check_cpu(*t, "cross_entropy_backward");
-    check_same_dtype(h, *t, "cross_entropy_backward");
-  }
+  const char* op = "cross_entropy_backward";
+  for (const Tensor* t : {&dloss, &dh, &dw}) check_cpu(*t, op);
+  check_compute_dtype(dloss, h.dtype(), op, "dloss");
+  check_same_dtype(h, dh, op);
+  check_compute_dtype(dw, h.dtype(), op, "dw");
   ROTOR_CHECK_EQ(dloss.numel(), h.dim(0));
   ROTOR_CHECK(dh.shape() == h.shape() && dw.shape() == w.shape()) << "cross_entropy_backward";
   const int64_t n = h.dim(0), v = w.dim(0);
   const int64_t nt = std::min(chunks.tokens, std::max<int64_t>(n, 1));
   const int64_t nv = std::min(chunks.vocab, v);
   const int32_t* tg = targets.data<int32_t>();
-  cpu::dispatch_float(h.dtype(), "cross_entropy_backward", [&]<class T>() {
-    Tensor tile_buf = Tensor::empty_like(h, {nt, nv});
+  const Tensor hw = cpu::widen(h), ww = cpu::widen(w), dhw = cpu::wide_output(dh);
+  cpu::dispatch_float(hw.dtype(), op, [&]<class T>() {
+    Tensor tile_buf = Tensor::empty_like(hw, {nt, nv});
     const T* lsep = lse.data<T>();
     const T* dl = dloss.data<T>();
-    dh.zero();
+    dhw.zero();
     for (int64_t t0 = 0; t0 < n; t0 += nt) {
       const int64_t rows = std::min(nt, n - t0);
-      const Tensor h_c = h.narrow(t0, rows);
-      const Tensor dh_c = dh.narrow(t0, rows);
+      const Tensor h_c = hw.narrow(t0, rows);
+      const Tensor dh_c = dhw.narrow(t0, rows);
       for (int64_t v0 = 0; v0 < v; v0 += nv) {
         const int64_t cols = std::min(nv, v - v0);
         Tensor tile = tile_buf.view({nt * nv}).narrow(0, rows * cols).view({rows, cols});
-        matmul(h_c, w.narrow(v0, cols), tile, false, true);
+        matmul(h_c, ww.narrow(v0, cols), tile, false, true);
         T* lg = tile.data<T>();
 #pragma omp parallel for schedule(static) if (cpu::worth_threads(rows * cols))
         for (int64_t r = 0; r < rows; ++r) {
@@ -130,38 +136,42 @@ void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targ
           for (int64_t c = 0; c < cols; ++c) row[c] = g * std::exp(row[c] - l);
           if (target >= v0 && target < v0 + cols) row[target - v0] -= g;
         }
-        matmul(tile, w.narrow(v0, cols), dh_c, false, false, 1.0, 1.0);  // dh += dlogits w
-        matmul(tile, h_c, dw.narrow(v0, cols), true, false, 1.0, 1.0);   // dw += dlogits^T h
+        matmul(tile, ww.narrow(v0, cols), dh_c, false, false, 1.0, 1.0);  // dh += dlogits w
+        matmul(tile, h_c, dw.narrow(v0, cols), true, false, 1.0, 1.0);    // dw += dlogits^T h
       }
     }
   });
+  cpu::narrow_into(dhw, dh);
 }
 
 void cross_entropy_forward_backward(const Tensor& h, const Tensor& w, const Tensor& targets,
                                     const Tensor& dloss, const Tensor& loss, const Tensor& lse,
                                     const Tensor& dh, const Tensor& dw, CrossEntropyChunks chunks) {
   ROTOR_ON_GPU(h, cuda::cross_entropy_forward_backward(h, w, targets, dloss, loss, lse, dh, dw, chunks));
-  check_args(h, w, targets, lse, chunks, "cross_entropy_forward_backward");
-  for (const Tensor* t : {&dloss, &loss, &dh, &dw}) {
-    check_cpu(*t, "cross_entropy_forward_backward");
-    check_same_dtype(h, *t, "cross_entropy_forward_backward");
-  }
+  const char* op = "cross_entropy_forward_backward";
+  check_args(h, w, targets, lse, chunks, op);
+  for (const Tensor* t : {&dloss, &loss, &dh, &dw}) check_cpu(*t, op);
+  check_compute_dtype(dloss, h.dtype(), op, "dloss");
+  check_compute_dtype(loss, h.dtype(), op, "loss");
+  check_same_dtype(h, dh, op);
+  check_compute_dtype(dw, h.dtype(), op, "dw");
   ROTOR_CHECK(dloss.numel() == h.dim(0) && loss.numel() == h.dim(0)) << "dloss and loss are [N]";
   ROTOR_CHECK(dh.shape() == h.shape() && dw.shape() == w.shape()) << "dh/dw shapes";
   const int64_t n = h.dim(0), v = w.dim(0);
   const int64_t nt = std::clamp<int64_t>(chunks.fused_tile_elements / std::max<int64_t>(v, 1), 1,
                                          std::max<int64_t>(n, 1));
   const int32_t* tg = targets.data<int32_t>();
-  cpu::dispatch_float(h.dtype(), "cross_entropy_forward_backward", [&]<class T>() {
-    Tensor tile_buf = Tensor::empty_like(h, {nt, v});
+  const Tensor hw = cpu::widen(h), ww = cpu::widen(w), dhw = cpu::wide_output(dh);
+  cpu::dispatch_float(hw.dtype(), op, [&]<class T>() {
+    Tensor tile_buf = Tensor::empty_like(hw, {nt, v});
     const T* dl = dloss.data<T>();
     T* lp = loss.data<T>();
     T* lsep = lse.data<T>();
     for (int64_t t0 = 0; t0 < n; t0 += nt) {
       const int64_t rows = std::min(nt, n - t0);
-      const Tensor h_c = h.narrow(t0, rows);
+      const Tensor h_c = hw.narrow(t0, rows);
       Tensor tile = tile_buf.narrow(0, rows);                 // [rows, V]
-      matmul(h_c, w, tile, false, true);                       // logits
+      matmul(h_c, ww, tile, false, true);                      // logits
       T* lg = tile.data<T>();
 #pragma omp parallel for schedule(static) if (cpu::worth_threads(rows * v))
       for (int64_t r = 0; r < rows; ++r) {
@@ -183,10 +193,11 @@ void cross_entropy_forward_backward(const Tensor& h, const Tensor& w, const Tens
         for (int64_t c = 0; c < v; ++c) row[c] = g * std::exp(row[c] - l);  // dlogits
         row[target] -= g;
       }
-      matmul(tile, w, dh.narrow(t0, rows));                    // dh = dlogits w
+      matmul(tile, ww, dhw.narrow(t0, rows));                  // dh = dlogits w
       matmul(tile, h_c, dw, true, false, 1.0, 1.0);            // dw += dlogits^T h
     }
   });
+  cpu::narrow_into(dhw, dh);
 }
 
 }  // namespace rotor

@@ -1,4 +1,5 @@
-// CPU reference: add, axpy, scale, squared_norm, cast.
+// CPU reference: add, axpy, scale, squared_norm, cast. f32, bf16 (math in
+// f32, rounded once at the store) and f64.
 #include "kernels/elementwise.h"
 
 #include <cstring>
@@ -21,13 +22,13 @@ void add(const Tensor& a, const Tensor& b, const Tensor& out) {
   check_same_dtype(a, b, "add");
   check_same_dtype(a, out, "add");
   ROTOR_CHECK(a.numel() == b.numel() && a.numel() == out.numel()) << "add shapes";
-  cpu::dispatch_float(a.dtype(), "add", [&]<class T>() {
+  cpu::dispatch_storage(a.dtype(), "add", [&]<class T>() {
     const T* x = a.data<T>();
     const T* y = b.data<T>();
     T* z = out.data<T>();
     const int64_t n = a.numel();
 #pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
-    for (int64_t i = 0; i < n; ++i) z[i] = x[i] + y[i];
+    for (int64_t i = 0; i < n; ++i) cpu::store(z[i], cpu::load(x[i]) + cpu::load(y[i]));
   });
 }
 
@@ -37,31 +38,33 @@ void axpy(double alpha, const Tensor& x, const Tensor& y) {
   check_cpu(y, "axpy");
   check_same_dtype(x, y, "axpy");
   ROTOR_CHECK_EQ(x.numel(), y.numel());
-  cpu::dispatch_float(x.dtype(), "axpy", [&]<class T>() {
+  cpu::dispatch_storage(x.dtype(), "axpy", [&]<class T>() {
+    using C = cpu::compute_t<T>;
     const T* xp = x.data<T>();
     T* yp = y.data<T>();
-    const T a = static_cast<T>(alpha);
+    const C a = static_cast<C>(alpha);
     const int64_t n = x.numel();
 #pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
-    for (int64_t i = 0; i < n; ++i) yp[i] += a * xp[i];
+    for (int64_t i = 0; i < n; ++i) cpu::store(yp[i], cpu::load(yp[i]) + a * cpu::load(xp[i]));
   });
 }
 
 void scale(const Tensor& x, double alpha) {
   ROTOR_ON_GPU(x, cuda::scale(x, alpha));
   check_cpu(x, "scale");
-  cpu::dispatch_float(x.dtype(), "scale", [&]<class T>() {
+  cpu::dispatch_storage(x.dtype(), "scale", [&]<class T>() {
+    using C = cpu::compute_t<T>;
     T* p = x.data<T>();
-    const T a = static_cast<T>(alpha);
+    const C a = static_cast<C>(alpha);
     const int64_t n = x.numel();
 #pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
-    for (int64_t i = 0; i < n; ++i) p[i] *= a;
+    for (int64_t i = 0; i < n; ++i) cpu::store(p[i], cpu::load(p[i]) * a);
   });
 }
 
 double cpu::squared_norm_sum(const Tensor& x) {
   double total = 0;
-  cpu::dispatch_float(x.dtype(), "squared_norm", [&]<class T>() {
+  cpu::dispatch_storage(x.dtype(), "squared_norm", [&]<class T>() {
     const T* p = x.data<T>();
     const int64_t n = x.numel();
     const int threads = omp_get_max_threads();
@@ -70,7 +73,10 @@ double cpu::squared_norm_sum(const Tensor& x) {
     {
       double s = 0;
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < n; ++i) s += static_cast<double>(p[i]) * p[i];
+      for (int64_t i = 0; i < n; ++i) {
+        const double v = cpu::load(p[i]);
+        s += v * v;
+      }
       partial[omp_get_thread_num()] = s;
     }
     for (double s : partial) total += s;

@@ -37,17 +37,17 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dta
   check_cpu(ids, "embedding ids");
   check_cpu(dout, "embedding dout");
   check_cpu(dtable, "embedding dtable");
-  check_float(dtable, "embedding dtable");
-  check_same_dtype(dout, dtable, "embedding backward");
+  check_float(dout, "embedding dout");
+  check_compute_dtype(dtable, dout.dtype(), "embedding_backward", "dtable");
   const int64_t n = ids.numel(), v = dtable.dim(0), d = dtable.dim(1);
   ROTOR_CHECK_EQ(dout.numel(), n * d);
   const int32_t* id = ids.data<int32_t>();
   for (int64_t i = 0; i < n; ++i)
     ROTOR_CHECK(id[i] >= 0 && id[i] < v) << "token id " << id[i] << " at " << i
                                          << " outside the vocabulary [0, " << v << ")";
-  cpu::dispatch_float(dtable.dtype(), "embedding_backward", [&]<class T>() {
+  cpu::dispatch_storage(dout.dtype(), "embedding_backward", [&]<class T>() {
     const T* g = dout.data<T>();
-    T* dt = dtable.data<T>();
+    cpu::compute_t<T>* dt = dtable.data<cpu::compute_t<T>>();
     // Each thread owns a contiguous range of embedding columns, so repeated
     // ids accumulate without races and in token order (deterministic).
 #pragma omp parallel if (cpu::worth_threads(n * d))
@@ -55,9 +55,9 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dta
       const int nth = omp_get_num_threads(), me = omp_get_thread_num();
       const int64_t c0 = d * me / nth, c1 = d * (me + 1) / nth;
       for (int64_t i = 0; i < n; ++i) {
-        T* dst = dt + id[i] * d;
+        cpu::compute_t<T>* dst = dt + id[i] * d;
         const T* src = g + i * d;
-        for (int64_t c = c0; c < c1; ++c) dst[c] += src[c];
+        for (int64_t c = c0; c < c1; ++c) dst[c] += cpu::load(src[c]);
       }
     }
   });

@@ -1,10 +1,14 @@
-// CPU matmul through OpenBLAS (cblas_sgemm / cblas_dgemm).
+// CPU matmul through OpenBLAS (cblas_sgemm / cblas_dgemm). bf16 operands are
+// widened to f32 copies and multiplied by sgemm (exact products, f32 sums as
+// for f32 operands); a bf16 c is widened too (when beta reads it) and rounded
+// back once at the end. An f32 c takes the product of bf16 operands directly.
 #include "kernels/matmul.h"
 
 #include "kernels/cuda/ops.h"
 
 #include <cblas.h>
 
+#include "kernels/cpu/dispatch.h"
 #include "kernels/elementwise.h"
 
 namespace rotor {
@@ -17,7 +21,10 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
   check_cpu(c, "matmul c");
   check_float(a, "matmul");
   check_same_dtype(a, b, "matmul");
-  check_same_dtype(a, c, "matmul");
+  ROTOR_CHECK(c.dtype() == a.dtype() || c.dtype() == compute_dtype(a.dtype()))
+      << "matmul: c must be " << dtype_name(a.dtype()) << " or "
+      << dtype_name(compute_dtype(a.dtype())) << " with " << dtype_name(a.dtype())
+      << " operands, got " << c.str();
   ROTOR_CHECK(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2)
       << "matmul takes 2-D tensors: " << a.str() << ", " << b.str() << ", " << c.str();
   const int64_t m = trans_a ? a.dim(1) : a.dim(0);
@@ -38,13 +45,17 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
   const blasint lda = static_cast<blasint>(a.dim(1));
   const blasint ldb = static_cast<blasint>(b.dim(1));
   const blasint ldc = static_cast<blasint>(n);
-  if (a.dtype() == DType::kF32) {
-    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(alpha), a.data<float>(), lda,
-                b.data<float>(), ldb, static_cast<float>(beta), c.data<float>(), ldc);
+  // f32 and f64 tensors pass through as they are (the same BLAS call as ever).
+  const Tensor aw = cpu::widen(a), bw = cpu::widen(b);
+  const Tensor cw = beta == 0 ? cpu::wide_output(c) : cpu::widen(c);
+  if (aw.dtype() == DType::kF32) {
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(alpha), aw.data<float>(), lda,
+                bw.data<float>(), ldb, static_cast<float>(beta), cw.data<float>(), ldc);
   } else {
-    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a.data<double>(), lda, b.data<double>(),
-                ldb, beta, c.data<double>(), ldc);
+    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, aw.data<double>(), lda, bw.data<double>(),
+                ldb, beta, cw.data<double>(), ldc);
   }
+  cpu::narrow_into(cw, c);
 }
 
 }  // namespace rotor

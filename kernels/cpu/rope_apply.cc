@@ -1,4 +1,5 @@
-// CPU reference: rotary embedding with the fused per-token multiplier.
+// CPU reference: rotary embedding with the fused per-token multiplier. x, y
+// and scale in one storage dtype (f32, bf16 or f64); math in its compute dtype.
 #include "kernels/rope_apply.h"
 
 #include <cmath>
@@ -38,23 +39,24 @@ void rope_rotate(const Tensor& x, const Tensor& pos, const Tensor& inv_freq, dou
   const int64_t bt = x.dim(0) * x.dim(1), nh = x.dim(2), d = x.dim(3), half = d / 2;
   const int32_t* pp = pos.data<int32_t>();
   const float* fq = inv_freq.data<float>();
-  cpu::dispatch_float(x.dtype(), op, [&]<class T>() {
+  cpu::dispatch_storage(x.dtype(), op, [&]<class T>() {
+    using C = cpu::compute_t<T>;
     const T* xp = x.data<T>();
     T* yp = y.data<T>();
     const T* sp = scale.defined() ? scale.data<T>() : nullptr;
 #pragma omp parallel for schedule(static) if (cpu::worth_threads(bt * nh * d))
     for (int64_t r = 0; r < bt; ++r) {
-      const T m = sp ? sp[r] : T(1);
+      const C m = sp ? cpu::load(sp[r]) : C(1);
       for (int64_t i = 0; i < half; ++i) {
         // f32 angle like HF (fp32 inv_freq @ fp32 positions); f64 in tests.
-        const T a = static_cast<T>(pp[r]) * static_cast<T>(fq[i]);
-        const T c = static_cast<T>(af) * std::cos(a) * m;
-        const T s = static_cast<T>(af) * std::sin(a) * m * static_cast<T>(direction);
+        const C a = static_cast<C>(pp[r]) * static_cast<C>(fq[i]);
+        const C c = static_cast<C>(af) * std::cos(a) * m;
+        const C s = static_cast<C>(af) * std::sin(a) * m * static_cast<C>(direction);
         for (int64_t h = 0; h < nh; ++h) {
           const int64_t o = (r * nh + h) * d;
-          const T x1 = xp[o + i], x2 = xp[o + i + half];
-          yp[o + i] = x1 * c - x2 * s;
-          yp[o + i + half] = x2 * c + x1 * s;
+          const C x1 = cpu::load(xp[o + i]), x2 = cpu::load(xp[o + i + half]);
+          cpu::store(yp[o + i], x1 * c - x2 * s);
+          cpu::store(yp[o + i + half], x2 * c + x1 * s);
         }
       }
     }

@@ -1,4 +1,5 @@
-// CPU reference: SwiGLU h = silu(gate) * up and its backward.
+// CPU reference: SwiGLU h = silu(gate) * up and its backward; every tensor in
+// one storage dtype (f32, bf16 or f64), math in its compute dtype.
 #include "kernels/swiglu.h"
 
 #include <cmath>
@@ -15,15 +16,17 @@ void swiglu_forward(const Tensor& gate, const Tensor& up, const Tensor& h) {
   check_same_dtype(gate, up, "swiglu_forward");
   check_same_dtype(gate, h, "swiglu_forward");
   ROTOR_CHECK(gate.shape() == up.shape() && gate.shape() == h.shape()) << "swiglu shapes";
-  cpu::dispatch_float(gate.dtype(), "swiglu_forward", [&]<class T>() {
+  cpu::dispatch_storage(gate.dtype(), "swiglu_forward", [&]<class T>() {
+    using C = cpu::compute_t<T>;
     const T* g = gate.data<T>();
     const T* u = up.data<T>();
     T* o = h.data<T>();
     const int64_t n = gate.numel();
 #pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
     for (int64_t i = 0; i < n; ++i) {
-      const T sig = T(1) / (T(1) + std::exp(-g[i]));
-      o[i] = g[i] * sig * u[i];
+      const C gi = cpu::load(g[i]);
+      const C sig = C(1) / (C(1) + std::exp(-gi));
+      cpu::store(o[i], gi * sig * cpu::load(u[i]));
     }
   });
 }
@@ -36,7 +39,8 @@ void swiglu_backward(const Tensor& dh, const Tensor& gate, const Tensor& up,
     check_same_dtype(gate, *t, "swiglu_backward");
     ROTOR_CHECK(t->shape() == gate.shape()) << "swiglu_backward shapes";
   }
-  cpu::dispatch_float(gate.dtype(), "swiglu_backward", [&]<class T>() {
+  cpu::dispatch_storage(gate.dtype(), "swiglu_backward", [&]<class T>() {
+    using C = cpu::compute_t<T>;
     const T* d = dh.data<T>();
     const T* g = gate.data<T>();
     const T* u = up.data<T>();
@@ -45,11 +49,12 @@ void swiglu_backward(const Tensor& dh, const Tensor& gate, const Tensor& up,
     const int64_t n = gate.numel();
 #pragma omp parallel for schedule(static) if (cpu::worth_threads(n))
     for (int64_t i = 0; i < n; ++i) {
-      const T sig = T(1) / (T(1) + std::exp(-g[i]));
-      const T silu = g[i] * sig;
-      const T dgi = d[i] * u[i] * sig * (T(1) + g[i] * (T(1) - sig));
-      du[i] = d[i] * silu;
-      dg[i] = dgi;  // written after reading d[i]: dgate may alias dh
+      const C gi = cpu::load(g[i]), di = cpu::load(d[i]);
+      const C sig = C(1) / (C(1) + std::exp(-gi));
+      const C silu = gi * sig;
+      const C dgi = di * cpu::load(u[i]) * sig * (C(1) + gi * (C(1) - sig));
+      cpu::store(du[i], di * silu);
+      cpu::store(dg[i], dgi);  // written after reading d[i]: dgate may alias dh
     }
   });
 }

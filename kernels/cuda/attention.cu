@@ -21,7 +21,8 @@
 //   (f32, or bf16 rounded at every add; sm_80+). Rows with lse = -inf add nothing.
 // merge: one warp per row (b, h, i) (8 rows per 256-thread block), lanes
 //   stride over D.
-// All arithmetic f32 (dots, sums, exp); bf16 rounded at the store.
+// All arithmetic f32 (dots, sums, exp); bf16 rounded at the store. lse and
+// entropy are f32 whatever the dtype of q, k, v and out.
 //
 // Routing: attention_forward / attention_backward hand bf16 calls with head
 // dim 64 or 128 (and 16-byte aligned buffers) to the flash kernels of
@@ -62,10 +63,11 @@ __device__ __forceinline__ float dot_row(const float* a, const T* b, int64_t d) 
   return s;
 }
 
-// q, out [B, Tq, Hq, D]; k, v [B, Tk, Hkv, D]; lse, entropy [B, Hq, Tq].
+// q, out [B, Tq, Hq, D]; k, v [B, Tk, Hkv, D]; lse, entropy [B, Hq, Tq] f32.
 template <class T>
 __global__ void attention_forward_kernel(AttentionShape s, float scale, const T* q, const T* k,
-                                         const T* v, Mask mask, T* out, T* lse, T* entropy) {
+                                         const T* v, Mask mask, T* out, float* lse,
+                                         float* entropy) {
   __shared__ float q_s[kMaxD];
   __shared__ float e_s[kThreads];
   __shared__ float red[32];
@@ -89,8 +91,8 @@ __global__ void attention_forward_kernel(AttentionShape s, float scale, const T*
   if (m == -INFINITY) {  // no visible key: the identity of attention_merge
     for (int64_t x = threadIdx.x; x < D; x += blockDim.x) orow[x] = from_f32<T>(0.0f);
     if (threadIdx.x == 0) {
-      lse[row] = from_f32<T>(-INFINITY);
-      if (entropy != nullptr) entropy[row] = from_f32<T>(0.0f);
+      lse[row] = -INFINITY;
+      if (entropy != nullptr) entropy[row] = 0.0f;
     }
     return;
   }
@@ -133,16 +135,16 @@ __global__ void attention_forward_kernel(AttentionShape s, float scale, const T*
     if (x < D) orow[x] = from_f32<T>(acc[k2] * inv_l);
   }
   if (threadIdx.x == 0) {
-    lse[row] = from_f32<T>(m + log_l);
+    lse[row] = m + log_l;
     // H = log l - sum_j p_j (s_j - m): relative to the max, as the CPU reference.
-    if (entropy != nullptr) entropy[row] = from_f32<T>(log_l - es / l);
+    if (entropy != nullptr) entropy[row] = log_l - es / l;
   }
 }
 
-// q, out, dout, dq [B, Tq, Hq, D]; k, v, dk, dv [B, Tk, Hkv, D]; lse [B, Hq, Tq].
+// q, out, dout, dq [B, Tq, Hq, D]; k, v, dk, dv [B, Tk, Hkv, D]; lse [B, Hq, Tq] f32.
 template <class T>
 __global__ void attention_backward_kernel(AttentionShape s, float scale, const T* q, const T* k,
-                                          const T* v, Mask mask, const T* out, const T* lse,
+                                          const T* v, Mask mask, const T* out, const float* lse,
                                           const T* dout, T* dq, T* dk, T* dv) {
   __shared__ float q_s[kMaxD];
   __shared__ float g_s[kMaxD];  // dout row
@@ -154,7 +156,7 @@ __global__ void attention_backward_kernel(AttentionShape s, float scale, const T
   const int64_t i = row % Tq, h = (row / Tq) % Hq, b = row / (Tq * Hq);
   const int64_t hk = h / (Hq / Hkv);
   const int64_t ldk = Hkv * D;
-  const float l = to_f32(lse[row]);
+  const float l = lse[row];
   if (l == -INFINITY) return;  // the row saw no key: p = 0 everywhere
   const int64_t off = ((b * Tq + i) * Hq + h) * D;
   const T* kh = k + b * Tk * ldk + hk * D;
@@ -209,22 +211,23 @@ __global__ void attention_backward_kernel(AttentionShape s, float scale, const T
   }
 }
 
-// out_acc, out_blk [B, Tq, Hq, D]; lse_*, entropy_* [B, Hq, Tq] (entropy
+// out_acc, out_blk [B, Tq, Hq, D]; lse_*, entropy_* [B, Hq, Tq] f32 (entropy
 // merged only when both are non-null).
 template <class T>
 __global__ void attention_merge_kernel(int64_t rows, int64_t tq, int64_t hq, int64_t d, T* oa,
-                                       T* la, T* ea, const T* ob, const T* lb, const T* eb) {
+                                       float* la, float* ea, const T* ob, const float* lb,
+                                       const float* eb) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   const int64_t i = row % tq, h = (row / tq) % hq, b = row / (tq * hq);
   T* o1 = oa + ((b * tq + i) * hq + h) * d;
   const T* o2 = ob + ((b * tq + i) * hq + h) * d;
-  const float l1 = to_f32(la[row]), l2 = to_f32(lb[row]);
+  const float l1 = la[row], l2 = lb[row];
   if (l2 == -INFINITY) {  // the block saw no key: it contributes nothing
     if (l1 == -INFINITY) {  // neither did the accumulator: the identity
       for (int64_t x = lane; x < d; x += 32) o1[x] = from_f32<T>(0.0f);
-      if (ea != nullptr && lane == 0) ea[row] = from_f32<T>(0.0f);
+      if (ea != nullptr && lane == 0) ea[row] = 0.0f;
     }
     return;
   }
@@ -247,12 +250,12 @@ __global__ void attention_merge_kernel(int64_t rows, int64_t tq, int64_t hq, int
   for (int64_t x = lane; x < d; x += 32)
     o1[x] = from_f32<T>(__fadd_rn(__fmul_rn(w1, to_f32(o1[x])), __fmul_rn(w2, to_f32(o2[x]))));
   if (lane == 0) {
-    la[row] = from_f32<T>((first_max ? l1 : l2) + c);
+    la[row] = (first_max ? l1 : l2) + c;
     if (ea != nullptr) {
       float e = 0.0f;  // blocks with w_b == 0 (underflow) are skipped
-      if (w1 != 0.0f) e += w1 * (to_f32(ea[row]) + d1);
-      if (w2 != 0.0f) e += w2 * (to_f32(eb[row]) + d2);
-      ea[row] = from_f32<T>(e);
+      if (w1 != 0.0f) e += w1 * (ea[row] + d1);
+      if (w2 != 0.0f) e += w2 * (eb[row] + d2);
+      ea[row] = e;
     }
   }
 }
@@ -268,14 +271,15 @@ void check_shape(const AttentionShape& s, const char* op) {
 
 void attention_forward(Float t, const AttentionShape& s, const void* q, const void* k,
                        const void* v, const int32_t* q_pos, const int32_t* k_pos,
-                       const int32_t* q_seg, const int32_t* k_seg, void* out, void* lse,
-                       void* entropy, cudaStream_t stream) {
+                       const int32_t* q_seg, const int32_t* k_seg, void* out, float* lse,
+                       float* entropy, cudaStream_t stream) {
   check_shape(s, "attention_forward");
   const int64_t rows = s.b * s.hq * s.tq;
   if (rows == 0) return;
   const void* flash_ptrs[] = {q, k, v, out};
-  if (flash_attention_supported(t, s, flash_ptrs, 4)) {  // lse, entropy: bf16 like q
-    flash_attention_forward(s, q, k, v, q_pos, k_pos, q_seg, k_seg, out, t, lse, entropy, stream);
+  if (flash_attention_supported(t, s, flash_ptrs, 4)) {  // lse, entropy: f32
+    flash_attention_forward(s, q, k, v, q_pos, k_pos, q_seg, k_seg, out, Float::kF32, lse, entropy,
+                            stream);
     return;
   }
   const Mask mask{q_pos, k_pos, q_seg, k_seg, s.causal};
@@ -284,7 +288,7 @@ void attention_forward(Float t, const AttentionShape& s, const void* q, const vo
     using T = decltype(tag);
     attention_forward_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
         s, scale, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-        mask, static_cast<T*>(out), static_cast<T*>(lse), static_cast<T*>(entropy));
+        mask, static_cast<T*>(out), lse, entropy);
     ROTOR_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -292,7 +296,7 @@ void attention_forward(Float t, const AttentionShape& s, const void* q, const vo
 void attention_backward(Float t, const AttentionShape& s, const void* q, const void* k,
                         const void* v, const int32_t* q_pos, const int32_t* k_pos,
                         const int32_t* q_seg, const int32_t* k_seg, const void* out,
-                        const void* lse, const void* dout, void* dq, void* dk, void* dv,
+                        const float* lse, const void* dout, void* dq, void* dk, void* dv,
                         cudaStream_t stream) {
   check_shape(s, "attention_backward");
   const int64_t rows = s.b * s.hq * s.tq;
@@ -308,8 +312,8 @@ void attention_backward(Float t, const AttentionShape& s, const void* q, const v
     const int device = attr.device;
     const size_t bytes = flash_attention_backward_scratch_bytes(s);
     void* scratch = allocate(device, bytes);
-    flash_attention_backward(s, q, k, v, q_pos, k_pos, q_seg, k_seg, out, t, lse, dout, dq, dk, dv,
-                             scratch, stream);
+    flash_attention_backward(s, q, k, v, q_pos, k_pos, q_seg, k_seg, out, Float::kF32, lse, dout, dq,
+                             dk, dv, scratch, stream);
     release(device, scratch);
     return;
   }
@@ -319,16 +323,16 @@ void attention_backward(Float t, const AttentionShape& s, const void* q, const v
     using T = decltype(tag);
     attention_backward_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
         s, scale, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-        mask, static_cast<const T*>(out), static_cast<const T*>(lse),
-        static_cast<const T*>(dout), static_cast<T*>(dq), static_cast<T*>(dk),
+        mask, static_cast<const T*>(out), lse, static_cast<const T*>(dout),
+        static_cast<T*>(dq), static_cast<T*>(dk),
         static_cast<T*>(dv));
     ROTOR_CUDA_CHECK(cudaGetLastError());
   });
 }
 
-void attention_merge(Float t, const AttentionShape& s, void* out_acc, void* lse_acc,
-                     void* entropy_acc, const void* out_blk, const void* lse_blk,
-                     const void* entropy_blk, cudaStream_t stream) {
+void attention_merge(Float t, const AttentionShape& s, void* out_acc, float* lse_acc,
+                     float* entropy_acc, const void* out_blk, const float* lse_blk,
+                     const float* entropy_blk, cudaStream_t stream) {
   const int64_t rows = s.b * s.hq * s.tq;
   if (rows == 0) return;
   const bool with_entropy = entropy_acc != nullptr && entropy_blk != nullptr;
@@ -338,10 +342,9 @@ void attention_merge(Float t, const AttentionShape& s, void* out_acc, void* lse_
   dispatch(t, [&](auto tag) {
     using T = decltype(tag);
     attention_merge_kernel<T><<<blocks, kMergeThreads, 0, stream>>>(
-        rows, s.tq, s.hq, s.d, static_cast<T*>(out_acc), static_cast<T*>(lse_acc),
-        with_entropy ? static_cast<T*>(entropy_acc) : nullptr, static_cast<const T*>(out_blk),
-        static_cast<const T*>(lse_blk),
-        with_entropy ? static_cast<const T*>(entropy_blk) : nullptr);
+        rows, s.tq, s.hq, s.d, static_cast<T*>(out_acc), lse_acc,
+        with_entropy ? entropy_acc : nullptr, static_cast<const T*>(out_blk), lse_blk,
+        with_entropy ? entropy_blk : nullptr);
     ROTOR_CUDA_CHECK(cudaGetLastError());
   });
 }

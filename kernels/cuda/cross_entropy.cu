@@ -2,7 +2,8 @@
 // forms f32 logits tiles [rows, cols] (leading dimension ld) of vocabulary
 // columns [col0, col0 + cols) with cuBLASLt; these kernels turn them into the
 // online LSE, the loss and the dlogits. Row-indexed arrays (targets, max, sum,
-// target_logit, lse, dloss, loss) are indexed by the tile row r in [0, rows).
+// target_logit, lse, dloss, loss) are indexed by the tile row r in [0, rows),
+// all f32 whatever the dtype of h and w.
 //
 // ce_tile_accumulate: one block (256 threads) per row; block max, then block
 //   sum of exp(logit - max), f32, fixed order; thread 0 updates the row's
@@ -43,11 +44,10 @@ __global__ void ce_tile_accumulate_kernel(const float* logits, int64_t cols, int
   }
 }
 
-// max, sum, target_logit, targets [rows] -> loss, lse [rows] (T).
-template <class T>
+// max, sum, target_logit, targets [rows] -> loss, lse [rows] (f32).
 __global__ void ce_finish_kernel(const float* max, const float* sum, const float* target_logit,
                                  const int32_t* targets, int64_t vocab_offset,
-                                 int64_t vocab_slice, T* loss, T* lse, int64_t rows) {
+                                 int64_t vocab_slice, float* loss, float* lse, int64_t rows) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
   const float l = max[r] + logf(sum[r]);
@@ -59,15 +59,14 @@ __global__ void ce_finish_kernel(const float* max, const float* sum, const float
   } else {
     out = found ? l - target_logit[r] : l;
   }
-  lse[r] = from_f32<T>(l);
-  loss[r] = from_f32<T>(out);
+  lse[r] = l;
+  loss[r] = out;
 }
 
-// logits [rows, ld] (cols used), in place; targets, lse, dloss [rows].
-template <class T>
+// logits [rows, ld] (cols used), in place; targets, lse, dloss [rows] (f32).
 __global__ void ce_tile_dlogits_kernel(float* logits, int64_t cols, int64_t ld, int64_t col0,
-                                       const int32_t* targets, int64_t vocab_offset, const T* lse,
-                                       const T* dloss) {
+                                       const int32_t* targets, int64_t vocab_offset,
+                                       const float* lse, const float* dloss) {
   const int64_t r = blockIdx.x;
   float* row = logits + r * ld;
   const int64_t stride = static_cast<int64_t>(gridDim.y) * blockDim.x;
@@ -77,7 +76,7 @@ __global__ void ce_tile_dlogits_kernel(float* logits, int64_t cols, int64_t ld, 
     return;
   }
   const int64_t target = static_cast<int64_t>(targets[r]) - vocab_offset - col0;  // tile column
-  const float g = to_f32(dloss[r]), l = to_f32(lse[r]);
+  const float g = dloss[r], l = lse[r];
   for (int64_t c = first; c < cols; c += stride) {
     float v = __fmul_rn(g, expf(row[c] - l));
     if (c == target) v = __fsub_rn(v, g);
@@ -96,31 +95,23 @@ void ce_tile_accumulate(const float* logits, int64_t rows, int64_t cols, int64_t
   ROTOR_CUDA_CHECK(cudaGetLastError());
 }
 
-void ce_finish(Float t, const float* max, const float* sum, const float* target_logit,
-               const int32_t* targets, int64_t vocab_offset, int64_t vocab_slice, void* loss,
-               void* lse, int64_t rows, cudaStream_t stream) {
+void ce_finish(const float* max, const float* sum, const float* target_logit,
+               const int32_t* targets, int64_t vocab_offset, int64_t vocab_slice, float* loss,
+               float* lse, int64_t rows, cudaStream_t stream) {
   if (rows == 0) return;
-  dispatch(t, [&](auto tag) {
-    using T = decltype(tag);
-    ce_finish_kernel<T><<<grid_for(rows, kThreads, INT32_MAX), kThreads, 0, stream>>>(
-        max, sum, target_logit, targets, vocab_offset, vocab_slice, static_cast<T*>(loss),
-        static_cast<T*>(lse), rows);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
-  });
+  ce_finish_kernel<<<grid_for(rows, kThreads, INT32_MAX), kThreads, 0, stream>>>(
+      max, sum, target_logit, targets, vocab_offset, vocab_slice, loss, lse, rows);
+  ROTOR_CUDA_CHECK(cudaGetLastError());
 }
 
-void ce_tile_dlogits(Float t, float* logits, int64_t rows, int64_t cols, int64_t ld, int64_t col0,
-                     const int32_t* targets, int64_t vocab_offset, const void* lse,
-                     const void* dloss, cudaStream_t stream) {
+void ce_tile_dlogits(float* logits, int64_t rows, int64_t cols, int64_t ld, int64_t col0,
+                     const int32_t* targets, int64_t vocab_offset, const float* lse,
+                     const float* dloss, cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
   const dim3 grid(static_cast<unsigned>(rows), grid_for(cols, kThreads * 4, 65535));
-  dispatch(t, [&](auto tag) {
-    using T = decltype(tag);
-    ce_tile_dlogits_kernel<T><<<grid, kThreads, 0, stream>>>(
-        logits, cols, ld, col0, targets, vocab_offset, static_cast<const T*>(lse),
-        static_cast<const T*>(dloss));
-    ROTOR_CUDA_CHECK(cudaGetLastError());
-  });
+  ce_tile_dlogits_kernel<<<grid, kThreads, 0, stream>>>(logits, cols, ld, col0, targets,
+                                                         vocab_offset, lse, dloss);
+  ROTOR_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace rotor::cuda

@@ -3,9 +3,10 @@
 // Parallelisation: one block per token n (grid n, 128 threads); the threads
 // stride over the D columns of the row, in 16-byte packs (4 f32 / 8 bf16) when
 // D is a multiple of the pack and the buffers are 16-byte aligned.
-// forward copies table rows (bit-exact); backward adds dout rows into dtable
-// with atomicAdd (f32, or bf16 rounded at each add; sm_80+), so repeated ids
-// accumulate in a run-dependent order.
+// forward copies table rows (bit-exact); backward adds dout rows (f32 or
+// bf16, widened) into the f32 dtable with f32 atomicAdd, so repeated ids
+// accumulate in a run-dependent order (never bf16 atomics: a bf16 gradient
+// would round at every add).
 #include "kernels/cuda/common.cuh"
 
 namespace rotor::cuda {
@@ -24,16 +25,16 @@ __global__ void embedding_forward_kernel(const int32_t* ids, const T* table, T* 
     store_pack<T, N>(dst + c, load_pack<T, N>(src + c));
 }
 
-// dtable[ids[n], :] += dout[n, :]
+// dtable[ids[n], :] += dout[n, :]; dtable f32.
 template <class T, int N>
-__global__ void embedding_backward_kernel(const int32_t* ids, const T* dout, T* dtable, int64_t d) {
+__global__ void embedding_backward_kernel(const int32_t* ids, const T* dout, float* dtable, int64_t d) {
   const int64_t row = blockIdx.x;
   const T* src = dout + row * d;
-  T* dst = dtable + static_cast<int64_t>(ids[row]) * d;
+  float* dst = dtable + static_cast<int64_t>(ids[row]) * d;
   for (int64_t c = static_cast<int64_t>(threadIdx.x) * N; c < d; c += static_cast<int64_t>(blockDim.x) * N) {
     const Pack<T, N> g = load_pack<T, N>(src + c);
 #pragma unroll
-    for (int k = 0; k < N; ++k) atomicAdd(dst + c + k, g.v[k]);
+    for (int k = 0; k < N; ++k) atomicAdd(dst + c + k, to_f32(g.v[k]));
   }
 }
 
@@ -56,18 +57,17 @@ void embedding_forward(Float t, const int32_t* ids, const void* table, void* out
   });
 }
 
-void embedding_backward(Float t, const int32_t* ids, const void* dout, void* dtable, int64_t n,
+void embedding_backward(Float t, const int32_t* ids, const void* dout, float* dtable, int64_t n,
                         int64_t d, cudaStream_t stream) {
   if (n == 0 || d == 0) return;
   dispatch(t, [&](auto tag) {
     using T = decltype(tag);
     constexpr int V = kVec<T>;
     const T* gp = static_cast<const T*>(dout);
-    T* dp = static_cast<T*>(dtable);
     if (d % V == 0 && aligned16(dout)) {
-      embedding_backward_kernel<T, V><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(ids, gp, dp, d);
+      embedding_backward_kernel<T, V><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(ids, gp, dtable, d);
     } else {
-      embedding_backward_kernel<T, 1><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(ids, gp, dp, d);
+      embedding_backward_kernel<T, 1><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(ids, gp, dtable, d);
     }
     ROTOR_CUDA_CHECK(cudaGetLastError());
   });

@@ -6,10 +6,12 @@
 // the C++20 host headers.
 //
 // Conventions (every launcher):
-// - `Float` names the element type of every float buffer of the call
-//   (kF32 or kBF16) unless a parameter says otherwise; arithmetic is f32
-//   (sums and norms accumulate in f32, squared_norm in f64), bf16 results are
-//   rounded to nearest even once, at the store.
+// - `Float` names the element type of the activation buffers of the call
+//   (kF32 or kBF16); statistics (rstd, lse, entropy, loss, dloss) and weight
+//   gradients (RMSNorm dw, embedding dtable) are `float*`, f32 whatever
+//   `Float` is (the mixed-precision contract of kernels/tensor.h). Arithmetic
+//   is f32 (sums and norms accumulate in f32, squared_norm in f64); bf16
+//   results are rounded to nearest even once, at the store.
 // - Shapes are the op header's (row-major, contiguous); sizes are int64_t.
 // - Outputs marked (=) are overwritten, (+=) accumulated, exactly as the CPU
 //   reference does.
@@ -49,20 +51,21 @@ void cast(Float src_t, const void* src, Float dst_t, void* dst, int64_t n, cudaS
 // out[n, :] = table[ids[n], :] (=); ids [N] i32 in [0, V) (checked by the caller).
 void embedding_forward(Float t, const int32_t* ids, const void* table, void* out, int64_t n,
                        int64_t d, cudaStream_t stream);
-// dtable[ids[n], :] += dout[n, :] (atomic adds: the order of repeated ids
-// varies, so bf16/f32 sums may differ in the last bit between runs).
-void embedding_backward(Float t, const int32_t* ids, const void* dout, void* dtable, int64_t n,
+// dtable[ids[n], :] += dout[n, :]: dout `Float`, dtable f32 (f32 atomic adds:
+// the order of repeated ids varies, so sums may differ in the last bit
+// between runs; never bf16 atomics, which would round at every add).
+void embedding_backward(Float t, const int32_t* ids, const void* dout, float* dtable, int64_t n,
                         int64_t d, cudaStream_t stream);
 
 // ---- RMSNorm (kernels/rmsnorm.h) -------------------------------------------
-// y [N, D] (=), rstd [N] (=, same Float as x).
-void rmsnorm_forward(Float t, const void* x, const void* w, double eps, void* y, void* rstd,
+// x, w, y `Float`: y [N, D] (=); rstd [N] f32 (=).
+void rmsnorm_forward(Float t, const void* x, const void* w, double eps, void* y, float* rstd,
                      int64_t n, int64_t d, cudaStream_t stream);
-// dx (=), dw (+=; per-block partial sums in f32 in scratch, then one
-// deterministic reduction).
+// dy, x, w, dx `Float`, rstd f32: dx (=), dw f32 (+=; per-block partial sums
+// in f32 in scratch, then one deterministic reduction).
 size_t rmsnorm_backward_scratch_bytes(int64_t n, int64_t d);
-void rmsnorm_backward(Float t, const void* dy, const void* x, const void* w, const void* rstd,
-                      void* dx, void* dw, int64_t n, int64_t d, void* scratch,
+void rmsnorm_backward(Float t, const void* dy, const void* x, const void* w, const float* rstd,
+                      void* dx, float* dw, int64_t n, int64_t d, void* scratch,
                       cudaStream_t stream);
 
 // ---- RoPE with the query multiplier (kernels/rope_apply.h) ----------------
@@ -105,26 +108,25 @@ void ce_tile_accumulate(const float* logits, int64_t rows, int64_t cols, int64_t
                         float* sum, float* target_logit, cudaStream_t stream);
 // After the last tile: lse[r] = max + log(sum); loss[r] = lse - target_logit
 // when the target is in this slice (found[r]), lse when it is elsewhere
-// (vocabulary-parallel partial), 0 when targets[r] < 0. loss and lse have
-// Float t.
-void ce_finish(Float t, const float* max, const float* sum, const float* target_logit,
-               const int32_t* targets, int64_t vocab_offset, int64_t vocab_slice, void* loss,
-               void* lse, int64_t rows, cudaStream_t stream);
+// (vocabulary-parallel partial), 0 when targets[r] < 0. loss and lse are f32.
+void ce_finish(const float* max, const float* sum, const float* target_logit,
+               const int32_t* targets, int64_t vocab_offset, int64_t vocab_slice, float* loss,
+               float* lse, int64_t rows, cudaStream_t stream);
 // In place: logits[r, c] <- dloss[r] * (exp(logits[r, c] - lse[r]) - [c + col0 ==
 // targets[r] - vocab_offset]); rows with targets[r] < 0 become 0. lse and
-// dloss have Float t.
-void ce_tile_dlogits(Float t, float* logits, int64_t rows, int64_t cols, int64_t ld, int64_t col0,
-                     const int32_t* targets, int64_t vocab_offset, const void* lse,
-                     const void* dloss, cudaStream_t stream);
+// dloss are f32.
+void ce_tile_dlogits(float* logits, int64_t rows, int64_t cols, int64_t ld, int64_t col0,
+                     const int32_t* targets, int64_t vocab_offset, const float* lse,
+                     const float* dloss, cudaStream_t stream);
 
 // ---- attention (kernels/attention.h) -----------------------------------------
 // A simple correct kernel; bf16 calls with head dim 64 or 128 (16-byte
 // aligned buffers) are routed to the flash kernels (kernels/cuda/
 // flash_attention.h; the backward then takes its f32 dq accumulator from the
 // caching allocator for the duration of the call):
-// q [B, Tq, Hq, D], k/v [B, Tk, Hkv, D], out [B, Tq, Hq, D] (=), lse and
-// entropy [B, Hq, Tq] (=; same Float as q; entropy may be null); q_seg/k_seg
-// may be null. Visibility as kernels/attention.h.
+// q [B, Tq, Hq, D], k/v [B, Tk, Hkv, D], out [B, Tq, Hq, D] (=) in `Float`;
+// lse and entropy [B, Hq, Tq] (=) f32 (entropy may be null); q_seg/k_seg may
+// be null. Visibility as kernels/attention.h.
 struct AttentionShape {
   int64_t b = 0, tq = 0, tk = 0, hq = 0, hkv = 0, d = 0;
   bool causal = true;
@@ -132,22 +134,23 @@ struct AttentionShape {
 };
 void attention_forward(Float t, const AttentionShape& s, const void* q, const void* k,
                        const void* v, const int32_t* q_pos, const int32_t* k_pos,
-                       const int32_t* q_seg, const int32_t* k_seg, void* out, void* lse,
-                       void* entropy, cudaStream_t stream);
-// dq, dk, dv (+=), from the final out and lse of the query rows. dk and dv
+                       const int32_t* q_seg, const int32_t* k_seg, void* out, float* lse,
+                       float* entropy, cudaStream_t stream);
+// dq, dk, dv (+=, `Float`), from the final out and f32 lse of the query rows. dk and dv
 // take atomic adds from every query row; in bf16 each add rounds, so long
 // sequences lose accuracy there (the flash kernels of the next issue
 // accumulate in f32 per key block instead). Head dim <= 512.
 void attention_backward(Float t, const AttentionShape& s, const void* q, const void* k,
                         const void* v, const int32_t* q_pos, const int32_t* k_pos,
                         const int32_t* q_seg, const int32_t* k_seg, const void* out,
-                        const void* lse, const void* dout, void* dq, void* dk, void* dv,
+                        const float* lse, const void* dout, void* dq, void* dk, void* dv,
                         cudaStream_t stream);
 // Log-sum-exp merge of one more block into the accumulator (in place);
 // rows = B * Hq * Tq, out rows of d elements are [B, Tq, Hq, D] ordered, so
-// the kernel maps (b, h, i) to out row (b * Tq + i) * Hq + h.
-void attention_merge(Float t, const AttentionShape& s, void* out_acc, void* lse_acc,
-                     void* entropy_acc, const void* out_blk, const void* lse_blk,
-                     const void* entropy_blk, cudaStream_t stream);
+// the kernel maps (b, h, i) to out row (b * Tq + i) * Hq + h. out_* `Float`,
+// lse_* and entropy_* f32.
+void attention_merge(Float t, const AttentionShape& s, void* out_acc, float* lse_acc,
+                     float* entropy_acc, const void* out_blk, const float* lse_blk,
+                     const float* entropy_blk, cudaStream_t stream);
 
 }  // namespace rotor::cuda

@@ -42,6 +42,16 @@ void check_same_float(std::initializer_list<const Tensor*> ts, const char* op) {
 
 cudaStream_t stream_of(int device) { return device_context(device).stream; }
 
+// A statistic or weight gradient (`what` of `op`): f32 whatever the activations
+// are (compute_dtype of f32 and bf16 alike; kernels/tensor.h).
+float* f32_of(const Tensor& t, DType activations, const char* op, const char* what) {
+  check_compute_dtype(t, activations, op, what);
+  return t.data<float>();
+}
+float* f32_or_null(const Tensor& t, DType activations, const char* op, const char* what) {
+  return t.defined() ? f32_of(t, activations, op, what) : nullptr;
+}
+
 const int32_t* i32(const Tensor& t) { return t.defined() ? t.data<int32_t>() : nullptr; }
 
 }  // namespace
@@ -92,36 +102,39 @@ void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out
 }
 
 void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dtable) {
-  const int dev = check_on_device({&ids, &dout, &dtable}, "embedding_backward");
-  check_same_float({&dout, &dtable}, "embedding_backward");
+  const char* op = "embedding_backward";
+  const int dev = check_on_device({&ids, &dout, &dtable}, op);
   ROTOR_CHECK(ids.dtype() == DType::kI32 && dtable.ndim() == 2 && dout.numel() == ids.numel() * dtable.dim(1))
       << "embedding_backward: ids [N] i32, dout [N, D], dtable [V, D]";
-  cuda::embedding_backward(float_of(dout, "embedding_backward"), ids.data<int32_t>(), dout.raw(), dtable.raw(),
-                           ids.numel(), dtable.dim(1), stream_of(dev));
+  cuda::embedding_backward(float_of(dout, op), ids.data<int32_t>(), dout.raw(),
+                           f32_of(dtable, dout.dtype(), op, "dtable"), ids.numel(), dtable.dim(1),
+                           stream_of(dev));
 }
 
 void rmsnorm_forward(const Tensor& x, const Tensor& w, double eps, const Tensor& y, const Tensor& rstd) {
-  const int dev = check_on_device({&x, &w, &y, &rstd}, "rmsnorm_forward");
-  check_same_float({&x, &w, &y, &rstd}, "rmsnorm_forward");
+  const char* op = "rmsnorm_forward";
+  const int dev = check_on_device({&x, &w, &y, &rstd}, op);
+  check_same_float({&x, &w, &y}, op);
   const int64_t d = w.numel(), n = x.numel() / std::max<int64_t>(d, 1);
   ROTOR_CHECK(x.numel() == n * d && y.numel() == x.numel() && rstd.numel() == n)
       << "rmsnorm_forward: x [N, D], w [D], y [N, D], rstd [N]; got " << x.str() << " " << w.str();
-  cuda::rmsnorm_forward(float_of(x, "rmsnorm_forward"), x.raw(), w.raw(), eps, y.raw(), rstd.raw(), n, d,
-                        stream_of(dev));
+  cuda::rmsnorm_forward(float_of(x, op), x.raw(), w.raw(), eps, y.raw(), f32_of(rstd, x.dtype(), op, "rstd"),
+                        n, d, stream_of(dev));
 }
 
 void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx,
                       const Tensor& dw) {
-  const int dev = check_on_device({&dy, &x, &w, &rstd, &dx, &dw}, "rmsnorm_backward");
-  check_same_float({&dy, &x, &w, &rstd, &dx, &dw}, "rmsnorm_backward");
+  const char* op = "rmsnorm_backward";
+  const int dev = check_on_device({&dy, &x, &w, &rstd, &dx, &dw}, op);
+  check_same_float({&dy, &x, &w, &dx}, op);
   const int64_t d = w.numel(), n = x.numel() / std::max<int64_t>(d, 1);
   ROTOR_CHECK(x.numel() == n * d && dy.numel() == x.numel() && dx.numel() == x.numel() && rstd.numel() == n &&
               dw.numel() == d)
       << "rmsnorm_backward: shapes " << dy.str() << " " << x.str() << " " << w.str();
   Tensor work = Tensor::empty({static_cast<int64_t>(rmsnorm_backward_scratch_bytes(n, d)) / 4 + 1}, DType::kF32,
                               x.device());
-  cuda::rmsnorm_backward(float_of(x, "rmsnorm_backward"), dy.raw(), x.raw(), w.raw(), rstd.raw(), dx.raw(),
-                         dw.raw(), n, d, work.raw(), stream_of(dev));
+  cuda::rmsnorm_backward(float_of(x, op), dy.raw(), x.raw(), w.raw(), f32_of(rstd, x.dtype(), op, "rstd"),
+                         dx.raw(), f32_of(dw, x.dtype(), op, "dw"), n, d, work.raw(), stream_of(dev));
 }
 
 namespace {
@@ -194,6 +207,11 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
             double beta) {
   const int dev = check_on_device({&a, &b, &c}, "matmul");
   check_same_float({&a, &b}, "matmul");
+  // c in a's dtype, or f32 from bf16 operands (weight gradients: cuBLASLt
+  // takes A/B in CUDA_R_16BF with C/D in CUDA_R_32F, compute 32F).
+  ROTOR_CHECK(c.dtype() == a.dtype() || c.dtype() == DType::kF32)
+      << "matmul: c must be " << dtype_name(a.dtype()) << " or f32 with " << dtype_name(a.dtype())
+      << " operands, got " << c.str();
   ROTOR_CHECK(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2) << "matmul: 2-D tensors, got " << a.str() << " "
                                                                 << b.str() << " " << c.str();
   const int64_t m = trans_a ? a.dim(1) : a.dim(0), k = trans_a ? a.dim(0) : a.dim(1);
@@ -208,7 +226,9 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, boo
 // Tiles: logits [rows, cols] f32 = h[rows] w[cols]^T (cuBLASLt, f32 output),
 // the online LSE over the vocabulary tiles (ce_tile_accumulate), the loss
 // (ce_finish), and for the gradients dlogits in place (ce_tile_dlogits),
-// cast to the compute dtype, then dh (+)= dlogits w and dw += dlogits^T h.
+// cast to the dtype of h and w, then dh (+)= dlogits w (in h's dtype) and
+// dw += dlogits^T h (f32: cuBLASLt with bf16 A/B and an f32 C). loss, lse,
+// dloss and dw are f32 whatever h and w are.
 namespace {
 
 struct CeArgs {
@@ -220,8 +240,9 @@ struct CeArgs {
 CeArgs check_ce(const Tensor& h, const Tensor& w, const Tensor& targets, const Tensor& lse, const char* op) {
   CeArgs a;
   a.dev = check_on_device({&h, &w, &targets, &lse}, op);
-  check_same_float({&h, &w, &lse}, op);
+  check_same_float({&h, &w}, op);
   a.t = float_of(h, op);
+  check_compute_dtype(lse, h.dtype(), op, "lse");
   ROTOR_CHECK(h.ndim() == 2 && w.ndim() == 2 && h.dim(1) == w.dim(1))
       << op << ": h [N, D] and w [V, D], got " << h.str() << " and " << w.str();
   ROTOR_CHECK(targets.dtype() == DType::kI32 && targets.numel() == h.dim(0)) << op << ": targets [N] i32";
@@ -252,8 +273,8 @@ void tile_gradients(const CeArgs& a, const Tensor& h, const Tensor& w, const Ten
   DeviceContext& ctx = device_context(a.dev);
   gemm(ctx, a.t, dl, w.narrow(c0, cols).raw(), a.t, dh.narrow(r0, rows).raw(), rows, a.d, cols, false, false,
        cols, a.d, a.d, 1.0, dh_beta);
-  gemm(ctx, a.t, dl, h.narrow(r0, rows).raw(), a.t, dw.narrow(c0, cols).raw(), cols, a.d, rows, true, false,
-       cols, a.d, a.d, 1.0, 1.0);
+  gemm(ctx, a.t, dl, h.narrow(r0, rows).raw(), Float::kF32, dw.narrow(c0, cols).raw(), cols, a.d, rows, true,
+       false, cols, a.d, a.d, 1.0, 1.0);
 }
 
 // Running max, sum and target logit per row [N] f32 (ce_tile_accumulate:
@@ -271,9 +292,11 @@ RowState row_state(const CeArgs& a, const Tensor& like) {
 
 void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targets, const Tensor& loss,
                            const Tensor& lse, CrossEntropyChunks chunks, int64_t vocab_start, int64_t vocab_size) {
-  const CeArgs a = check_ce(h, w, targets, lse, "cross_entropy_forward");
-  check_on_device({&h, &loss}, "cross_entropy_forward");
-  ROTOR_CHECK(loss.numel() == a.n && loss.dtype() == h.dtype()) << "cross_entropy_forward: loss [N], h's dtype";
+  const char* op = "cross_entropy_forward";
+  const CeArgs a = check_ce(h, w, targets, lse, op);
+  check_on_device({&h, &loss}, op);
+  ROTOR_CHECK(loss.numel() == a.n) << "cross_entropy_forward: loss [N]";
+  float* loss_p = f32_of(loss, h.dtype(), op, "loss");
   ROTOR_CHECK(vocab_size == 0 || vocab_start + a.vs <= vocab_size) << "cross_entropy_forward: slice past the vocabulary";
   const int64_t tr = std::min(chunks.tokens, std::max<int64_t>(a.n, 1)), tv = std::min(chunks.vocab, a.vs);
   Tensor tile = Tensor::empty({tr * tv}, DType::kF32, h.device());
@@ -288,16 +311,19 @@ void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targe
                          s.max.data<float>() + r0, s.sum.data<float>() + r0, s.target_logit.data<float>() + r0, st);
     }
   }
-  ce_finish(a.t, s.max.data<float>(), s.sum.data<float>(), s.target_logit.data<float>(), targets.data<int32_t>(),
-            vocab_start, a.vs, loss.raw(), lse.raw(), a.n, st);
+  ce_finish(s.max.data<float>(), s.sum.data<float>(), s.target_logit.data<float>(), targets.data<int32_t>(),
+            vocab_start, a.vs, loss_p, lse.data<float>(), a.n, st);
 }
 
 void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets, const Tensor& lse,
                             const Tensor& dloss, const Tensor& dh, const Tensor& dw, CrossEntropyChunks chunks,
                             int64_t vocab_start, int64_t vocab_size) {
-  const CeArgs a = check_ce(h, w, targets, lse, "cross_entropy_backward");
-  check_on_device({&h, &dloss, &dh, &dw}, "cross_entropy_backward");
-  check_same_float({&h, &dloss, &dh, &dw}, "cross_entropy_backward");
+  const char* op = "cross_entropy_backward";
+  const CeArgs a = check_ce(h, w, targets, lse, op);
+  check_on_device({&h, &dloss, &dh, &dw}, op);
+  check_same_float({&h, &dh}, op);
+  const float* dloss_p = f32_of(dloss, h.dtype(), op, "dloss");
+  f32_of(dw, h.dtype(), op, "dw");
   ROTOR_CHECK(dh.shape() == h.shape() && dw.shape() == w.shape() && dloss.numel() == a.n)
       << "cross_entropy_backward: dh like h, dw like w, dloss [N]";
   ROTOR_CHECK(vocab_size == 0 || vocab_start + a.vs <= vocab_size) << "cross_entropy_backward: slice past the vocabulary";
@@ -310,8 +336,8 @@ void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targ
     for (int64_t c0 = 0; c0 < a.vs; c0 += tv) {
       const int64_t cols = std::min(tv, a.vs - c0);
       logits_tile(a, h, w, r0, rows, c0, cols, tile.data<float>());
-      ce_tile_dlogits(a.t, tile.data<float>(), rows, cols, cols, c0, targets.data<int32_t>() + r0, vocab_start,
-                      lse.narrow(r0, rows).raw(), dloss.narrow(r0, rows).raw(), st);
+      ce_tile_dlogits(tile.data<float>(), rows, cols, cols, c0, targets.data<int32_t>() + r0, vocab_start,
+                      lse.data<float>() + r0, dloss_p + r0, st);
       tile_gradients(a, h, w, dh, dw, r0, rows, c0, cols, tile.data<float>(), low, c0 == 0 ? 0.0 : 1.0);
     }
   }
@@ -320,9 +346,13 @@ void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targ
 void cross_entropy_forward_backward(const Tensor& h, const Tensor& w, const Tensor& targets, const Tensor& dloss,
                                     const Tensor& loss, const Tensor& lse, const Tensor& dh, const Tensor& dw,
                                     CrossEntropyChunks chunks) {
-  const CeArgs a = check_ce(h, w, targets, lse, "cross_entropy_forward_backward");
-  check_on_device({&h, &dloss, &loss, &dh, &dw}, "cross_entropy_forward_backward");
-  check_same_float({&h, &dloss, &loss, &dh, &dw}, "cross_entropy_forward_backward");
+  const char* op = "cross_entropy_forward_backward";
+  const CeArgs a = check_ce(h, w, targets, lse, op);
+  check_on_device({&h, &dloss, &loss, &dh, &dw}, op);
+  check_same_float({&h, &dh}, op);
+  const float* dloss_p = f32_of(dloss, h.dtype(), op, "dloss");
+  float* loss_p = f32_of(loss, h.dtype(), op, "loss");
+  f32_of(dw, h.dtype(), op, "dw");
   ROTOR_CHECK(dh.shape() == h.shape() && dw.shape() == w.shape() && dloss.numel() == a.n && loss.numel() == a.n)
       << "cross_entropy_forward_backward: dh like h, dw like w, dloss and loss [N]";
   // Whole rows per tile: the logits of a row are formed once (3 GEMMs a step).
@@ -337,11 +367,10 @@ void cross_entropy_forward_backward(const Tensor& h, const Tensor& w, const Tens
     logits_tile(a, h, w, r0, rows, 0, a.vs, tile.data<float>());
     ce_tile_accumulate(tile.data<float>(), rows, a.vs, a.vs, 0, targets.data<int32_t>() + r0, 0,
                        s.max.data<float>() + r0, s.sum.data<float>() + r0, s.target_logit.data<float>() + r0, st);
-    ce_finish(a.t, s.max.data<float>() + r0, s.sum.data<float>() + r0, s.target_logit.data<float>() + r0,
-              targets.data<int32_t>() + r0, 0, a.vs, loss.narrow(r0, rows).raw(), lse.narrow(r0, rows).raw(), rows,
-              st);
-    ce_tile_dlogits(a.t, tile.data<float>(), rows, a.vs, a.vs, 0, targets.data<int32_t>() + r0, 0,
-                    lse.narrow(r0, rows).raw(), dloss.narrow(r0, rows).raw(), st);
+    ce_finish(s.max.data<float>() + r0, s.sum.data<float>() + r0, s.target_logit.data<float>() + r0,
+              targets.data<int32_t>() + r0, 0, a.vs, loss_p + r0, lse.data<float>() + r0, rows, st);
+    ce_tile_dlogits(tile.data<float>(), rows, a.vs, a.vs, 0, targets.data<int32_t>() + r0, 0,
+                    lse.data<float>() + r0, dloss_p + r0, st);
     tile_gradients(a, h, w, dh, dw, r0, rows, 0, a.vs, tile.data<float>(), low, 0.0);
   }
 }
@@ -368,6 +397,12 @@ AttentionShape attention_shape(const Tensor& q, const Tensor& k, const Attention
   s.scale = scale;
   return s;
 }
+
+// lse / entropy [B, Hq, Tq] (their dtype is checked where the pointer is taken).
+void check_attention_stat(const Tensor& t, const AttentionShape& s, const char* op, const char* what) {
+  ROTOR_CHECK(t.numel() == s.b * s.hq * s.tq) << op << ": " << what << " must be [B, Hq, Tq] = [" << s.b << ", "
+                                               << s.hq << ", " << s.tq << "], got " << t.str();
+}
 }  // namespace
 
 void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask, double scale,
@@ -375,11 +410,14 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const int dev = check_on_device({&q, &k, &v, &mask.q_pos, &mask.k_pos, &mask.q_seg, &mask.k_seg, &out, &lse,
                                    &entropy},
                                   "attention_forward");
-  check_same_float({&q, &k, &v, &out, &lse, &entropy}, "attention_forward");
-  const AttentionShape s = attention_shape(q, k, mask, scale, "attention_forward");
-  cuda::attention_forward(float_of(q, "attention_forward"), s, q.raw(), k.raw(), v.raw(), i32(mask.q_pos),
-                          i32(mask.k_pos), i32(mask.q_seg), i32(mask.k_seg), out.raw(), lse.raw(),
-                          entropy.defined() ? entropy.raw() : nullptr, stream_of(dev));
+  const char* op = "attention_forward";
+  check_same_float({&q, &k, &v, &out}, op);
+  const AttentionShape s = attention_shape(q, k, mask, scale, op);
+  check_attention_stat(lse, s, op, "lse");
+  if (entropy.defined()) check_attention_stat(entropy, s, op, "entropy");
+  cuda::attention_forward(float_of(q, op), s, q.raw(), k.raw(), v.raw(), i32(mask.q_pos), i32(mask.k_pos),
+                          i32(mask.q_seg), i32(mask.k_seg), out.raw(), f32_of(lse, q.dtype(), op, "lse"),
+                          f32_or_null(entropy, q.dtype(), op, "entropy"), stream_of(dev));
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask, double scale,
@@ -388,18 +426,21 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   const int dev = check_on_device({&q, &k, &v, &mask.q_pos, &mask.k_pos, &mask.q_seg, &mask.k_seg, &out, &lse,
                                    &dout, &dq, &dk, &dv},
                                   "attention_backward");
-  check_same_float({&q, &k, &v, &out, &lse, &dout, &dq, &dk, &dv}, "attention_backward");
-  const AttentionShape s = attention_shape(q, k, mask, scale, "attention_backward");
-  cuda::attention_backward(float_of(q, "attention_backward"), s, q.raw(), k.raw(), v.raw(), i32(mask.q_pos),
-                           i32(mask.k_pos), i32(mask.q_seg), i32(mask.k_seg), out.raw(), lse.raw(), dout.raw(),
-                           dq.raw(), dk.raw(), dv.raw(), stream_of(dev));
+  const char* op = "attention_backward";
+  check_same_float({&q, &k, &v, &out, &dout, &dq, &dk, &dv}, op);
+  const AttentionShape s = attention_shape(q, k, mask, scale, op);
+  check_attention_stat(lse, s, op, "lse");
+  cuda::attention_backward(float_of(q, op), s, q.raw(), k.raw(), v.raw(), i32(mask.q_pos), i32(mask.k_pos),
+                           i32(mask.q_seg), i32(mask.k_seg), out.raw(), f32_of(lse, q.dtype(), op, "lse"),
+                           dout.raw(), dq.raw(), dk.raw(), dv.raw(), stream_of(dev));
 }
 
 void attention_merge(const Tensor& out_acc, const Tensor& lse_acc, const Tensor& entropy_acc,
                      const Tensor& out_blk, const Tensor& lse_blk, const Tensor& entropy_blk) {
   const int dev = check_on_device({&out_acc, &lse_acc, &entropy_acc, &out_blk, &lse_blk, &entropy_blk},
                                   "attention_merge");
-  check_same_float({&out_acc, &lse_acc, &entropy_acc, &out_blk, &lse_blk, &entropy_blk}, "attention_merge");
+  const char* op = "attention_merge";
+  check_same_float({&out_acc, &out_blk}, op);
   ROTOR_CHECK(out_acc.ndim() == 4 && out_acc.shape() == out_blk.shape() && lse_acc.shape() == lse_blk.shape())
       << "attention_merge: out [B, Tq, Hq, D] and lse [B, Hq, Tq] pairs of one shape";
   AttentionShape s;
@@ -407,10 +448,14 @@ void attention_merge(const Tensor& out_acc, const Tensor& lse_acc, const Tensor&
   s.tq = out_acc.dim(1);
   s.hq = out_acc.dim(2);
   s.d = out_acc.dim(3);
+  for (const Tensor* t : {&lse_acc, &entropy_acc, &lse_blk, &entropy_blk})
+    if (t->defined()) check_attention_stat(*t, s, op, "lse/entropy");
   const bool with_entropy = entropy_acc.defined() && entropy_blk.defined();
-  cuda::attention_merge(float_of(out_acc, "attention_merge"), s, out_acc.raw(), lse_acc.raw(),
-                        with_entropy ? entropy_acc.raw() : nullptr, out_blk.raw(), lse_blk.raw(),
-                        with_entropy ? entropy_blk.raw() : nullptr, stream_of(dev));
+  const DType act = out_acc.dtype();
+  cuda::attention_merge(float_of(out_acc, op), s, out_acc.raw(), f32_of(lse_acc, act, op, "lse_acc"),
+                        with_entropy ? f32_of(entropy_acc, act, op, "entropy_acc") : nullptr, out_blk.raw(),
+                        f32_of(lse_blk, act, op, "lse_blk"),
+                        with_entropy ? f32_of(entropy_blk, act, op, "entropy_blk") : nullptr, stream_of(dev));
 }
 
 }  // namespace rotor::cuda

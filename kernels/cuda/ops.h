@@ -1,7 +1,8 @@
 // The ops of kernels/*.h for tensors on a CUDA device: same signatures and
-// semantics as the CPU reference (each op header is the spec), f32 and bf16
-// (every float tensor of a call in one dtype unless the op header says
-// otherwise; f32 accumulation). The public op routes here when its first
+// semantics as the CPU reference (each op header is the spec), activations in
+// f32 or bf16, statistics (lse, entropy, loss, dloss, rstd) and weight
+// gradients (dw, dtable, matmul's f32 c) in f32 (the mixed-precision contract
+// of kernels/tensor.h); f32 accumulation. The public op routes here when its first
 // tensor is on a GPU (ROTOR_ON_GPU below); these check that every tensor is
 // on that same device, unpack them and call kernels/cuda/launch.h (matmul and
 // the cross-entropy tiles: cuBLASLt, kernels/cuda/matmul.cc). Everything is

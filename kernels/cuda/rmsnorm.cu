@@ -11,8 +11,8 @@
 // The block then stores that accumulator as its partial (f32 [G, D] in
 // scratch), and a second kernel (one thread per column) sums the G partials
 // in block order into dw (+=). No atomics: deterministic for a given N, D.
-// All arithmetic f32; bf16 rounded at the store (rstd included: y uses the
-// unrounded f32 rstd).
+// All arithmetic f32; x, w, y, dy, dx are f32 or bf16 (rounded at the
+// store); rstd and dw are f32 whatever the activations are.
 #include "kernels/cuda/common.cuh"
 
 namespace rotor::cuda {
@@ -32,7 +32,7 @@ int64_t backward_blocks(int64_t n) {
 
 // x, y [n, d]; w [d]; rstd [n]. N elements per access.
 template <class T, int N>
-__global__ void rmsnorm_forward_kernel(const T* x, const T* w, float eps, T* y, T* rstd,
+__global__ void rmsnorm_forward_kernel(const T* x, const T* w, float eps, T* y, float* rstd,
                                        int64_t n, int64_t d) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -50,7 +50,7 @@ __global__ void rmsnorm_forward_kernel(const T* x, const T* w, float eps, T* y, 
   }
   ss = warp_sum(ss);
   const float r = 1.0f / sqrtf(ss / static_cast<float>(d) + eps);
-  if (lane == 0) rstd[row] = from_f32<T>(r);
+  if (lane == 0) rstd[row] = r;
   for (int64_t c = static_cast<int64_t>(lane) * N; c < d; c += 32 * N) {
     const Pack<T, N> xv = load_pack<T, N>(xr + c);
     const Pack<T, N> wv = load_pack<T, N>(w + c);
@@ -64,7 +64,7 @@ __global__ void rmsnorm_forward_kernel(const T* x, const T* w, float eps, T* y, 
 // dy, x, dx [n, d]; w [d]; rstd [n]; partial [gridDim.x, d] f32.
 // Dynamic shared memory: d floats (this block's dw accumulator).
 template <class T, int N>
-__global__ void rmsnorm_backward_kernel(const T* dy, const T* x, const T* w, const T* rstd,
+__global__ void rmsnorm_backward_kernel(const T* dy, const T* x, const T* w, const float* rstd,
                                         T* dx, float* partial, int64_t n, int64_t d) {
   extern __shared__ float dw_acc[];  // [d]
   __shared__ float red[32];
@@ -76,7 +76,7 @@ __global__ void rmsnorm_backward_kernel(const T* dy, const T* x, const T* w, con
     const T* gr = dy + row * d;
     const T* xr = x + row * d;
     T* dxr = dx + row * d;
-    const float r = to_f32(rstd[row]);
+    const float r = rstd[row];
     float dot = 0.0f;  // sum_j (w_j dy_j) x_j
     for (int64_t c = static_cast<int64_t>(threadIdx.x) * N; c < d; c += step) {
       const Pack<T, N> gv = load_pack<T, N>(gr + c);
@@ -106,14 +106,13 @@ __global__ void rmsnorm_backward_kernel(const T* dy, const T* x, const T* w, con
     for (int k = 0; k < N; ++k) mine[c + k] = dw_acc[c + k];
 }
 
-// dw[j] += sum_g partial[g, j], g in order. One thread per column.
-template <class T>
-__global__ void rmsnorm_dw_reduce_kernel(const float* partial, int64_t blocks, T* dw, int64_t d) {
+// dw[j] += sum_g partial[g, j], g in order. One thread per column; dw f32.
+__global__ void rmsnorm_dw_reduce_kernel(const float* partial, int64_t blocks, float* dw, int64_t d) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= d) return;
   float s = 0.0f;
   for (int64_t g = 0; g < blocks; ++g) s += partial[g * d + j];
-  dw[j] = from_f32<T>(to_f32(dw[j]) + s);
+  dw[j] += s;
 }
 
 template <class K>
@@ -126,7 +125,7 @@ void allow_shared(K kernel, size_t bytes) {
 
 }  // namespace
 
-void rmsnorm_forward(Float t, const void* x, const void* w, double eps, void* y, void* rstd,
+void rmsnorm_forward(Float t, const void* x, const void* w, double eps, void* y, float* rstd,
                      int64_t n, int64_t d, cudaStream_t stream) {
   if (n == 0) return;
   const float e = static_cast<float>(eps);  // the CPU reference's T(eps)
@@ -137,11 +136,10 @@ void rmsnorm_forward(Float t, const void* x, const void* w, double eps, void* y,
     const T* xp = static_cast<const T*>(x);
     const T* wp = static_cast<const T*>(w);
     T* yp = static_cast<T*>(y);
-    T* rp = static_cast<T*>(rstd);
     if (d % V == 0 && aligned16(x) && aligned16(w) && aligned16(y)) {
-      rmsnorm_forward_kernel<T, V><<<blocks, kFwdThreads, 0, stream>>>(xp, wp, e, yp, rp, n, d);
+      rmsnorm_forward_kernel<T, V><<<blocks, kFwdThreads, 0, stream>>>(xp, wp, e, yp, rstd, n, d);
     } else {
-      rmsnorm_forward_kernel<T, 1><<<blocks, kFwdThreads, 0, stream>>>(xp, wp, e, yp, rp, n, d);
+      rmsnorm_forward_kernel<T, 1><<<blocks, kFwdThreads, 0, stream>>>(xp, wp, e, yp, rstd, n, d);
     }
     ROTOR_CUDA_CHECK(cudaGetLastError());
   });
@@ -151,8 +149,8 @@ size_t rmsnorm_backward_scratch_bytes(int64_t n, int64_t d) {
   return static_cast<size_t>(backward_blocks(n)) * static_cast<size_t>(d) * sizeof(float);
 }
 
-void rmsnorm_backward(Float t, const void* dy, const void* x, const void* w, const void* rstd,
-                      void* dx, void* dw, int64_t n, int64_t d, void* scratch,
+void rmsnorm_backward(Float t, const void* dy, const void* x, const void* w, const float* rstd,
+                      void* dx, float* dw, int64_t n, int64_t d, void* scratch,
                       cudaStream_t stream) {
   if (d == 0) return;
   float* partial = static_cast<float*>(scratch);
@@ -164,7 +162,7 @@ void rmsnorm_backward(Float t, const void* dy, const void* x, const void* w, con
     const T* gp = static_cast<const T*>(dy);
     const T* xp = static_cast<const T*>(x);
     const T* wp = static_cast<const T*>(w);
-    const T* rp = static_cast<const T*>(rstd);
+    const float* rp = rstd;
     T* dxp = static_cast<T*>(dx);
     if (d % V == 0 && aligned16(dy) && aligned16(x) && aligned16(w) && aligned16(dx)) {
       allow_shared(rmsnorm_backward_kernel<T, V>, shared);
@@ -176,8 +174,7 @@ void rmsnorm_backward(Float t, const void* dy, const void* x, const void* w, con
           gp, xp, wp, rp, dxp, partial, n, d);
     }
     ROTOR_CUDA_CHECK(cudaGetLastError());
-    rmsnorm_dw_reduce_kernel<T><<<grid_for(d, 256, INT32_MAX), 256, 0, stream>>>(
-        partial, blocks, static_cast<T*>(dw), d);
+    rmsnorm_dw_reduce_kernel<<<grid_for(d, 256, INT32_MAX), 256, 0, stream>>>(partial, blocks, dw, d);
     ROTOR_CUDA_CHECK(cudaGetLastError());
   });
 }

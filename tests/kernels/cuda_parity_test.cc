@@ -1,35 +1,64 @@
-// The CUDA backend against the CPU reference: one table of op cases (as
-// ggml's test-backend-ops), each run twice from the same seeded inputs, on
-// the CPU in f32 and on the GPU in f32 and in bf16, and compared element by
-// element. Skips, with the reason, where there is no GPU (or no CUDA build).
+// Every op against the f32 CPU reference: one table of op cases (as ggml's
+// test-backend-ops), each run twice from the same seeded inputs, once as the
+// reference (CPU, every float tensor f32) and once in the storage dtypes under
+// test, and compared element by element:
+//   CudaParity/f32    GPU f32
+//   CudaParity/bf16   GPU bf16 (mixed precision, below)
+//   CpuBf16Parity     CPU bf16 (mixed precision; runs in every build)
+// The CUDA columns skip, with the reason, where there is no GPU (or no CUDA
+// build).
 //
 // Inputs: every case draws its tensors from Env::rand (a fixed seed per
 // case, the same values on both runs). For bf16 the values are first rounded
-// to bf16, and the CPU reference computes in f32 on those rounded values, so
-// the comparison measures only the GPU's own rounding and summation order.
+// to bf16, and the reference computes in f32 on those rounded values, so the
+// comparison measures only the run's own rounding and summation order.
+//
+// Dtypes of a bf16 run: the mixed-precision contract of kernels/tensor.h.
+// Activations, working weights and their gradients are bf16 (Env::rand,
+// Env::out); statistics (rstd, attention lse / entropy, cross-entropy loss /
+// lse / dloss) and weight gradients (rmsnorm dw, embedding dtable,
+// cross-entropy dw, matmul's f32 c) are f32 (Env::rand_f32, Env::out_f32), as
+// are AdamW's master weights and moments.
 // Outputs that an op overwrites are poisoned with NaN before the run (an
 // element the kernel does not write fails); outputs it accumulates into
 // (dw, dtable, dq, ...) start from the same random values on both sides, so
 // "+=" is checked too.
 //
-// Tolerance (|gpu - cpu| <= tol * (|cpu| + rms(cpu)), per output):
-//   f32  1e-4: the same f32 math in another summation order (tree reductions,
-//        cuBLASLt's split-K), whose error grows ~sqrt(K) eps_f32 ~ 1e-6 for
-//        the sums here; 1e-4 leaves room and still catches any wrong term.
-//   bf16 3e-2: outputs are rounded to bf16 (2^-9 = 2e-3 relative) and some
-//        ops store an intermediate in bf16 too (rstd, logits tiles cast for
-//        the dlogits GEMMs, attention probabilities times bf16 values), each
-//        ~2e-3; a handful of those stay well under 3e-2, while a wrong index
+// Tolerance (|got - ref| <= tol * (|ref| + rms(ref)), per output):
+//   GPU f32  1e-4: the same f32 math in another summation order (tree
+//        reductions, cuBLASLt's split-K), whose error grows ~sqrt(K) eps_f32
+//        ~ 1e-6 for the sums here; 1e-4 leaves room and still catches any
+//        wrong term.
+//   GPU bf16 3e-2: bf16 outputs are rounded (up to 2^-8 = 4e-3 relative) and
+//        some kernels round an intermediate to bf16 too (the dlogits tiles
+//        cast for the dh / dw GEMMs, attention probabilities times bf16
+//        values in the flash kernels), each ~4e-3, plus the f32 summation
+//        order; a handful of those stay well under 3e-2, while a wrong index
 //        or a missing term is O(1).
+//   CPU bf16: the CPU computes a bf16 call as the f32 code on the widened
+//        values (kernels/cpu/dispatch.h), and the reference rounds the one
+//        activation that a later op of a case reads (attention's out:
+//        Env::as_stored), so each output differs from the reference only by
+//        the rounding of its own store:
+//     bf16 outputs 4e-3: one rounding to nearest even, |x - bf16(x)| <= 2^-8
+//        |x| = 3.9e-3 |x| (measured worst 3.2e-3). A second rounding on the
+//        way breaks it (tried: y from a bf16-rounded rstd fails at 1.8e-2),
+//        as does any wrong term.
+//     f32 outputs 0 (bit for bit): lse, entropy, loss, rstd, dw, dtable and
+//        the f32 c are the same f32 code on the same f32 values, so they are
+//        equal exactly; this also pins that these stay f32 in a bf16 call.
 // Every reference output must be finite and not all zero (a case that
 // compares zeros with zeros would prove nothing).
 //
 // The CUDA backend's state: docs/design.md ("Backends").
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -49,14 +78,21 @@
 namespace rotor {
 namespace {
 
-// Where and in which dtype one run of a case happens.
+// Where and in which dtypes one run of a case happens: the reference (CPU,
+// every float tensor f32, holding the values the `dtype` run sees) or the run
+// under test (on `device`, activations in `dtype`, statistics and weight
+// gradients f32).
 class Env {
  public:
-  Env(Device device, DType dtype, uint64_t seed) : device_(device), dtype_(dtype), seed_(seed) {}
+  Env(Device device, DType dtype, uint64_t seed, bool reference)
+      : device_(device), dtype_(dtype), seed_(seed), reference_(reference) {
+    ROTOR_CHECK(!reference || device.is_cpu()) << "the reference runs on the CPU";
+  }
 
-  // Float input: normal(0, sigma) values (bf16-rounded for a bf16 run).
+  // Activation input: normal(0, sigma) values (bf16-rounded for a bf16 run).
   Tensor rand(const Shape& shape, double sigma = 1.0) { return place(values(shape, sigma), shape, dtype_); }
-  // f32 input whatever the run's dtype (AdamW master weights and moments).
+  // f32 input whatever the run's dtype: AdamW master weights and moments, and
+  // the f32 weight gradients that ops accumulate into (dw, dtable, f32 c).
   Tensor rand_f32(const Shape& shape, double sigma = 1.0, bool positive = false) {
     std::vector<double> v = values(shape, sigma);
     if (positive)
@@ -75,12 +111,24 @@ class Env {
   Tensor ints_of(const std::vector<double>& v, const Shape& shape) {
     return Tensor::from_vector(v, shape, DType::kI32).to(device_);
   }
-  // Output the op overwrites: NaN everywhere first.
+  // Activation output the op overwrites: NaN everywhere first.
   Tensor out(const Shape& shape) { return out_of(shape, dtype_); }
+  // Statistic output (lse, entropy, loss, rstd): f32 whatever the run's dtype.
+  Tensor out_f32(const Shape& shape) { return out_of(shape, DType::kF32); }
   Tensor out_of(const Shape& shape, DType dt) {
-    Tensor t = Tensor::empty(shape, on_cpu() ? DType::kF32 : dt, device_);
+    Tensor t = Tensor::empty(shape, reference_ ? DType::kF32 : dt, device_);
     t.fill(std::numeric_limits<double>::quiet_NaN());
     return t;
+  }
+  // An activation output that a later op of the case reads: the reference
+  // rounds it to the run's dtype, as the run under test stores it, so that
+  // the later op is compared on the same inputs rather than on the rounding
+  // the chain has accumulated.
+  void as_stored(const Tensor& t) const {
+    if (!reference_ || dtype_ == DType::kF32) return;
+    Tensor rounded = Tensor::empty(t.shape(), dtype_);
+    rounded.copy_from(t);
+    t.copy_from(rounded);
   }
   bool on_cpu() const { return device_.is_cpu(); }
   DType dtype() const { return dtype_; }
@@ -92,11 +140,11 @@ class Env {
     ++counter_;
     return v;
   }
-  // The CPU run keeps f32 (the reference computes in f32) holding the values
-  // the GPU run sees in `dt`.
+  // The reference keeps f32 (it computes in f32) holding the values the run
+  // under test sees in `dt`.
   Tensor place(const std::vector<double>& v, const Shape& shape, DType dt) {
     Tensor rounded = Tensor::from_vector(v, shape, dt);
-    if (on_cpu()) {
+    if (reference_) {
       Tensor f = Tensor::empty(shape, DType::kF32);
       f.copy_from(rounded);
       return f;
@@ -107,6 +155,7 @@ class Env {
   Device device_;
   DType dtype_;
   uint64_t seed_;
+  bool reference_;
   uint64_t counter_ = 0;
 };
 
@@ -165,7 +214,7 @@ std::vector<OpCase> cases() {
     c.push_back({"embedding " + sz, [n, d, v](Env& e) {
                    Tensor table = e.rand({v, d}), ids = e.ints({n}, 0, v), o = e.out({n, d});
                    embedding_forward(ids, table, o);
-                   Tensor dout = e.rand({n, d}), dtable = e.rand({v, d});  // += onto random values
+                   Tensor dout = e.rand({n, d}), dtable = e.rand_f32({v, d});  // += onto random values
                    embedding_backward(ids, dout, dtable);
                    return std::vector<Tensor>{o, dtable};
                  }});
@@ -173,9 +222,9 @@ std::vector<OpCase> cases() {
   for (auto [n, d] : {std::array<int64_t, 2>{3, 33}, std::array<int64_t, 2>{64, 4096}, std::array<int64_t, 2>{17, 1000}}) {
     const std::string sz = std::to_string(n) + "x" + std::to_string(d);
     c.push_back({"rmsnorm " + sz, [n, d](Env& e) {
-                   Tensor x = e.rand({n, d}), w = e.rand({d}), y = e.out({n, d}), rstd = e.out({n});
+                   Tensor x = e.rand({n, d}), w = e.rand({d}), y = e.out({n, d}), rstd = e.out_f32({n});
                    rmsnorm_forward(x, w, 1e-5, y, rstd);
-                   Tensor dy = e.rand({n, d}), dx = e.out({n, d}), dw = e.rand({d});
+                   Tensor dy = e.rand({n, d}), dx = e.out({n, d}), dw = e.rand_f32({d});
                    rmsnorm_backward(dy, x, w, rstd, dx, dw);
                    return std::vector<Tensor>{y, rstd, dx, dw};
                  }});
@@ -211,7 +260,11 @@ std::vector<OpCase> cases() {
                        matmul(a, b, c0, ta, tb);  // beta 0 over NaN
                        Tensor c1 = e.rand({m, n});
                        matmul(a, b, c1, ta, tb, 0.5, 1.0);
-                       return std::vector<Tensor>{c0, c1};
+                       Tensor c2 = e.rand_f32({m, n});  // f32 c: dW += dy^T x of bf16 activations
+                       matmul(a, b, c2, ta, tb, 1.0, 1.0);
+                       Tensor c3 = e.out_f32({m, n});
+                       matmul(a, b, c3, ta, tb);
+                       return std::vector<Tensor>{c0, c1, c2, c3};
                      }});
       }
   }
@@ -226,24 +279,24 @@ std::vector<OpCase> cases() {
     };
     c.push_back({"cross_entropy " + sz, [=](Env& e) {
                    Tensor h = e.rand({n, d}), w = e.rand({v, d}, 0.3), tg = targets(e);
-                   Tensor loss = e.out({n}), lse = e.out({n});
+                   Tensor loss = e.out_f32({n}), lse = e.out_f32({n});
                    cross_entropy_forward(h, w, tg, loss, lse, chunks);
-                   Tensor dloss = e.rand({n}), dh = e.out({n, d}), dw = e.rand({v, d});
+                   Tensor dloss = e.rand_f32({n}), dh = e.out({n, d}), dw = e.rand_f32({v, d});
                    cross_entropy_backward(h, w, tg, lse, dloss, dh, dw, chunks);
                    return std::vector<Tensor>{loss, lse, dh, dw};
                  }});
     c.push_back({"cross_entropy fused " + sz, [=](Env& e) {
-                   Tensor h = e.rand({n, d}), w = e.rand({v, d}, 0.3), tg = targets(e), dloss = e.rand({n});
-                   Tensor loss = e.out({n}), lse = e.out({n}), dh = e.out({n, d}), dw = e.rand({v, d});
+                   Tensor h = e.rand({n, d}), w = e.rand({v, d}, 0.3), tg = targets(e), dloss = e.rand_f32({n});
+                   Tensor loss = e.out_f32({n}), lse = e.out_f32({n}), dh = e.out({n, d}), dw = e.rand_f32({v, d});
                    cross_entropy_forward_backward(h, w, tg, dloss, loss, lse, dh, dw, chunks);
                    return std::vector<Tensor>{loss, lse, dh, dw};
                  }});
     c.push_back({"cross_entropy vocab slice " + sz, [=](Env& e) {
                    const int64_t slice = v / 2 + 1, start = v - slice;
                    Tensor h = e.rand({n, d}), w = e.rand({slice, d}, 0.3), tg = targets(e);
-                   Tensor loss = e.out({n}), lse = e.out({n});
+                   Tensor loss = e.out_f32({n}), lse = e.out_f32({n});
                    cross_entropy_forward(h, w, tg, loss, lse, chunks, start, v);
-                   Tensor dloss = e.rand({n}), dh = e.out({n, d}), dw = e.rand({slice, d});
+                   Tensor dloss = e.rand_f32({n}), dh = e.out({n, d}), dw = e.rand_f32({slice, d});
                    cross_entropy_backward(h, w, tg, lse, dloss, dh, dw, chunks, start, v);
                    return std::vector<Tensor>{loss, lse, dh, dw};
                  }});
@@ -299,9 +352,10 @@ std::vector<OpCase> cases() {
                      m.k_seg = e.ints_of(ks, {a.b, a.tk});
                    }
                    const double scale = 1.0 / std::sqrt(static_cast<double>(a.d));
-                   Tensor out = e.out({a.b, a.tq, a.hq, a.d}), lse = e.out({a.b, a.hq, a.tq});
-                   Tensor ent = e.out({a.b, a.hq, a.tq});
+                   Tensor out = e.out({a.b, a.tq, a.hq, a.d}), lse = e.out_f32({a.b, a.hq, a.tq});
+                   Tensor ent = e.out_f32({a.b, a.hq, a.tq});
                    attention_forward(q, k, v, m, scale, out, lse, ent);
+                   e.as_stored(out);  // read by the backward and the merge
                    Tensor dout = e.rand({a.b, a.tq, a.hq, a.d});
                    Tensor dq = e.rand({a.b, a.tq, a.hq, a.d}), dk = e.rand({a.b, a.tk, a.hkv, a.d});
                    Tensor dv = e.rand({a.b, a.tk, a.hkv, a.d});
@@ -309,6 +363,9 @@ std::vector<OpCase> cases() {
                    // Merge the block with itself shifted: out2/lse2 from the same keys.
                    Tensor out2 = out.clone(), lse2 = lse.clone(), ent2 = ent.clone();
                    attention_merge(out2, lse2, ent2, out, lse, ent);
+                   // One key per row: the entropy is exactly 0 (an all-zero reference
+                   // proves nothing), so ent is checked through ent2 = ln 2 + ent only.
+                   if (a.tk == 1) return std::vector<Tensor>{out, lse, dq, dk, dv, out2, lse2, ent2};
                    return std::vector<Tensor>{out, lse, ent, dq, dk, dv, out2, lse2, ent2};
                  }});
   }
@@ -329,20 +386,20 @@ double rms(const std::vector<double>& x) {
   return x.empty() ? 0 : std::sqrt(s / static_cast<double>(x.size()));
 }
 
-class CudaParity : public ::testing::TestWithParam<DType> {};
-
-TEST_P(CudaParity, EveryOpMatchesTheCpuReference) {
-  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
-  const DType dt = GetParam();
-  const double tol = dt == DType::kF32 ? 1e-4 : 3e-2;
+// Runs every case as the reference (CPU f32) and on `device` in `dtype`, and
+// asserts each output of the run under test within tol(its dtype) * (|ref| +
+// rms(ref)). `worst` gets the largest |got - ref| / (|ref| + rms(ref)) per
+// dtype of the outputs under test (printed for the record).
+void check_table(Device device, DType dtype, const std::function<double(DType)>& tol,
+                 std::map<DType, double>* worst) {
   const std::vector<OpCase> all = cases();
   ASSERT_GT(all.size(), 40u);
   for (size_t ci = 0; ci < all.size(); ++ci) {
     const OpCase& oc = all[ci];
-    SCOPED_TRACE(oc.name + " " + dtype_name(dt));
-    Env cpu(Device::cpu(), dt, 1000 + ci), gpu(Device::cuda(0), dt, 1000 + ci);
-    const std::vector<Tensor> want = oc.run(cpu);
-    const std::vector<Tensor> got = oc.run(gpu);
+    SCOPED_TRACE(oc.name + " " + dtype_name(dtype) + " on " + device.str());
+    Env ref(Device::cpu(), dtype, 1000 + ci, /*reference=*/true), run(device, dtype, 1000 + ci, false);
+    const std::vector<Tensor> want = oc.run(ref);
+    const std::vector<Tensor> got = oc.run(run);
     ASSERT_EQ(want.size(), got.size());
     for (size_t o = 0; o < want.size(); ++o) {
       const std::vector<double> w = want[o].to_vector(), g = got[o].to_vector();
@@ -357,16 +414,50 @@ TEST_P(CudaParity, EveryOpMatchesTheCpuReference) {
       for (double x : w)
         if (std::isfinite(x)) finite.push_back(x);
       const double scale = rms(finite);
+      const DType dt = got[o].dtype();
+      const double bound = tol(dt);
+      double& worst_dt = (*worst)[dt];
       for (size_t i = 0; i < w.size(); ++i) {
         if (std::isinf(w[i])) {  // lse of a row that sees no key: -inf on both sides
           ASSERT_EQ(w[i], g[i]) << "output " << o << " element " << i;
           continue;
         }
-        ASSERT_LE(std::abs(g[i] - w[i]), tol * (std::abs(w[i]) + scale))
-            << "output " << o << " element " << i << ": gpu " << g[i] << " cpu " << w[i];
+        const double err = std::abs(g[i] - w[i]), allowed = std::abs(w[i]) + scale;
+        ASSERT_LE(err, bound * allowed) << "output " << o << " (" << dtype_name(dt) << ") element " << i
+                                        << ": got " << g[i] << " ref " << w[i];
+        worst_dt = std::max(worst_dt, err / allowed);
       }
     }
   }
+}
+
+void print_worst(const std::map<DType, double>& worst) {
+  for (const auto& [dt, ratio] : worst)
+    std::printf("worst error of the %s outputs: %.3g of |ref| + rms(ref)\n", dtype_name(dt), ratio);
+}
+
+class CudaParity : public ::testing::TestWithParam<DType> {};
+
+TEST_P(CudaParity, EveryOpMatchesTheCpuReference) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+  const DType dt = GetParam();
+  const double tol = dt == DType::kF32 ? 1e-4 : 3e-2;  // see the top of the file
+  std::map<DType, double> worst;
+  check_table(Device::cuda(0), dt, [tol](DType) { return tol; }, &worst);
+  print_worst(worst);
+}
+
+// The CPU bf16 path (mixed precision) against the f32 reference, in every build.
+TEST(CpuBf16Parity, EveryOpMatchesTheF32Reference) {
+  const double bf16_tol = 4e-3, f32_tol = 0;  // see the top of the file
+  std::map<DType, double> worst;
+  check_table(Device::cpu(), DType::kBF16, [&](DType out) { return out == DType::kBF16 ? bf16_tol : f32_tol; },
+              &worst);
+  if (HasFatalFailure()) return;
+  print_worst(worst);
+  ASSERT_EQ(worst.count(DType::kBF16) + worst.count(DType::kF32), 2u) << "both kinds of output are compared";
+  // The bf16 outputs were rounded: the run under test is not the reference again.
+  EXPECT_GT(worst.at(DType::kBF16), 1e-4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaParity, ::testing::Values(DType::kF32, DType::kBF16),

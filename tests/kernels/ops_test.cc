@@ -8,10 +8,12 @@
 #include <vector>
 
 #include "kernels/adamw.h"
+#include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
 #include "kernels/rope_apply.h"
 #include "tests/common/testing.h"
 
@@ -182,6 +184,60 @@ TEST(Embedding, RepeatedIdsAccumulateInBackward) {
   Tensor dt = Tensor::zeros({3, 2}, DType::kF32);
   embedding_backward(ids, dout, dt);
   EXPECT_EQ(dt.to_vector(), (std::vector<double>{5, 6, 0, 0, 4, 6}));
+}
+
+// bf16 activations, f32 weight gradient: 512 rows of one id, each 2^-9, add
+// 1 to dtable's 1. In f32 that is exact; a bf16 accumulator would round every
+// 1 + 2^-9 back to 1 (a tie, to even) and keep 1.
+TEST(MixedPrecision, EmbeddingGradientOfBf16AccumulatesInF32) {
+  const int64_t n = 512;
+  Tensor ids = Tensor::zeros({n}, DType::kI32);
+  Tensor dout = Tensor::empty({n, 2}, DType::kBF16);
+  dout.fill(1.0 / 512);
+  Tensor dt = Tensor::empty({3, 2}, DType::kF32);
+  dt.fill(1.0);
+  embedding_backward(ids, dout, dt);
+  EXPECT_EQ(dt.to_vector(), (std::vector<double>{2, 2, 1, 1, 1, 1}));
+}
+
+// The dtype contract of kernels/tensor.h is enforced: with bf16 activations a
+// statistic or weight gradient in bf16 is refused with a message that names
+// the tensor and the dtype it must have; f64 activations want f64 ones.
+TEST(MixedPrecision, StatisticsAndWeightGradientsMustBeTheComputeDtype) {
+  auto bf = [](const Shape& s) { return Tensor::zeros(s, DType::kBF16); };
+  auto f32 = [](const Shape& s) { return Tensor::zeros(s, DType::kF32); };
+  const int64_t b = 1, t = 3, h = 2, d = 4;
+  AttentionMask mask;
+  mask.q_pos = Tensor::from_vector({0, 1, 2}, {b, t}, DType::kI32);
+  mask.k_pos = mask.q_pos;
+  const Tensor q = bf({b, t, h, d});
+  EXPECT_DEATH(attention_forward(q, q, q, mask, 0.5, bf({b, t, h, d}), bf({b, h, t})),
+               "attention_forward: lse must be f32 with bf16 activations");
+  EXPECT_DEATH(attention_forward(q, q, q, mask, 0.5, bf({b, t, h, d}), f32({b, h, t}), bf({b, h, t})),
+               "entropy must be f32");
+  EXPECT_DEATH(attention_merge(bf({b, t, h, d}), bf({b, h, t}), Tensor(), bf({b, t, h, d}), f32({b, h, t}), Tensor()),
+               "attention_merge: lse_acc must be f32");
+  EXPECT_DEATH(rmsnorm_forward(bf({t, d}), bf({d}), 1e-5, bf({t, d}), bf({t})), "rmsnorm_forward: rstd must be f32");
+  EXPECT_DEATH(rmsnorm_backward(bf({t, d}), bf({t, d}), bf({d}), f32({t}), bf({t, d}), bf({d})),
+               "rmsnorm_backward: dw must be f32");
+  const Tensor targets = Tensor::zeros({t}, DType::kI32);
+  EXPECT_DEATH(cross_entropy_forward(bf({t, d}), bf({5, d}), targets, f32({t}), bf({t})),
+               "cross_entropy_forward: lse must be f32");
+  EXPECT_DEATH(cross_entropy_forward(bf({t, d}), bf({5, d}), targets, bf({t}), f32({t})),
+               "cross_entropy_forward: loss must be f32");
+  EXPECT_DEATH(cross_entropy_backward(bf({t, d}), bf({5, d}), targets, f32({t}), f32({t}), bf({t, d}), bf({5, d})),
+               "cross_entropy_backward: dw must be f32");
+  EXPECT_DEATH(cross_entropy_forward_backward(bf({t, d}), bf({5, d}), targets, bf({t}), f32({t}), f32({t}),
+                                              bf({t, d}), f32({5, d})),
+               "cross_entropy_forward_backward: dloss must be f32");
+  EXPECT_DEATH(embedding_backward(targets, bf({t, d}), bf({5, d})), "embedding_backward: dtable must be f32");
+  EXPECT_DEATH(matmul(bf({t, d}), bf({d, t}), Tensor::zeros({t, t}, DType::kF64)),
+               "matmul: c must be bf16 or f32 with bf16 operands");
+  EXPECT_DEATH(matmul(f32({t, d}), bf({d, t}), f32({t, t})), "matmul: dtype mismatch");
+  // f64 (gradient checks) keeps f64 statistics.
+  EXPECT_DEATH(rmsnorm_forward(Tensor::zeros({t, d}, DType::kF64), Tensor::zeros({d}, DType::kF64), 1e-5,
+                               Tensor::zeros({t, d}, DType::kF64), f32({t})),
+               "rstd must be f64 with f64 activations");
 }
 
 }  // namespace
