@@ -98,7 +98,7 @@ std::vector<double> Decoder::run(int64_t start) {
 
   const int64_t m = n - start, d = c.hidden_size, hq = c.num_attention_heads;
   Tensor x = model.act({m, d});
-  embedding_forward(model.batch_.input_ids.view({m}), model.params_[model.embed_index_].value, x);
+  embedding_forward(model.batch_.input_ids.view({m}), model.params_[model.embed_index_].compute(), x);
   double entropy_sum = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const KvCacheLayer cache{k_[l], v_[l], start};
@@ -114,8 +114,8 @@ std::vector<double> Decoder::run(int64_t start) {
 
   // Final norm and the head, last row only.
   const Tensor last = x.narrow(m - 1, 1);
-  Tensor last_n = model.act({1, d}), last_rstd = model.act({1});
-  rmsnorm_forward(last, model.final_norm().value, c.rms_norm_eps, last_n, last_rstd);
+  Tensor last_n = model.act({1, d}), last_rstd = model.stat({1});
+  rmsnorm_forward(last, model.final_norm().compute(), c.rms_norm_eps, last_n, last_rstd);
   Tensor logits = model.act({1, c.vocab_size});
   matmul(last_n, model.head_weight(false), logits, false, true);
   return log_softmax(logits.to(Device::cpu()).to_vector());

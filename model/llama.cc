@@ -122,9 +122,12 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
   auto add = [&](std::string name, const Shape& shape, int shard_dim, int replicas = 1) {
     std::vector<int64_t> local = shape.vec();
     if (shard_dim >= 0) local[static_cast<size_t>(shard_dim)] /= tp / replicas;
-    params_.push_back({std::move(name), Tensor::zeros(Shape(local), options.dtype, options.device),
-                       Tensor::zeros(Shape(local), options.dtype, options.device), tp > 1 ? shard_dim : -1,
+    // Mixed precision: f32 masters and gradients, a bf16 working copy.
+    const DType master = compute_dtype(options.dtype);
+    params_.push_back({std::move(name), Tensor::zeros(Shape(local), master, options.device),
+                       Tensor::zeros(Shape(local), master, options.device), tp > 1 ? shard_dim : -1,
                        replicas, shape});
+    if (master != options.dtype) params_.back().working = Tensor::zeros(Shape(local), options.dtype, options.device);
   };
   embed_index_ = params_.size();
   add("model.embed_tokens.weight", {v, d}, 0);
@@ -158,9 +161,9 @@ absl::StatusOr<LlamaModel> LlamaModel::create(const LlamaConfig& config,
   ROTOR_RETURN_IF_ERROR(config.validate());
   ROTOR_RETURN_IF_ERROR(validate_rope(options.rope, config.resolved_head_dim()));
   ROTOR_RETURN_IF_ERROR(validate_logit_scale(options.logit_scale));
-  if (options.dtype != DType::kF32 && options.dtype != DType::kF64) {
+  if (options.dtype != DType::kF32 && options.dtype != DType::kF64 && options.dtype != DType::kBF16) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the CPU model computes in f32 (or f64 for tests), not ",
+        absl::StrCat("the model computes in f32, bf16 (mixed precision) or f64 (tests), not ",
                      dtype_name(options.dtype)));
   }
   if (const int tp = options.parallel.tp_size(); tp > 1) {
@@ -208,6 +211,7 @@ void LlamaModel::init_weights(uint64_t seed) {
       fill_normal(p.value.narrow(r, 1), stream, 0.0, config_.initializer_range,
                   static_cast<uint64_t>((r0 + r) * whole_cols + c0));
   }
+  refresh_working();
 }
 
 Parameter* LlamaModel::find(const std::string& name) {
@@ -220,19 +224,24 @@ void LlamaModel::zero_grad() {
   for (Parameter& p : params_) p.grad.zero();
 }
 
+void LlamaModel::refresh_working() {
+  for (Parameter& p : params_)
+    if (p.working.defined()) p.working.copy_from(p.value);  // rounds to bf16 on the device
+}
+
 BlockWeights LlamaModel::block_weights(int64_t layer, bool grads) const {
   BlockWeights w;
   const std::vector<size_t>& index = block_params_.at(static_cast<size_t>(layer));
   for (size_t k = 0; k < index.size(); ++k) {
     const Parameter& p = params_[index[k]];
-    w.*kBlockParams[k].field = grads ? p.grad : p.value;
+    w.*kBlockParams[k].field = grads ? p.grad : p.compute();
   }
   return w;
 }
 
 const Tensor& LlamaModel::head_weight(bool grad) const {
   const Parameter& p = params_[head_index_];
-  return grad ? p.grad : p.value;
+  return grad ? p.grad : p.compute();
 }
 
 void LlamaModel::prepare_context(const Batch& batch) {
@@ -328,11 +337,11 @@ Tensor LlamaModel::forward_hidden(const Batch& batch) {
   Tensor x;
   if (tp_->size() == 1) {
     x = act({n, d});
-    embedding_forward(batch_.input_ids.view({n}), params_[embed_index_].value, x);
+    embedding_forward(batch_.input_ids.view({n}), params_[embed_index_].compute(), x);
   } else {
     // Vocabulary-parallel: each rank fills the rows of its ids; summed over tp.
     Tensor partial = act({n, d});
-    embedding_slice_forward(batch_.input_ids.view({n}), params_[embed_index_].value, vocab_start_, partial);
+    embedding_slice_forward(batch_.input_ids.view({n}), params_[embed_index_].compute(), vocab_start_, partial);
     x = sp_ ? act({rows_, d}) : partial;
     tp_sum_to_rows(tp_, sp_, partial, x);
   }
@@ -343,9 +352,9 @@ Tensor LlamaModel::forward_hidden(const Batch& batch) {
                        acts_[l], !options_.recompute);
     x = y;
   }
-  const Tensor& norm = final_norm().value;
+  const Tensor& norm = final_norm().compute();
   final_in_ = x;
-  final_rstd_ = act({rows_});
+  final_rstd_ = stat({rows_});
   final_out_ = act({rows_, d});
   rmsnorm_forward(x, norm, config_.rms_norm_eps, final_out_, final_rstd_);
   // The vocabulary-parallel head needs every row on every tp rank.
@@ -366,8 +375,8 @@ LossSum LlamaModel::forward(const Batch& batch) {
   check_targets(batch);
   Tensor h = forward_hidden(batch);
   const int64_t n = h.dim(0);
-  Tensor loss = act({n});
-  ce_lse_ = act({n});
+  Tensor loss = stat({n});
+  ce_lse_ = stat({n});
   vocab_parallel_cross_entropy(tp_, h, head_weight(false), vocab_start_, config_.vocab_size,
                                batch_.targets.view({n}), loss, ce_lse_, Tensor(), Tensor(), Tensor(),
                                options_.ce_chunks);
@@ -404,7 +413,7 @@ const BlockActivations& LlamaModel::activations(int64_t layer) const {
 void LlamaModel::backward(double grad_scale) {
   ROTOR_CHECK(have_forward_) << "backward() needs a forward() first";
   const int64_t n = ctx_.batch * ctx_.seq, d = config_.hidden_size;
-  Tensor dloss = act({n});
+  Tensor dloss = stat({n});
   dloss.fill(grad_scale);  // ignored tokens get no gradient inside the kernel
   Tensor dh = act({n, d});
   cross_entropy_backward(final_full_, head_weight(false), batch_.targets.view({n}), ce_lse_, dloss,
@@ -430,7 +439,7 @@ void LlamaModel::backward_from_hidden(const Tensor& dh) {
   };
   if (head_index_ != embed_index_) report(head_index_);
   Tensor dx = act({rows_, d});
-  norm_backward(ctx_, dh, final_in_, params_[norm_index].value, final_rstd_, dx,
+  norm_backward(ctx_, dh, final_in_, params_[norm_index].compute(), final_rstd_, dx,
                 params_[norm_index].grad);
   report(norm_index);
   for (size_t l = blocks_.size(); l-- > 0;) {
@@ -457,8 +466,8 @@ void LlamaModel::forward_backward(const Batch& batch, double grad_scale, const T
   check_targets(batch);
   Tensor h = forward_hidden(batch);
   const int64_t n = h.dim(0);
-  Tensor loss = act({n}), lse = act({n});
-  Tensor dloss = act({n});
+  Tensor loss = stat({n}), lse = stat({n});
+  Tensor dloss = stat({n});
   dloss.fill(grad_scale);
   Tensor dh = act(h.shape());
   const Tensor targets = batch_.targets.view({n});

@@ -50,7 +50,13 @@ struct LlamaOptions {
   RopeConfig rope;                 // rope.theta is taken from here, not config.rope_theta
   LogitScaleConfig logit_scale;
   bool recompute = false;          // keep only block inputs; re-run blocks in backward
-  DType dtype = DType::kF32;       // f32 (CPU reference) or f64 (gradient checks)
+  // f32, f64 (gradient checks) or bf16: mixed precision, where parameters
+  // hold f32 master weights (Parameter::value) and gradients, forward and
+  // backward read a bf16 copy of them (Parameter::working) and compute bf16
+  // activations, while every statistic (RMSNorm rstd, attention and
+  // cross-entropy log-sum-exp, attention entropy, token losses) is f32
+  // (kernels/tensor.h: compute_dtype; the op headers give each op's dtypes).
+  DType dtype = DType::kF32;
   // Where parameters, gradients and activations live: cpu, sim (the checked
   // stand-in, kernels/sim.h) or cuda:N. Batches may come from the host: the
   // model uploads each once (to_device).
@@ -96,7 +102,7 @@ LossSum sum_over(Communicator* comm, LossSum l);
 struct Parameter {
   std::string name;  // HF name
   Tensor value;      // this rank's shard (the whole tensor without tensor parallelism)
-  Tensor grad;       // same shape; accumulated by backward
+  Tensor grad;       // same shape and dtype; accumulated by backward
   // Tensor parallelism: the dim split over the tp ranks (rank i holds the i-th
   // of tp equal parts), or -1 for a tensor every tp rank holds whole (norms).
   int shard_dim = -1;
@@ -104,6 +110,12 @@ struct Parameter {
   // heads (each kv head replicated on tp / num_key_value_heads ranks).
   int tp_replicas = 1;
   Shape global_shape = {};  // the whole tensor's (HF) shape
+  // Mixed precision: the bf16 copy of value that forward and backward read,
+  // refreshed from value by whoever writes value (the optimizer,
+  // checkpoint loading, init_weights: LlamaModel::refresh_working). Undefined
+  // otherwise: they read value itself.
+  Tensor working;
+  const Tensor& compute() const { return working.defined() ? working : value; }
 };
 
 // What an evaluation forward pass (LlamaModel::evaluate) returns besides the
@@ -144,6 +156,8 @@ class LlamaModel {
   // Convenience: the gradient of this batch's mean loss. Returns the mean.
   double forward_backward(const Batch& batch);
   void zero_grad();
+  // Mixed precision: every Parameter::working = value (rounded to bf16).
+  void refresh_working();
 
   // Called by backward() and forward_backward() with the index (into
   // parameters()) of each parameter as soon as its gradient is final for that
@@ -202,6 +216,10 @@ class LlamaModel {
   Tensor head_input_gradient(const Tensor& dh_partial) const;
   // An uninitialised activation of the model's dtype on its device.
   Tensor act(const Shape& shape) const { return Tensor::empty(shape, options_.dtype, options_.device); }
+  // A statistic (rstd, lse, token loss): f32 with bf16 activations.
+  Tensor stat(const Shape& shape) const {
+    return Tensor::empty(shape, compute_dtype(options_.dtype), options_.device);
+  }
   // The RoPE inverse frequencies for the batch's longest position, on the
   // device; uploaded again only when they change (dynamic NTK, LongRoPE).
   void update_rope_tables(int64_t max_position);

@@ -12,6 +12,14 @@
 
 namespace rotor {
 
+namespace {
+// A statistic beside activation x (rstd, attention lse and entropy): f32 when
+// the activations are bf16 (kernels/tensor.h: compute_dtype).
+Tensor stat_like(const Tensor& x, const Shape& shape) {
+  return Tensor::empty(shape, compute_dtype(x.dtype()), x.device());
+}
+}  // namespace
+
 void norm_backward(const BlockContext& ctx, const Tensor& dy, const Tensor& x, const Tensor& weight,
                    const Tensor& rstd, const Tensor& dx, const Tensor& dweight) {
   if (!(ctx.sp && ctx.tp->size() > 1)) {
@@ -37,7 +45,7 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
       << "block " << layer_ << ": x must be [" << rows << ", " << d << "], got " << x.str();
 
   a.x = x;
-  a.rstd1 = Tensor::empty_like(x, {rows});
+  a.rstd1 = stat_like(x, {rows});
   Tensor xn1 = Tensor::empty_like(x, {rows, d});
   rmsnorm_forward(x, w.input_layernorm, config_.rms_norm_eps, xn1, a.rstd1);
   a.xn1 = tp_rows_to_full(ctx.tp, ctx.sp, xn1);  // SP: all-gather before column-parallel q/k/v
@@ -53,8 +61,8 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
   rope_forward(a.k, ctx.positions, ctx.inv_freq, ctx.attention_factor, Tensor(), a.k);
 
   a.attn = Tensor::empty_like(x, {b, t, hq, hd});
-  a.lse = Tensor::empty_like(x, {b, hq, t});
-  a.entropy = ctx.attention_entropy ? Tensor::empty_like(x, {b, hq, t}) : Tensor();
+  a.lse = stat_like(x, {b, hq, t});
+  a.entropy = ctx.attention_entropy ? stat_like(x, {b, hq, t}) : Tensor();
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   if (cache != nullptr) {
     ROTOR_CHECK(b == 1 && ctx.tp->size() == 1 && ctx.cp->size() == 1)
@@ -78,7 +86,7 @@ void LlamaBlock::forward(const BlockWeights& w, const BlockContext& ctx, const T
   tp_sum_to_rows(ctx.tp, ctx.sp, o_partial, a.h);
   add(a.h, x, a.h);
 
-  a.rstd2 = Tensor::empty_like(x, {rows});
+  a.rstd2 = stat_like(x, {rows});
   Tensor xn2 = Tensor::empty_like(x, {rows, d});
   rmsnorm_forward(a.h, w.post_attention_layernorm, config_.rms_norm_eps, xn2, a.rstd2);
   a.xn2 = tp_rows_to_full(ctx.tp, ctx.sp, xn2);
@@ -164,7 +172,7 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
   matmul(dq2, a.xn1, g.q_proj, true, false, 1.0, 1.0);
   if (ctx.kv_replicas->size() > 1) {
     // Replicated kv head: each rank saw only its query heads' share of it.
-    Tensor gk = Tensor::empty_like(dy, g.k_proj.shape()), gv = Tensor::empty_like(dy, g.v_proj.shape());
+    Tensor gk = Tensor::empty_like(g.k_proj), gv = Tensor::empty_like(g.v_proj);
     matmul(dk2, a.xn1, gk, true, false);
     matmul(dv2, a.xn1, gv, true, false);
     ctx.kv_replicas->all_reduce(gk);

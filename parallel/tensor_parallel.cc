@@ -26,6 +26,16 @@ void tp_sum_to_rows(Communicator* tp, bool sp, const Tensor& partial, const Tens
     if (!local.same_data(partial)) local.copy_from(partial);
     return;
   }
+  if (partial.dtype() == DType::kBF16) {
+    // bf16 partial sums are added in f32 (so tp adds no rounding of its own,
+    // and MPI cannot reduce bf16): through f32 copies, rounded once at the end.
+    const Tensor wide = Tensor::empty(partial.shape(), DType::kF32, partial.device());
+    wide.copy_from(partial);
+    const Tensor wide_local = sp ? Tensor::empty(local.shape(), DType::kF32, local.device()) : wide;
+    tp_sum_to_rows(tp, sp, wide, wide_local);
+    local.copy_from(wide_local);
+    return;
+  }
   if (sp) {
     tp->reduce_scatter(partial, const_cast<Tensor&>(local));
   } else {
@@ -34,9 +44,6 @@ void tp_sum_to_rows(Communicator* tp, bool sp, const Tensor& partial, const Tens
   }
 }
 
-void tp_all_reduce(Communicator* tp, Tensor& t) {
-  if (active(tp)) tp->all_reduce(t);
-}
 
 Tensor tp_gather_whole(Communicator* tp, const Tensor& shard, int shard_dim, int replicas) {
   if (!active(tp) || shard_dim < 0) return shard;

@@ -47,8 +47,6 @@ Tensor tp_rows_to_full(Communicator* tp, bool sp, const Tensor& local);
 // and `local` must be `partial` itself (same storage).
 void tp_sum_to_rows(Communicator* tp, bool sp, const Tensor& partial, const Tensor& local);
 
-// In-place sum over the group (no-op for one rank).
-void tp_all_reduce(Communicator* tp, Tensor& t);
 
 // Checkpoints hold whole tensors (global shapes), so any layout can resume
 // any other. tp_gather_whole: every tp rank gets the whole [R, C] tensor from

@@ -304,6 +304,7 @@ absl::StatusOr<CheckpointInfo> load_checkpoint(const std::string& dir,
   ROTOR_ASSIGN_OR_RETURN(SafetensorsFile model, SafetensorsFile::open((d / kModelFile).string()));
   for (Parameter& p : params) {
     ROTOR_RETURN_IF_ERROR(read_param(model, p.name, p, p.value, tp_rank));
+    if (p.working.defined()) p.working.copy_from(p.value);  // mixed precision: the bf16 copy
   }
   if (optimizer) {
     ROTOR_ASSIGN_OR_RETURN(SafetensorsFile opt, SafetensorsFile::open((d / kOptimizerFile).string()));

@@ -49,7 +49,8 @@ OptimizerStepInfo AdamWOptimizer::step_with_norm(std::vector<Parameter>& params,
     AdamWHyper hp = hyper_;
     hp.lr = lr;
     if (params[i].value.ndim() == 1) hp.weight_decay = 0;
-    adamw_step(params[i].value, params[i].grad, m_[i], v_[i], step_, hp, info.clip_scale);
+    // Mixed precision: the kernel also writes the bf16 working copy.
+    adamw_step(params[i].value, params[i].grad, m_[i], v_[i], step_, hp, info.clip_scale, params[i].working);
   }
   return info;
 }
@@ -63,6 +64,8 @@ Optimizer::Optimizer(const std::vector<Parameter>& params, const AdamWHyper& hyp
 OptimizerStepInfo Optimizer::step(std::vector<Parameter>& params, double lr, double clip, double grad_norm) {
   if (adam_) return adam_->step_with_norm(params, lr, clip, grad_norm);
   const ZeroStepInfo z = zero_->step(params, lr, clip, grad_norm);
+  for (Parameter& p : params)  // the masters are whole again after the gather: round them once
+    if (p.working.defined()) p.working.copy_from(p.value);
   return {z.grad_norm, z.clip_scale};
 }
 

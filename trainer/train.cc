@@ -128,6 +128,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   opts.recompute = r.train().recompute();
   opts.parallel = par;
   opts.device = device;
+  opts.dtype = r.train().precision() == recipe::TrainSection::bf16 ? DType::kBF16 : DType::kF32;
   ROTOR_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::create(loaded.model, opts));
   model.init_weights(static_cast<uint64_t>(r.train().seed()));
   ROTOR_ASSIGN_OR_RETURN(DataStream stream, open_stream(r));

@@ -19,10 +19,12 @@ void log_position_scale(const Tensor& pos, int64_t base_length, double min, cons
   ROTOR_CHECK_GE(base_length, 2) << "log_position_scale: base_length";
   const int32_t* p = pos.data<int32_t>();
   const double log_base = std::log(static_cast<double>(base_length));
-  cpu::dispatch_float(out.dtype(), "log_position_scale", [&]<class T>() {
+  cpu::dispatch_storage(out.dtype(), "log_position_scale", [&]<class T>() {
     T* o = out.data<T>();
-    for (int64_t i = 0; i < pos.numel(); ++i)
-      o[i] = static_cast<T>(std::max(min, std::log(static_cast<double>(p[i]) + 1.0) / log_base));
+    for (int64_t i = 0; i < pos.numel(); ++i) {
+      const double v = std::max(min, std::log(static_cast<double>(p[i]) + 1.0) / log_base);
+      cpu::store(o[i], static_cast<cpu::compute_t<T>>(v));  // bf16: rounded once, from f32
+    }
   });
 }
 

@@ -33,13 +33,14 @@ void embedding_slice_forward(const Tensor& ids, const Tensor& table, int64_t voc
 void embedding_slice_backward(const Tensor& ids, const Tensor& dout, int64_t vocab_start, const Tensor& dtable) {
   ROTOR_ON_GPU(ids, cuda::embedding_slice_backward(ids, dout, vocab_start, dtable));
   for (const Tensor* t : {&ids, &dout, &dtable}) check_cpu(*t, "embedding_slice_backward");
-  check_same_dtype(dout, dtable, "embedding_slice_backward");
+  check_compute_dtype(dtable, dout.dtype(), "embedding_slice_backward", "dtable");
   const int64_t n = ids.numel(), vs = dtable.dim(0), d = dtable.dim(1);
   ROTOR_CHECK(ids.dtype() == DType::kI32 && dout.numel() == n * d)
       << "embedding_slice_backward: ids [N] i32, dout [N, D], got " << ids.str() << " " << dout.str();
   const int32_t* id = ids.data<int32_t>();
+  const Tensor dout_wide = cpu::widen(dout);  // bf16 rows are added to an f32 table
   cpu::dispatch_float(dtable.dtype(), "embedding_slice_backward", [&]<class T>() {
-    const T* dy = dout.data<T>();
+    const T* dy = dout_wide.data<T>();
     T* g = dtable.data<T>();
     for (int64_t i = 0; i < n; ++i) {
       const int64_t local = id[i] - vocab_start;

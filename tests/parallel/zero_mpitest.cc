@@ -46,7 +46,12 @@ std::vector<Parameter> make_params(const std::vector<Shape>& shapes, uint64_t se
 
 std::vector<Parameter> copy_params(const std::vector<Parameter>& ps) {
   std::vector<Parameter> out;
-  for (const Parameter& p : ps) out.push_back({p.name, p.value.clone(), p.grad.clone()});
+  for (const Parameter& p : ps) {
+    Parameter c = p;
+    c.value = p.value.clone();
+    c.grad = p.grad.clone();
+    out.push_back(c);
+  }
   return out;
 }
 

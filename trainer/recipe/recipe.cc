@@ -205,6 +205,7 @@ void fill_train_defaults(recipe::TrainSection& t) {
   if (!t.has_seed()) t.set_seed(1234);
   if (!t.has_on_nonfinite()) t.set_on_nonfinite(recipe::TrainSection::stop);
   if (!t.has_max_skipped_steps()) t.set_max_skipped_steps(5);
+  if (!t.has_precision()) t.set_precision(recipe::TrainSection::f32);
 }
 
 // Fills in every default of recipe.proto (the one place that knows them).
