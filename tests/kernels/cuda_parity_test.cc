@@ -74,6 +74,9 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/rope_apply.h"
 #include "kernels/swiglu.h"
+#include "kernels/vocab_slice.h"
+#include "kernels/reduce.h"
+#include "kernels/position_scale.h"
 
 namespace rotor {
 namespace {
@@ -130,6 +133,8 @@ class Env {
     rounded.copy_from(t);
     t.copy_from(rounded);
   }
+  // f64 accumulators (kernels/reduce.h), zero, on the run's device.
+  Tensor zeros_f64(const Shape& shape) { return Tensor::zeros(shape, DType::kF64, device_); }
   bool on_cpu() const { return device_.is_cpu(); }
   DType dtype() const { return dtype_; }
 
@@ -369,6 +374,38 @@ std::vector<OpCase> cases() {
                    return std::vector<Tensor>{out, lse, ent, dq, dk, dv, out2, lse2, ent2};
                  }});
   }
+  // The step's bookkeeping ops (kernels/vocab_slice.h, position_scale.h, reduce.h).
+  c.push_back({"embedding_slice", [](Env& e) {
+                 const int64_t n = 29, d = 40, v = 64, start = 32;  // this rank holds ids [32, 64)
+                 Tensor table = e.rand({v - start, d}), ids = e.ints({n}, 0, v), o = e.out({n, d});
+                 embedding_slice_forward(ids, table, start, o);
+                 Tensor dout = e.rand({n, d}), dtable = e.rand_f32({v - start, d});
+                 embedding_slice_backward(ids, dout, start, dtable);
+                 return std::vector<Tensor>{o, dtable};
+               }});
+  c.push_back({"cross_entropy_slice", [](Env& e) {
+                 const int64_t n = 37, start = 100, rows = 50;
+                 Tensor lse = e.rand_f32({n}, 2.0), loss = e.rand_f32({n}, 1.0, true);
+                 Tensor max_lse = e.rand_f32({n}, 0.5, true);
+                 add(max_lse, lse, max_lse);  // m >= the slice's lse
+                 Tensor targets = e.ints({n}, -1, 200), sums = e.out_f32({2 * n});
+                 cross_entropy_slice_partials(lse, loss, targets, start, rows, max_lse, sums);
+                 Tensor whole_lse = e.out_f32({n}), whole_loss = e.out_f32({n});
+                 cross_entropy_slice_combine(max_lse, sums, targets, whole_lse, whole_loss);
+                 return std::vector<Tensor>{sums, whole_lse, whole_loss};
+               }});
+  c.push_back({"log_position_scale", [](Env& e) {
+                 Tensor pos = e.ints({3, 41}, 0, 70000), out = e.out({3, 41});
+                 log_position_scale(pos, 4096, 1.0, out);
+                 return std::vector<Tensor>{out};
+               }});
+  c.push_back({"sum_into squared_norm_into", [](Env& e) {
+                 Tensor x = e.rand_f32({1031}), acc = e.zeros_f64({2});
+                 sum_into(x, acc.narrow(0, 1));
+                 sum_into(x, acc.narrow(0, 1));  // += : twice the sum
+                 squared_norm_into(x, acc.narrow(1, 1), 2.0);
+                 return std::vector<Tensor>{acc};
+               }});
   c.push_back({"adamw", [](Env& e) {
                  const int64_t n = 1031;
                  Tensor p = e.rand_f32({n}), m = e.rand_f32({n}, 0.1), v = e.rand_f32({n}, 0.01, true);
@@ -402,7 +439,7 @@ void check_table(Device device, DType dtype, const std::function<double(DType)>&
     const std::vector<Tensor> got = oc.run(run);
     ASSERT_EQ(want.size(), got.size());
     for (size_t o = 0; o < want.size(); ++o) {
-      const std::vector<double> w = want[o].to_vector(), g = got[o].to_vector();
+      const std::vector<double> w = want[o].to_vector(), g = got[o].to(Device::cpu()).to_vector();
       ASSERT_EQ(w.size(), g.size()) << "output " << o;
       bool nonzero = false;
       for (double x : w) {
@@ -458,6 +495,20 @@ TEST(CpuBf16Parity, EveryOpMatchesTheF32Reference) {
   ASSERT_EQ(worst.count(DType::kBF16) + worst.count(DType::kF32), 2u) << "both kinds of output are compared";
   // The bf16 outputs were rounded: the run under test is not the reference again.
   EXPECT_GT(worst.at(DType::kBF16), 1e-4);
+}
+
+// The checked stand-in device (kernels/sim.h) runs the CPU kernels on memory
+// host code may not touch: every op of the table runs there (no host access
+// outside a kernel, no cpu tensor mixed in) and gives the CPU's results bit
+// for bit, in f32 and in bf16.
+TEST(SimParity, EveryOpOnSimIsTheCpuBitForBit) {
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    std::map<DType, double> worst;
+    // f32: the reference itself (tolerance 0); bf16: as CpuBf16Parity.
+    check_table(Device::sim(), dt, [dt](DType out) { return dt == DType::kBF16 && out == DType::kBF16 ? 4e-3 : 0.0; },
+                &worst);
+    if (HasFatalFailure()) return;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaParity, ::testing::Values(DType::kF32, DType::kBF16),

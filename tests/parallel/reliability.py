@@ -456,9 +456,21 @@ def test_fail_rank(e):
     log(f"  resumed from step {last} and ran to step {last + 2}")
 
 
+def on_sim(test):
+    """`test` with `device: sim` (the checked stand-in device, kernels/sim.h) in
+    the recipe, so that every run of it trains through the device path."""
+    def run(e):
+        with open(e.recipe, "a") as f:
+            f.write("device: sim\n")
+        return test(e)
+    return run
+
+
 TESTS = {"kill_resume": test_kill_resume, "corrupt_fallback": test_corrupt_fallback,
          "disk_full": test_disk_full, "disk_full_enospc": test_disk_full_enospc,
-         "nonfinite": test_nonfinite, "fail_rank": test_fail_rank}
+         "nonfinite": test_nonfinite, "fail_rank": test_fail_rank,
+         "kill_resume_sim": on_sim(test_kill_resume), "corrupt_fallback_sim": on_sim(test_corrupt_fallback),
+         "nonfinite_sim": on_sim(test_nonfinite), "fail_rank_sim": on_sim(test_fail_rank)}
 
 
 if __name__ == "__main__":
