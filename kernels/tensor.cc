@@ -1,6 +1,7 @@
 #include "kernels/tensor.h"
 
 #include "kernels/cuda/memory.h"
+#include "kernels/cuda/step_ops.h"
 #include "kernels/elementwise.h"
 #include "kernels/sim.h"
 
@@ -334,7 +335,10 @@ void Tensor::fill(double value) const {
   }
   if (!device().is_cpu()) {
     if (value == 0) return zero();
-    Tensor host = empty(shape_, dtype_);
+#ifdef ROTOR_WITH_CUDA
+    if (dtype_ == DType::kF32 || dtype_ == DType::kBF16) return cuda::fill(*this, value);  // a kernel
+#endif
+    Tensor host = empty(shape_, dtype_);  // other dtypes: through a host copy
     host.fill(value);
     copy_from(host);
     return;

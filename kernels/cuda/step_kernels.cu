@@ -86,6 +86,12 @@ __global__ void log_position_scale_kernel(const int32_t* pos, int64_t n, double 
   out[i] = from_f32<T>(static_cast<float>(v > min ? v : min));
 }
 
+template <class T>
+__global__ void fill_kernel(T* x, T value, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) x[i] = value;
+}
+
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
 }  // namespace
@@ -127,6 +133,16 @@ void embedding_slice_backward(Float t, const int32_t* ids, const void* dout, Flo
       embedding_slice_backward_kernel<T, T><<<static_cast<unsigned>(n), 128, 0, stream>>>(
           ids, g, static_cast<T*>(dtable), d, vocab_start, rows);
     }
+    ROTOR_CUDA_CHECK(cudaGetLastError());
+  });
+}
+
+void fill(Float t, void* x, double value, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  dispatch(t, [&](auto tag) {
+    using T = decltype(tag);
+    fill_kernel<T><<<grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(x),
+                                                                    from_f32<T>(static_cast<float>(value)), n);
     ROTOR_CUDA_CHECK(cudaGetLastError());
   });
 }

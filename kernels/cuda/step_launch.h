@@ -27,6 +27,8 @@ void cross_entropy_slice_partials(const float* lse, const float* loss, const int
                                   cudaStream_t stream);
 void cross_entropy_slice_combine(const float* max_lse, const float* sums, const int32_t* targets, int64_t n,
                                  float* lse, float* loss, cudaStream_t stream);
+// x [n] (t) = value (rounded to t once).
+void fill(Float t, void* x, double value, int64_t n, cudaStream_t stream);
 // out [n] (t) = max(min, ln(pos + 1) / ln(base_length)) in f64.
 void log_position_scale(const int32_t* pos, int64_t n, double log_base, double min, Float t, void* out,
                         cudaStream_t stream);

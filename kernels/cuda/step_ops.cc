@@ -86,6 +86,11 @@ void cross_entropy_slice_combine(const Tensor& max_lse, const Tensor& sums, cons
                                     lse.numel(), lse.data<float>(), loss.data<float>(), s);
 }
 
+void fill(const Tensor& t, double value) {
+  cudaStream_t s = stream_for({&t}, "fill");
+  cuda::fill(float_type(t, "fill"), t.raw(), value, t.numel(), s);
+}
+
 void log_position_scale(const Tensor& pos, int64_t base_length, double min, const Tensor& out) {
   cudaStream_t s = stream_for({&pos, &out}, "log_position_scale");
   ROTOR_CHECK(pos.dtype() == DType::kI32 && pos.numel() == out.numel())

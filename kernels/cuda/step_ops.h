@@ -20,5 +20,7 @@ void cross_entropy_slice_partials(const Tensor& lse, const Tensor& loss, const T
 void cross_entropy_slice_combine(const Tensor& max_lse, const Tensor& sums, const Tensor& targets,
                                  const Tensor& lse, const Tensor& loss);
 void log_position_scale(const Tensor& pos, int64_t base_length, double min, const Tensor& out);
+// Tensor::fill of an f32 or bf16 GPU tensor, as a kernel (no host copy).
+void fill(const Tensor& t, double value);
 
 }  // namespace rotor::cuda

@@ -13,7 +13,11 @@
 namespace rotor {
 namespace {
 
-TEST(Overfit, TinyLlamaMemorisesOneBatch) {
+// On the cpu and on the checked stand-in device (kernels/sim.h), which must
+// give the same numbers.
+class Overfit : public ::testing::TestWithParam<DeviceType> {};
+
+TEST_P(Overfit, TinyLlamaMemorisesOneBatch) {
   LlamaConfig c;
   c.vocab_size = 64;
   c.hidden_size = 32;
@@ -24,6 +28,7 @@ TEST(Overfit, TinyLlamaMemorisesOneBatch) {
   c.max_position_embeddings = 64;
   LlamaOptions o;
   o.rope.theta = 10000;
+  o.device = GetParam() == DeviceType::kSim ? Device::sim() : Device::cpu();
   auto model = LlamaModel::create(c, o);
   ASSERT_TRUE(model.ok()) << model.status();
   model->init_weights(1);
@@ -54,6 +59,11 @@ TEST(Overfit, TinyLlamaMemorisesOneBatch) {
   EXPECT_NEAR(first, std::log(64.0), 0.5) << "a fresh model predicts near-uniformly";
   EXPECT_LT(last, 0.1 * first) << "start " << first << ", after 150 steps " << last;
 }
+
+INSTANTIATE_TEST_SUITE_P(Devices, Overfit, ::testing::Values(DeviceType::kCpu, DeviceType::kSim),
+                         [](const ::testing::TestParamInfo<DeviceType>& i) {
+                           return i.param == DeviceType::kSim ? std::string("sim") : std::string("cpu");
+                         });
 
 }  // namespace
 }  // namespace rotor

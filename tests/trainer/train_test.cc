@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/indexed_dataset.h"
+#include "kernels/device.h"
 #include "trainer/cli/train_command.h"
 #include "trainer/cli/sweep_command.h"
 #include "trainer/safetensors.h"
@@ -243,6 +244,23 @@ TEST(Train, Bf16MixedPrecisionTracksF32AndResumes) {
     EXPECT_EQ(r[i]["grad_norm"], bf16[i]["grad_norm"]) << "resumed, step " << i + 1;
     EXPECT_EQ(sim[i]["loss"], bf16[i]["loss"]) << "sim, step " << i + 1;
   }
+}
+
+// device: cuda where no GPU can be used stops at start with CUDA's reason
+// (or "built without CUDA"), before anything is written: never a silent run
+// on the CPU.
+TEST(Train, CudaWithoutAGpuFailsAtStartSayingWhy) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is usable here";
+  const std::string dir = ::testing::TempDir() + "/train_cuda";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string recipe = write_recipe(dir, write_corpus(dir));
+  std::ostringstream out, err;
+  EXPECT_EQ(run_train_command({recipe, "--set", "run.dir=" + dir + "/run", "--set", "device=cuda"}, out, err), 1);
+  const std::string why = cuda_unavailable_reason();
+  ASSERT_FALSE(why.empty());
+  EXPECT_NE(err.str().find("rotor train: device: cuda: " + why), std::string::npos) << err.str();
+  EXPECT_FALSE(fs::exists(dir + "/run")) << "nothing may be written";
 }
 
 // Continual pretraining: a second run starts from the first run's weights
