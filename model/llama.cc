@@ -124,10 +124,11 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
     if (shard_dim >= 0) local[static_cast<size_t>(shard_dim)] /= tp / replicas;
     // Mixed precision: f32 masters and gradients, a bf16 working copy.
     const DType master = compute_dtype(options.dtype);
+    const Tensor working =
+        master != options.dtype ? Tensor::zeros(Shape(local), options.dtype, options.device) : Tensor();
     params_.push_back({std::move(name), Tensor::zeros(Shape(local), master, options.device),
                        Tensor::zeros(Shape(local), master, options.device), tp > 1 ? shard_dim : -1,
-                       replicas, shape});
-    if (master != options.dtype) params_.back().working = Tensor::zeros(Shape(local), options.dtype, options.device);
+                       replicas, shape, working});
   };
   embed_index_ = params_.size();
   add("model.embed_tokens.weight", {v, d}, 0);
