@@ -1,5 +1,6 @@
 #include "parallel/world.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -29,6 +30,17 @@ absl::StatusOr<Device> ProcessWorld::use_device(DeviceType type) {
     return absl::FailedPreconditionError(absl::StrCat(
         "device: cuda: ", cuda_unavailable_reason(),
         " (rotor trains on a GPU only when one is usable; device: cpu trains on the CPU)"));
+  }
+  if (mpi_ && std::getenv("ROTOR_ALLOW_GPU_SHARING") != nullptr) {
+    // Tests on a one-GPU machine: every rank on the node takes GPU
+    // local_rank % count and the world stays MPI (device tensors through host
+    // copies), because NCCL refuses two ranks of a communicator on one GPU
+    // ("Duplicate GPU detected", NCCL >= 2.5). Not for training runs.
+    absl::StatusOr<LocalRank> local = local_rank_from_env();
+    if (!local.ok()) return local.status();
+    const int index = std::max(local->rank, 0) % cuda_device_count();
+    if (!cuda_select_device(index)) return absl::InternalError(absl::StrCat("cudaSetDevice(", index, ") failed"));
+    return Device::cuda(index);
   }
   if (!mpi_) {  // one process: the launcher's local rank (0 without one) picks the GPU
     absl::StatusOr<LocalRank> local = local_rank_from_env();

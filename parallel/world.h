@@ -36,7 +36,9 @@ class ProcessWorld {
   // world over it, so that every communicator split from it (each grid axis)
   // is an NCCL one. A one-process world stays local (its collectives are
   // copies, which work on any device). Errors: no usable GPU (with the CUDA
-  // runtime's reason), a build without NCCL under MPI.
+  // runtime's reason), a build without NCCL under MPI. ROTOR_ALLOW_GPU_SHARING
+  // set (tests on a one-GPU machine): ranks share the node's GPUs round-robin
+  // and the world stays MPI, since NCCL refuses two ranks on one GPU.
   absl::StatusOr<Device> use_device(DeviceType type);
 
  private:

@@ -173,8 +173,9 @@ run:
         if os.geteuid() == 0:
             cmd.append("--allow-run-as-root")
         cmd += ["--oversubscribe", "-np", str(np), "-x", "OMP_NUM_THREADS"]
-        if "ROTOR_COMM_TIMEOUT_S" in self.env:
-            cmd += ["-x", "ROTOR_COMM_TIMEOUT_S"]
+        for k in sorted(self.env):  # ROTOR_COMM_TIMEOUT_S, ROTOR_ALLOW_GPU_SHARING, ...
+            if k.startswith("ROTOR_"):
+                cmd += ["-x", k]
         return cmd + [self.rotor] + args
 
     def train(self, name, np=0, sets=(), run_dir=None, expect=None):
