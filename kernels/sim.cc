@@ -36,7 +36,7 @@ size_t block_size(size_t bytes) {
   return (std::max<size_t>(bytes, 1) + unit - 1) / unit * unit;
 }
 
-struct Device {
+struct SimMemory {
   std::mutex mu;
   std::multimap<size_t, void*> cached;     // size -> free block
   std::unordered_map<void*, size_t> live;  // block -> size
@@ -45,8 +45,8 @@ struct Device {
 
 // One per process and never destroyed, like a GPU's driver context: tensors
 // released during static destruction still find it.
-Device& device() {
-  static Device* d = new Device();
+SimMemory& memory() {
+  static SimMemory* d = new SimMemory();
   return *d;
 }
 
@@ -56,7 +56,7 @@ thread_local int scope_depth = 0;
 
 void* allocate(size_t bytes) {
   const size_t size = block_size(bytes);
-  Device& d = device();
+  SimMemory& d = memory();
   std::lock_guard<std::mutex> lock(d.mu);
   void* p = nullptr;
   size_t got = size;
@@ -77,7 +77,7 @@ void* allocate(size_t bytes) {
 }
 
 void release(void* p) {
-  Device& d = device();
+  SimMemory& d = memory();
   std::lock_guard<std::mutex> lock(d.mu);
   auto it = d.live.find(p);
   ROTOR_CHECK(it != d.live.end()) << "sim: release of a block not allocated here";
@@ -86,32 +86,26 @@ void release(void* p) {
   d.live.erase(it);
 }
 
+namespace {
+void count(bool to_device, size_t bytes) {
+  SimMemory& d = memory();
+  std::lock_guard<std::mutex> lock(d.mu);
+  ++(to_device ? d.stats.host_to_device_calls : d.stats.device_to_host_calls);
+  (to_device ? d.stats.host_to_device_bytes : d.stats.device_to_host_bytes) += static_cast<int64_t>(bytes);
+}
+}  // namespace
+
 void copy_to_device(void* dst, const void* src, size_t bytes) {
-  Device& d = device();
-  {
-    std::lock_guard<std::mutex> lock(d.mu);
-    ++d.stats.host_to_device_calls;
-    d.stats.host_to_device_bytes += static_cast<int64_t>(bytes);
-  }
+  count(true, bytes);
   std::memmove(dst, src, bytes);
 }
 
 void copy_to_host(void* dst, const void* src, size_t bytes) {
-  Device& d = device();
-  {
-    std::lock_guard<std::mutex> lock(d.mu);
-    ++d.stats.device_to_host_calls;
-    d.stats.device_to_host_bytes += static_cast<int64_t>(bytes);
-  }
+  count(false, bytes);
   std::memmove(dst, src, bytes);
 }
 
-void count_read(size_t bytes) {
-  Device& d = device();
-  std::lock_guard<std::mutex> lock(d.mu);
-  ++d.stats.device_to_host_calls;
-  d.stats.device_to_host_bytes += static_cast<int64_t>(bytes);
-}
+void count_read(size_t bytes) { count(false, bytes); }
 
 KernelScope::KernelScope(const Tensor& t) : active_(t.defined() && t.device().is_sim()) {
   if (active_) ++scope_depth;
@@ -135,7 +129,7 @@ void check_host_access(const Tensor& t, const char* api, const SourceLocation& w
 }  // namespace sim
 
 SimStats sim_stats() {
-  sim::Device& d = sim::device();
+  sim::SimMemory& d = sim::memory();
   std::lock_guard<std::mutex> lock(d.mu);
   return d.stats;
 }

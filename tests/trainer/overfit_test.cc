@@ -8,6 +8,7 @@
 
 #include "kernels/random.h"
 #include "model/llama.h"
+#include "tests/common/tiny_config.h"
 #include "trainer/optimizer.h"
 
 namespace rotor {
@@ -18,14 +19,7 @@ namespace {
 class Overfit : public ::testing::TestWithParam<DeviceType> {};
 
 TEST_P(Overfit, TinyLlamaMemorisesOneBatch) {
-  LlamaConfig c;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
+  const LlamaConfig c = testing::small_config();
   LlamaOptions o;
   o.rope.theta = 10000;
   o.device = GetParam() == DeviceType::kSim ? Device::sim() : Device::cpu();

@@ -14,6 +14,7 @@
 #include "kernels/random.h"
 #include "kernels/sim.h"
 #include "model/llama.h"
+#include "tests/common/tiny_config.h"
 #include "trainer/train_step.h"
 
 namespace rotor {
@@ -40,14 +41,7 @@ int64_t batch_bytes(const Batch& b) {
 }
 
 TEST(SimStep, OneReadNoAllocationAndOnlyTheBatchUploadedPerStep) {
-  LlamaConfig c;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
+  const LlamaConfig c = testing::small_config();
   LlamaOptions o;
   o.rope.theta = 10000;
   o.logit_scale.kind = LogitScaleKind::kLogPosition;  // the per-token query table, made on the device
@@ -86,14 +80,7 @@ TEST(SimStep, OneReadNoAllocationAndOnlyTheBatchUploadedPerStep) {
 
 // The same steps on cpu and on sim: bit for bit the same losses and norms.
 TEST(SimStep, SameNumbersAsTheCpu) {
-  LlamaConfig c;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
+  const LlamaConfig c = testing::small_config();
   std::vector<double> losses[2], norms[2];
   for (int d = 0; d < 2; ++d) {
     LlamaOptions o;
