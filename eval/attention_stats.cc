@@ -117,7 +117,7 @@ int64_t bucket_of(int64_t position, int64_t width, const HeadBucketTable& t) {
 
 // A model the statistics can run on, and a batch its layout can split.
 absl::Status check_layout(const LlamaModel& m, const Batch& batch) {
-  if (m.options().recompute) {
+  if (m.options().recompute != Recompute::kNone) {
     return absl::FailedPreconditionError("attention statistics need a model built with recompute off");
   }
   const ParallelContext& par = m.options().parallel;

@@ -105,7 +105,7 @@ std::vector<double> Decoder::run(int64_t start) {
     BlockActivations acts;
     Tensor y = model.act({m, d});
     model.blocks_[l].forward(model.block_weights(l, false), ctx, model.q_scales_[l], x, y, acts,
-                             /*keep_all=*/false, &cache);
+                             Recompute::kFull, &cache);
     const Tensor entropy = acts.entropy.to(Device::cpu());  // [1, Hq, m]
     for (int64_t head = 0; head < hq; ++head) entropy_sum += entropy.item(head * m + m - 1);
     x = y;

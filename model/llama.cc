@@ -68,6 +68,11 @@ void check_targets(const Batch& batch) {
 
 }  // namespace
 
+int64_t default_tile_tokens(int64_t intermediate_size) {
+  const int64_t rows = (int64_t{1} << 23) / std::max<int64_t>(intermediate_size, 1);
+  return std::clamp<int64_t>(rows / 64 * 64, 256, 16384);
+}
+
 Batch to_device(const Batch& b, Device device) {
   auto move = [&](const Tensor& t) { return t.defined() ? t.to(device) : t; };
   return {move(b.input_ids), move(b.targets), move(b.positions), move(b.segments)};
@@ -285,6 +290,7 @@ void LlamaModel::prepare_context(const Batch& batch) {
   ctx_.sp = sp_;
   ctx_.kv_replicas = kv_group_.get();
   ctx_.attention_entropy = want_entropy_;
+  ctx_.tile_tokens = options_.tile_tokens;
   rows_ = b * t;
   if (sp_) {
     ROTOR_CHECK(rows_ % tp_->size() == 0)
@@ -350,7 +356,7 @@ Tensor LlamaModel::forward_hidden(const Batch& batch) {
   for (size_t l = 0; l < blocks_.size(); ++l) {
     Tensor y = act({rows_, d});
     blocks_[l].forward(block_weights(static_cast<int64_t>(l), false), ctx_, q_scales_[l], x, y,
-                       acts_[l], !options_.recompute);
+                       acts_[l], options_.recompute);
     x = y;
   }
   const Tensor& norm = final_norm().compute();
@@ -407,7 +413,7 @@ const BlockActivations& LlamaModel::activations(int64_t layer) const {
   ROTOR_CHECK(layer >= 0 && layer < static_cast<int64_t>(acts_.size()))
       << "activations(" << layer << "): no forward pass kept " << acts_.size() << " layers";
   ROTOR_CHECK(acts_[static_cast<size_t>(layer)].q.defined())
-      << "activations(" << layer << "): recompute is on, only block inputs were kept";
+      << "activations(" << layer << "): recompute is on, the block's q and k were not kept";
   return acts_[static_cast<size_t>(layer)];
 }
 

@@ -49,7 +49,11 @@ namespace rotor {
 struct LlamaOptions {
   RopeConfig rope;                 // rope.theta is taken from here, not config.rope_theta
   LogitScaleConfig logit_scale;
-  bool recompute = false;          // keep only block inputs; re-run blocks in backward
+  // What each block keeps for backward (model/llama_block.h: Recompute).
+  Recompute recompute = Recompute::kNone;
+  // Rows per tile of the sequence-tiled MLP (model/llama_block.h); 0: the
+  // MLP over the whole micro-batch at once. default_tile_tokens picks one.
+  int64_t tile_tokens = 0;
   // f32, f64 (gradient checks) or bf16: mixed precision, where parameters
   // hold f32 master weights (Parameter::value) and gradients, forward and
   // backward read a bf16 copy of them (Parameter::working) and compute bf16
@@ -69,6 +73,12 @@ struct LlamaOptions {
   // rank's share (the trainer sums them over dp_cp).
   ParallelContext parallel;
 };
+
+// The MLP tile for a model of intermediate size F: rows such that one
+// [rows, F] intermediate holds about 8M elements (32 MiB in f32), a multiple
+// of 64 in [256, 16384]. Three such buffers (gate, up, their product) are the
+// MLP's transient memory whatever the sequence length.
+int64_t default_tile_tokens(int64_t intermediate_size);
 
 // One micro-batch. Tokens are [B, T] i32.
 struct Batch {

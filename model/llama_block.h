@@ -10,9 +10,17 @@
 //   y    = h + down(silu(xn2 Wg^T) * (xn2 Wu^T))
 //
 // Tokens are flattened: N = B * T rows of width D = hidden_size. forward()
-// keeps what backward needs (or only x when recompute is on, re-running the
-// forward inside backward). Parameter gradients accumulate (+=); activation
-// gradients are returned fresh.
+// keeps what backward needs, as the Recompute mode says (below), and
+// backward re-runs what was not kept. Parameter gradients accumulate (+=);
+// activation gradients are returned fresh.
+//
+// Sequence-tiled MLP (BlockContext::tile_tokens < N): the MLP runs over row
+// tiles of xn2, so its [rows, F] intermediates (gate, up, silu(gate) * up)
+// exist for one tile at a time, in forward and backward, instead of three
+// [N, F] tensors per layer (ALST, arXiv 2506.13996; MsT). Backward recomputes
+// each tile's gate and up from xn2 (2 of the MLP's 9 GEMMs again). Rows are
+// independent, so outputs and input gradients are the untiled ones; the
+// weight gradients are sums over tiles, the same terms in another order.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +31,16 @@
 #include "parallel/communicator.h"
 
 namespace rotor {
+
+// What a block's forward keeps for backward:
+//   kNone       everything (the fastest backward)
+//   kFull       the block input x only; backward re-runs the whole forward
+//   kSelective  x, the attention output and its log-sum-exp; backward re-runs
+//               the norms, projections, RoPE and MLP but not attention, the
+//               one cost that grows with T^2 (DistFlashAttn's
+//               rematerialisation-aware checkpointing)
+// (and the attention entropy in every mode, when evaluation asks for it).
+enum class Recompute { kNone, kFull, kSelective };
 
 // Views of one block's parameters (or of their gradients); HF shapes.
 struct BlockWeights {
@@ -54,6 +72,8 @@ struct BlockContext {
   Communicator* kv_replicas = nullptr;
   // Evaluation: also compute the entropy of every query's attention row.
   bool attention_entropy = false;
+  // Rows of the MLP's tiles (see the top); 0 or >= N: the MLP in one piece.
+  int64_t tile_tokens = 0;
 };
 
 // What backward needs from forward. All [N, ...] with N = B * T.
@@ -70,7 +90,7 @@ struct BlockActivations {
   Tensor h;         // [N, D] residual after attention
   Tensor rstd2;     // [N]
   Tensor xn2;       // [N, D]
-  Tensor gate;      // [N, F]
+  Tensor gate;      // [N, F] (untiled MLP only; tiles recompute theirs)
   Tensor up;        // [N, F]
   Tensor act;       // [N, F] silu(gate) * up
 };
@@ -100,19 +120,32 @@ class LlamaBlock {
   LlamaBlock(const LlamaConfig& config, int64_t layer) : config_(config), layer_(layer) {}
 
   // y [N, D] (=). q_scale: [B, T] query multiplier of this layer, or undefined.
-  // Fills `acts` (all of it, or only acts.x when keep_all is false). With a
-  // `cache`, attention reads earlier tokens' keys and values from it.
+  // Fills `acts` with what `keep` says. With a `cache`, attention reads
+  // earlier tokens' keys and values from it. When `acts` arrives holding an
+  // attention output and LSE (selective recompute's), attention is not run
+  // again: they are used as they are.
   void forward(const BlockWeights& w, const BlockContext& ctx, const Tensor& q_scale,
-               const Tensor& x, const Tensor& y, BlockActivations& acts, bool keep_all,
+               const Tensor& x, const Tensor& y, BlockActivations& acts, Recompute keep,
                const KvCacheLayer* cache = nullptr) const;
 
-  // dy [N, D] -> dx [N, D] (=); accumulates into grads. If `acts` holds only
-  // x (recompute), the forward is re-run first.
+  // dy [N, D] -> dx [N, D] (=); accumulates into grads. What `acts` lacks
+  // (kFull, kSelective) is rebuilt by a forward first.
   void backward(const BlockWeights& w, const BlockWeights& grads, const BlockContext& ctx,
                 const Tensor& q_scale, BlockActivations& acts, const Tensor& dy,
                 const Tensor& dx) const;
 
  private:
+  // Attention of a.q, a.k, a.v (or of the cache) into a.attn, a.lse (and
+  // a.entropy when ctx asks): ring attention over ctx.cp, else local.
+  void attend(const BlockContext& ctx, const KvCacheLayer* cache, BlockActivations& a, double scale) const;
+  // The MLP of forward: xn2 [N, D] -> out [N, D] (=), this rank's partial
+  // sum under tp; keeps gate/up/act in `a` when untiled.
+  void mlp_forward(const BlockWeights& w, const BlockContext& ctx, BlockActivations& a, const Tensor& out) const;
+  // Its backward: dy_full [N, D] -> dxn2 partial [N, D] (=), weight
+  // gradients (+=); recomputes each tile's intermediates when not kept.
+  void mlp_backward(const BlockWeights& w, const BlockWeights& g, const BlockContext& ctx, const BlockActivations& a,
+                    const Tensor& dy_full, const Tensor& dxn2) const;
+
   LlamaConfig config_;
   int64_t layer_;
 };

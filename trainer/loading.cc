@@ -40,7 +40,7 @@ absl::StatusOr<ScoringModel> load_scoring_model(const std::string& path, bool lo
   if (!recipe.ok()) return absl::InvalidArgumentError(recipe.status().message());
   ROTOR_RETURN_IF_ERROR(check_model_sizes(*recipe));
   LlamaOptions options = recipe->model_options();
-  options.recompute = true;  // forward only: keep no per-block activations
+  options.recompute = Recompute::kFull;  // forward only: keep no per-block activations
   absl::StatusOr<LlamaModel> model = LlamaModel::create(recipe->model, options);
   if (!model.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(recipe_path, ": ", model.status().message()));
@@ -88,7 +88,7 @@ absl::StatusOr<ScoreResult> score_tokens(const std::string& checkpoint_dir,
 absl::StatusOr<LlamaModel> load_eval_model(const LoadedRecipe& recipe, const std::string& dir,
                                            const ParallelContext& par, bool recompute, int64_t& step) {
   LlamaOptions o = recipe.model_options();
-  o.recompute = recompute;
+  o.recompute = recompute ? Recompute::kFull : Recompute::kNone;
   o.parallel = par;
   ROTOR_ASSIGN_OR_RETURN(o.device, recipe_device(recipe.proto));  // the evaluation recipe's `device`
   absl::StatusOr<LlamaModel> m = LlamaModel::create(recipe.model, o);

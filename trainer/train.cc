@@ -125,7 +125,10 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   ROTOR_RETURN_IF_ERROR(prepare_run_dir(r, recipe_yaml, rank0));
 
   LlamaOptions opts = loaded.model_options();
-  opts.recompute = r.train().recompute();
+  opts.recompute = r.train().recompute() == recipe::TrainSection::full        ? Recompute::kFull
+                   : r.train().recompute() == recipe::TrainSection::selective ? Recompute::kSelective
+                                                                               : Recompute::kNone;
+  opts.tile_tokens = r.train().tile_tokens();
   opts.parallel = par;
   opts.device = device;
   opts.dtype = r.train().precision() == recipe::TrainSection::bf16 ? DType::kBF16 : DType::kF32;

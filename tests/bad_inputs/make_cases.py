@@ -103,8 +103,12 @@ recipe("wrong_type_integer", edit(GOOD, "steps: 100", "steps: ten"),
        ":14:10: train.steps: expected an integer, got 'ten'")
 recipe("wrong_type_fraction_for_integer", edit(GOOD, "steps: 100", "steps: 1.5"),
        ":14:10: train.steps: expected an integer, got '1.5'")
-recipe("wrong_type_bool", GOOD + "  recompute: maybe\n",
-       ":20:14: train.recompute: expected true or false, got 'maybe'")
+recipe("wrong_type_bool", GOOD + "parallel:\n  zero1: maybe\n",
+       ":21:10: parallel.zero1: expected true or false, got 'maybe'")
+recipe("wrong_enum_recompute", GOOD + "  recompute: maybe\n",
+       ":20:14: train.recompute: expected one of none, full, selective, got 'maybe'")
+recipe("tile_tokens_out_of_range", GOOD + "  tile_tokens: 0\n",
+       ":20:16: train.tile_tokens must be in [1, 16777216]")
 recipe("wrong_type_number", edit(GOOD, "lr: 1.0e-3", "lr: fast"),
        ":17:7: train.lr: expected a number, got 'fast'")
 recipe("wrong_type_list", GOOD + "eval:\n  lengths: 1024\n",

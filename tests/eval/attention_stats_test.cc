@@ -186,7 +186,7 @@ TEST(AttentionStats, NeedsActivations) {
   c.num_attention_heads = 2;
   c.num_key_value_heads = 2;
   LlamaOptions o;
-  o.recompute = true;
+  o.recompute = Recompute::kFull;
   absl::StatusOr<LlamaModel> m = LlamaModel::create(c, o);
   ASSERT_TRUE(m.ok());
   absl::StatusOr<AttentionStats> s = attention_stats(*m, random_batch(1, 4), 2);

@@ -54,8 +54,11 @@ Batch tiny_batch(bool segments) {
   return b;
 }
 
-void check_model_gradients(bool tied, bool segments) {
-  absl::StatusOr<LlamaModel> made = LlamaModel::create(tiny_config(tied), tiny_options(DType::kF64));
+void check_model_gradients(bool tied, bool segments, Recompute recompute = Recompute::kNone, int64_t tile = 0) {
+  LlamaOptions o = tiny_options(DType::kF64);
+  o.recompute = recompute;
+  o.tile_tokens = tile;
+  absl::StatusOr<LlamaModel> made = LlamaModel::create(tiny_config(tied), o);
   ASSERT_TRUE(made.ok()) << made.status();
   LlamaModel& model = *made;
   model.init_weights(7);
@@ -74,11 +77,15 @@ void check_model_gradients(bool tied, bool segments) {
 TEST(LlamaGradients, UntiedMatchesFiniteDifferences) { check_model_gradients(false, false); }
 TEST(LlamaGradients, TiedMatchesFiniteDifferences) { check_model_gradients(true, false); }
 TEST(LlamaGradients, DocumentMaskingMatchesFiniteDifferences) { check_model_gradients(false, true); }
+// Selective recompute with the MLP in tiles of 5 rows (the last one shorter).
+TEST(LlamaGradients, SelectiveRecomputeTiledMlpMatchesFiniteDifferences) {
+  check_model_gradients(false, true, Recompute::kSelective, 5);
+}
 
 // Recompute re-runs the same deterministic forward: gradients are identical.
 TEST(LlamaRecompute, SameLossAndGradients) {
   LlamaOptions with = tiny_options(DType::kF32), without = tiny_options(DType::kF32);
-  with.recompute = true;
+  with.recompute = Recompute::kFull;
   auto a = LlamaModel::create(tiny_config(false), without);
   auto b = LlamaModel::create(tiny_config(false), with);
   ASSERT_TRUE(a.ok() && b.ok());
@@ -225,13 +232,53 @@ TEST(LlamaConfig, TrainingFlopsPerToken) {
   EXPECT_NEAR(c.training_flops_per_token(4096) / 1e9, 46.08, 0.01);
 }
 
+// Selective recompute (attention kept) and the sequence-tiled MLP against
+// keeping everything, on the tiny model with document masking (2 x 16 = 32
+// rows; tiles of 5 rows leave a short last tile). Recompute modes re-run the
+// same ops in the same order: identical bits. Tiling computes every row as
+// before (rows are independent), but in GEMMs of other heights, which BLAS may
+// block differently, and sums the MLP weight gradients tile by tile: f32
+// rounding apart, allowed 1e-5 of each gradient's largest element (f32
+// epsilon 1.2e-7 times sums of 32 terms, with margin).
+TEST(LlamaRecompute, SelectiveAndTiledMlpMatch) {
+  auto run = [](Recompute mode, int64_t tile) {
+    LlamaOptions o = tiny_options(DType::kF32);
+    o.recompute = mode;
+    o.tile_tokens = tile;
+    absl::StatusOr<LlamaModel> m = LlamaModel::create(tiny_config(false), o);
+    EXPECT_TRUE(m.ok()) << m.status();
+    m->init_weights(11);
+    const double loss = m->forward_backward(tiny_batch(true));
+    std::vector<Tensor> grads;
+    for (const Parameter& p : m->parameters()) grads.push_back(p.grad.clone());
+    return std::make_pair(loss, grads);
+  };
+  const auto [loss, grads] = run(Recompute::kNone, 0);
+  for (const Tensor& g : grads) testing::expect_finite_nonzero(g, "reference gradient");
+  for (Recompute mode : {Recompute::kFull, Recompute::kSelective}) {
+    const auto [l, g] = run(mode, 0);
+    EXPECT_EQ(l, loss);
+    for (size_t i = 0; i < g.size(); ++i) EXPECT_EQ(testing::max_abs_diff(g[i], grads[i]), 0.0) << i;
+  }
+  for (Recompute mode : {Recompute::kNone, Recompute::kSelective}) {
+    const auto [l, g] = run(mode, 5);
+    EXPECT_NEAR(l, loss, 1e-6 * std::abs(loss));
+    for (size_t i = 0; i < g.size(); ++i) {
+      const std::vector<double> ref = grads[i].to_vector();
+      double largest = 0;
+      for (double v : ref) largest = std::max(largest, std::abs(v));
+      EXPECT_LE(testing::max_abs_diff(g[i], grads[i]), 1e-5 * largest) << "parameter " << i;
+    }
+  }
+}
+
 // evaluate(): per-token losses add up to the loss; each row's attention
 // entropy lies in [0, ln(visible keys)] (0 for the first token, which sees
 // only itself), with and without recompute.
 TEST(LlamaEvaluate, TokenLossesAndEntropyBounds) {
   for (bool recompute : {false, true}) {
     LlamaOptions o = tiny_options(DType::kF64);
-    o.recompute = recompute;
+    o.recompute = recompute ? Recompute::kFull : Recompute::kNone;
     absl::StatusOr<LlamaModel> made = LlamaModel::create(tiny_config(false), o);
     ASSERT_TRUE(made.ok()) << made.status();
     made->init_weights(3);

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "model/llama.h"
 #include "trainer/recipe/convert.h"
 #include "kernels/status.h"
 
@@ -201,7 +202,7 @@ void fill_train_defaults(recipe::TrainSection& t) {
   if (!t.has_beta1()) t.set_beta1(0.9);
   if (!t.has_beta2()) t.set_beta2(0.95);
   if (!t.has_grad_clip()) t.set_grad_clip(1.0);
-  if (!t.has_recompute()) t.set_recompute(false);
+  if (!t.has_recompute()) t.set_recompute(recipe::TrainSection::none);
   if (!t.has_seed()) t.set_seed(1234);
   if (!t.has_on_nonfinite()) t.set_on_nonfinite(recipe::TrainSection::stop);
   if (!t.has_max_skipped_steps()) t.set_max_skipped_steps(5);
@@ -219,6 +220,8 @@ Recipe with_defaults(const Recipe& given, const std::string& path) {
     if (!ds.has_weight()) ds.set_weight(1.0);
   if (!data->has_document_masking()) data->set_document_masking(false);
   fill_train_defaults(*r.mutable_train());
+  if (!r.train().has_tile_tokens())
+    r.mutable_train()->set_tile_tokens(default_tile_tokens(r.model().intermediate_size()));
   auto* p = r.mutable_parallel();
   if (!p->has_tp()) p->set_tp(1);
   if (!p->has_cp()) p->set_cp(1);
@@ -340,6 +343,9 @@ void check_train(const Recipe& r, bool training, Checker& c) {
   c.require(t.beta2() >= 0 && t.beta2() < 1, {"train.beta2"}, "train.beta2 must be in [0, 1)");
   c.require(t.grad_clip() >= 0, {"train.grad_clip"}, "train.grad_clip must be >= 0 (0: off)");
   c.require(t.max_skipped_steps() >= 0, {"train.max_skipped_steps"}, "train.max_skipped_steps must be >= 0");
+  // No divisibility is asked of the tile: the last tile of a micro-batch may be shorter.
+  c.require(t.tile_tokens() >= 1 && t.tile_tokens() <= (int64_t{1} << 24), {"train.tile_tokens"},
+            absl::StrCat("train.tile_tokens must be in [1, 16777216] (rows of one MLP tile), got ", t.tile_tokens()));
   const int64_t micro = t.micro_batch_size();
   if (t.has_global_batch_tokens() && len > 0 && micro > 0)
     c.require(t.global_batch_tokens() % (micro * len) == 0,

@@ -102,6 +102,13 @@ bool valid_text(absl::string_view s) {
   return true;
 }
 
+// Spellings kept from before a key became an enum: train.recompute was a
+// bool, and `true` / `false` still mean full / none.
+std::string enum_spelling(const std::string& key, const std::string& value) {
+  if (key == "train.recompute" && (value == "true" || value == "false")) return value == "true" ? "full" : "none";
+  return value;
+}
+
 std::vector<std::string> enum_names(const FieldDescriptor* field) {
   std::vector<std::string> names;
   const auto* type = field->enum_type();
@@ -147,7 +154,7 @@ absl::Status set_scalar(Message& m, const FieldDescriptor* f, const YAML::Node& 
       const std::vector<std::string> names = enum_names(f);
       const std::string expected = absl::StrCat("one of ", absl::StrJoin(names, ", "));
       if (!node.IsScalar()) return wrong_type(location, key, expected, node);
-      const EnumValueDescriptor* v = f->enum_type()->FindValueByName(node.Scalar());
+      const EnumValueDescriptor* v = f->enum_type()->FindValueByName(enum_spelling(key, node.Scalar()));
       if (v == nullptr || v->number() == 0) {
         std::string msg = absl::StrCat(key, ": expected ", expected, ", got ", describe(node));
         if (std::string c = closest(node.Scalar(), names); !c.empty())

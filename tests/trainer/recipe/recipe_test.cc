@@ -179,9 +179,10 @@ TEST_F(RecipeTest, BadRecipesGiveExactMessages) {
        "unknown key 'train.zzzzzz'; known keys of train: train.steps, train.global_batch_tokens, "
        "train.global_batch_size, train.micro_batch_size, train.lr, train.min_lr, "
        "train.warmup_steps, train.schedule, train.weight_decay, train.beta1, train.beta2, "
-       "train.grad_clip, train.recompute, train.seed"},
+       "train.grad_clip, train.recompute, train.tile_tokens, train.seed"},
       {g + "  seed: ten\n", 20, 9, "train.seed: expected an integer, got 'ten'"},
-      {g + "  recompute: maybe\n", 20, 14, "train.recompute: expected true or false, got 'maybe'"},
+      {g + "  recompute: maybe\n", 20, 14, "train.recompute: expected one of none, full, selective, got 'maybe'"},
+      {g + "  tile_tokens: 0\n", 20, 16, "train.tile_tokens must be in [1, 16777216] (rows of one MLP tile), got 0"},
       {g + "  beta1: [1]\n", 20, 10, "train.beta1: expected a number, got [1]"},
       {g + "eval:\n  lengths: 1024\n", 21, 12, "eval.lengths: expected a list such as [a, b], got '1024'"},
       {g + "eval:\n  lengths: [1024, x]\n", 21, 19, "eval.lengths[1]: expected an integer, got 'x'"},
