@@ -136,8 +136,8 @@ def main():
             r = {"error": f"{type(e).__name__}: {e}"}
             print(f"hf {mode}: failed: {r['error']}", file=sys.stderr)
         out["modes"][mode] = r
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=2)
+        with open(a.out, "w") as f:  # after every mode: a run cut short keeps what it measured
+            json.dump(out, f, indent=2)
     return 0
 
 

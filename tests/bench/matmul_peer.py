@@ -115,8 +115,8 @@ def main():
     for model in a.models.split(","):
         for name, fin, fout in linears(*MODELS[model]):
             bench_linear(model, name, fin, fout, a.tokens, a, rows)
-    with open(a.out, "w") as f:
-        f.write("\n".join(rows) + "\n")
+            with open(a.out, "w") as f:  # after every layer: a run cut short keeps what it measured
+                f.write("\n".join(rows) + "\n")
     return 0
 
 

@@ -131,8 +131,8 @@ def main():
                 fwd_s = bwd_s = ""
             rows.append(f"{S},{B},{HQ},{HKV},{D},{name},{fwd_s},{bwd_s}")
             torch.cuda.empty_cache()
-    with open(a.out, "w") as f:
-        f.write("\n".join(rows) + "\n")
+            with open(a.out, "w") as f:  # after every shape: a run cut short keeps what it measured
+                f.write("\n".join(rows) + "\n")
     return 0
 
 

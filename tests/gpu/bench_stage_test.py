@@ -233,6 +233,13 @@ class BenchStage(unittest.TestCase):
         self.assertIn("train.rotor.mfu", r["numbers"])
         self.assertLess(r["_wall"], 30)
 
+    def test_a_peer_cut_short_still_gives_the_ratios_it_measured(self):
+        r = run_stage(make_kit(self.tmp), self.out, FAKE_FAULTS="hang:sdpa_peer.py", ROTOR_BENCH_TIME_SCALE="0.2")
+        self.assertEqual(r["status"], "fail")
+        self.assertIn("attention_peer: timed out", r["reason"])
+        self.assertIn("attention.T4096.fwd.ratio_flash", r["numbers"])  # the peer's first rows reached the bench
+        self.assertIn("attention.T65536.fwd_tflops", r["numbers"])
+
     def test_the_budget_bounds_the_stage(self):
         # Every step hangs: the stage still ends inside its (scaled) budget.
         faults = ",".join(f"hang:{p}" for p in BENCHES + PEERS)
