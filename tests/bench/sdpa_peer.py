@@ -5,7 +5,11 @@ scaled_dot_product_attention, causal, bf16, on the shapes attention_bench uses
 flash and the cuDNN backends, forward and backward timed with torch.cuda.Event.
 
     python3 tests/bench/sdpa_peer.py --out peer.csv [--seqs 4096,16384,65536] [--iters N]
+                                     [--max-seconds S]
     bin/attention_bench --peer-csv peer.csv
+
+--max-seconds caps each timed loop as attention_bench's does: iterations =
+S / (one call's time), at most --iters. Exits 77 without torch.
 
 CSV columns: seq,batch,hq,hkv,d,backend,fwd_ms,bwd_ms (a backend that cannot
 run a shape gets empty times and its error on stderr).
@@ -23,14 +27,30 @@ import argparse
 import math
 import sys
 
-import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+torch = F = SDPBackend = sdpa_kernel = None  # imported after the arguments parse (--help needs no torch)
+
+
+def import_torch():
+    global torch, F, SDPBackend, sdpa_kernel
+    try:
+        import torch
+        import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError as e:
+        print(f"skipped: {e} (this peer needs torch)")
+        sys.exit(77)
 
 HQ, HKV, D = 32, 8, 128
 
 
-def time_backend(backend, S, iters):
+def capped(iters, one_ms, max_seconds):
+    """Iterations under the time cap (all of them without one)."""
+    if max_seconds <= 0:
+        return iters
+    return max(1, min(iters, int(max_seconds * 1e3 / max(one_ms, 1e-3))))
+
+
+def time_backend(backend, S, iters, max_seconds):
     B = max(1, 16384 // S)
     dev = torch.device("cuda")
     g = torch.Generator(device=dev).manual_seed(0)
@@ -53,14 +73,21 @@ def time_backend(backend, S, iters):
         out.backward(dout)
         torch.cuda.synchronize()
         start.record()
-        for _ in range(iters):
+        out = fwd()
+        end.record()
+        torch.cuda.synchronize()
+        n = capped(iters, start.elapsed_time(end), max_seconds)
+        start.record()
+        for _ in range(n):
             out = fwd()
         end.record()
         torch.cuda.synchronize()
-        fwd_ms = start.elapsed_time(end) / iters
+        fwd_ms = start.elapsed_time(end) / n
 
-        total = 0.0
-        for _ in range(iters):
+        total, n = 0.0, iters
+        for i in range(iters):
+            if i == n:
+                break
             q.grad = k.grad = v.grad = None
             out = fwd()
             torch.cuda.synchronize()
@@ -69,7 +96,9 @@ def time_backend(backend, S, iters):
             end.record()
             torch.cuda.synchronize()
             total += start.elapsed_time(end)
-        bwd_ms = total / iters
+            if i == 0:
+                n = capped(iters, total, max_seconds)
+        bwd_ms = total / n
     return B, fwd_ms, bwd_ms
 
 
@@ -78,7 +107,9 @@ def main():
     ap.add_argument("--out", required=True, help="CSV to write")
     ap.add_argument("--seqs", default="4096,16384,65536")
     ap.add_argument("--iters", type=int, default=0, help="default: 20 / 10 / 3 by length")
+    ap.add_argument("--max-seconds", type=float, default=0, help="cap per timed loop (0: none)")
     a = ap.parse_args()
+    import_torch()
     if not torch.cuda.is_available():
         print("skipped: no usable CUDA device")
         return 0
@@ -90,7 +121,7 @@ def main():
         for name, backend in backends:
             B = max(1, 16384 // S)
             try:
-                B, fwd_ms, bwd_ms = time_backend(backend, S, iters)
+                B, fwd_ms, bwd_ms = time_backend(backend, S, iters, a.max_seconds)
                 fwd_s, bwd_s = f"{fwd_ms:.4f}", f"{bwd_ms:.4f}"
                 flop = 4.0 * B * HQ * S * S * D / 2
                 print(f"S={S} B={B} {name}: fwd {fwd_ms:.3f} ms ({flop / fwd_ms / 1e9:.1f} TF/s), "
@@ -100,8 +131,8 @@ def main():
                 fwd_s = bwd_s = ""
             rows.append(f"{S},{B},{HQ},{HKV},{D},{name},{fwd_s},{bwd_s}")
             torch.cuda.empty_cache()
-    with open(a.out, "w") as f:
-        f.write("\n".join(rows) + "\n")
+            with open(a.out, "w") as f:  # after every shape: a run cut short keeps what it measured
+                f.write("\n".join(rows) + "\n")
     return 0
 
 
