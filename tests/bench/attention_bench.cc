@@ -179,7 +179,8 @@ int main(int argc, char** argv) {
     s.causal = true;
     s.scale = 1.0 / std::sqrt(static_cast<double>(kD));
     const int64_t nq = B * S * kHq * kD, nk = B * S * kHkv * kD, nstat = B * kHq * S;
-    void *q, *k, *v, *out, *dout, *dq, *dk, *dv, *lse, *scratch;
+    void *q, *k, *v, *out, *dout, *dq, *dk, *dv, *scratch;
+    float* lse;  // f32 statistics
     int32_t* pos;
     BENCH_CHECK(cudaMalloc(&q, nq * 2));
     BENCH_CHECK(cudaMalloc(&out, nq * 2));
@@ -189,7 +190,7 @@ int main(int argc, char** argv) {
     BENCH_CHECK(cudaMalloc(&v, nk * 2));
     BENCH_CHECK(cudaMalloc(&dk, nk * 2));
     BENCH_CHECK(cudaMalloc(&dv, nk * 2));
-    BENCH_CHECK(cudaMalloc(&lse, nstat * 4));
+    BENCH_CHECK(cudaMalloc(reinterpret_cast<void**>(&lse), nstat * 4));
     const size_t scratch_bytes = rotor::cuda::flash_attention_backward_scratch_bytes(s);
     BENCH_CHECK(cudaMalloc(&scratch, scratch_bytes));
     BENCH_CHECK(cudaMalloc(reinterpret_cast<void**>(&pos), B * S * 4));
@@ -206,14 +207,12 @@ int main(int argc, char** argv) {
         for (int64_t i = 0; i < S; ++i) hp[static_cast<size_t>(r * S + i)] = static_cast<int32_t>(i);
       BENCH_CHECK(cudaMemcpy(pos, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
     }
-    using rotor::cuda::Float;
     auto fwd = [&] {
-      rotor::cuda::flash_attention_forward(s, q, k, v, pos, pos, nullptr, nullptr, out, Float::kF32, lse,
-                                           nullptr, stream);
+      rotor::cuda::flash_attention_forward(s, q, k, v, pos, pos, nullptr, nullptr, out, lse, nullptr, stream);
     };
     auto bwd = [&] {
-      rotor::cuda::flash_attention_backward(s, q, k, v, pos, pos, nullptr, nullptr, out, Float::kF32, lse,
-                                            dout, dq, dk, dv, scratch, stream);
+      rotor::cuda::flash_attention_backward(s, q, k, v, pos, pos, nullptr, nullptr, out, lse, dout, dq, dk, dv,
+                                            scratch, stream);
     };
     auto time_ms = [&](const auto& f) {
       f();  // warm-up
@@ -245,7 +244,7 @@ int main(int argc, char** argv) {
     }
     std::printf("\n");
     std::fflush(stdout);
-    for (void* p : {q, k, v, out, dout, dq, dk, dv, lse, scratch, static_cast<void*>(pos)})
+    for (void* p : {q, k, v, out, dout, dq, dk, dv, static_cast<void*>(lse), scratch, static_cast<void*>(pos)})
       BENCH_CHECK(cudaFree(p));
   }
   if (!peers.empty())
