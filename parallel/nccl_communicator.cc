@@ -14,6 +14,7 @@
 #include <deque>
 #include <iostream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -92,6 +93,27 @@ ncclDataType_t nccl_type(DType d) {
 
 ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::kMax ? ncclMax : ncclSum; }
 
+// The kind of a collective for the first-use timeout (NcclCommunicatorImpl::
+// first_use_timeout_s): the op and its size class in factors of 16 bytes
+// (NCCL picks algorithm and protocol by size, and each algorithm connects on
+// its first use).
+std::string first_use_key(const char* op, size_t bytes) {
+  int size_class = 0;
+  for (size_t b = bytes; b >= 16; b /= 16) ++size_class;
+  return std::string(op) + " " + std::to_string(size_class);
+}
+
+// ROTOR_NCCL_FIRST_USE_TIMEOUT_S when set (positive seconds), else 5x `steady`.
+double first_use_timeout_from_env(double steady) {
+  const char* v = std::getenv("ROTOR_NCCL_FIRST_USE_TIMEOUT_S");
+  if (v == nullptr || *v == '\0') return 5 * steady;
+  char* end = nullptr;
+  const double s = std::strtod(v, &end);
+  ROTOR_CHECK(end != v && *end == '\0' && s > 0)
+      << "ROTOR_NCCL_FIRST_USE_TIMEOUT_S='" << v << "' is not a positive number of seconds";
+  return s;
+}
+
 // One op on the comm stream: `ready` recorded on compute before it, `done` on
 // the comm stream after it. Owned jointly by the watchdog and the requests.
 struct OpRecord {
@@ -144,6 +166,18 @@ class NcclCommunicatorImpl {
   cudaStream_t stream = nullptr;   // the comm stream (owned)
   cudaStream_t compute = nullptr;  // the device's compute stream (kernels/cuda/context.h)
   double timeout_s = 60;
+  // NCCL connects lazily (NCCL_RUNTIME_CONNECT, the default since 2.22): the
+  // first op that needs an algorithm's channels (ring, tree, NVLS: chosen by
+  // op and size) or a send/recv peer sets up its connections inside the op
+  // (proxy threads, buffer registration, NVLink/shared-memory/IB handshakes
+  // with every peer), which can take tens of seconds on a cold node, more
+  // with many ranks per GPU. The steady-state timeout would end a healthy
+  // job there, so the first op of each kind (kind, size class, p2p peer:
+  // first_use_key) gets first_use_timeout_s: ROTOR_NCCL_FIRST_USE_TIMEOUT_S
+  // when set, else 5x the steady timeout (300 s at the default 60 s; it scales
+  // with the short timeouts that failure tests set, so they still end soon).
+  double first_use_timeout_s = 300;
+  std::set<std::string> used;  // first_use_key of every op enqueued so far
   std::string group_ranks;  // "world ranks [1, 5, 7]": the others of the group
   CommStats stats;
   mutable CommStats merged;
@@ -234,6 +268,22 @@ class NcclCommunicatorImpl {
     }
   }
 
+  // The timeout of an op of `key` (first_use_key): the first one waits
+  // longer (first_use_timeout_s above).
+  double timeout_for(const std::string& key, double steady) {
+    if (!used.insert(key).second) return steady;
+    return std::max(steady, first_use_timeout_s);
+  }
+
+  // The longest timeout of the ops still in flight: a host wait for an op
+  // queued behind a first-use op must allow for it.
+  double longest_inflight_timeout() {
+    std::lock_guard<std::mutex> lock(mu);
+    double t = 0;
+    for (const auto& rec : inflight) t = std::max(t, rec->timeout_s);
+    return t;
+  }
+
   std::shared_ptr<OpRecord> new_record(std::string what, double timeout) {
     auto rec = std::make_shared<OpRecord>();
     rec->what = std::move(what);
@@ -271,6 +321,11 @@ class NcclCommunicatorImpl {
     pending.reset();
     OpRecord& rec = *g->record;
     rec.what = "send/recv group of " + std::to_string(g->ops.size()) + " [" + g->desc + "]";
+    // A group with a peer never used before connects to it (lazily) in here.
+    double timeout = timeout_s;
+    for (const P2pOp& op : g->ops)
+      timeout = std::max(timeout, timeout_for("p2p " + std::to_string(op.peer), timeout_s));
+    rec.timeout_s = timeout;  // before track(): the watchdog reads it
     check_cuda(cudaSetDevice(device), rec.what);
     check_cuda(cudaStreamWaitEvent(stream, rec.ready, 0), rec.what);
     check_nccl(ncclGroupStart(), rec.what);
@@ -362,7 +417,7 @@ class NcclCommunicatorImpl {
 
   // An empty op: an event on the comm stream after everything queued on it.
   std::shared_ptr<OpRecord> enqueue_marker() {
-    auto rec = new_record("shutdown", timeout_s);
+    auto rec = new_record("shutdown", std::max(timeout_s, longest_inflight_timeout()));
     check_cuda(cudaEventRecord(rec->ready, stream), "shutdown");
     check_cuda(cudaEventRecord(rec->done, stream), "shutdown");
     return rec;
@@ -450,6 +505,7 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> mpi, int dev
   im.mpi = std::move(mpi);
   im.device = device;
   im.timeout_s = im.mpi->timeout_s();
+  im.first_use_timeout_s = first_use_timeout_from_env(im.timeout_s);
   im.group_ranks = describe_others(*im.mpi);
   const std::string& name = im.mpi->name();
   im.check_cuda(cudaSetDevice(device), "init");
@@ -574,7 +630,8 @@ std::unique_ptr<CommRequest> NcclCommunicator::iall_reduce(Tensor& t, ReduceOp o
   check_device_tensor(t, im.device, "all_reduce", name(), "t");
   ++im.stats.calls;
   im.stats.all_reduce_bytes += comm_internal::all_reduce_bytes(static_cast<int64_t>(t.nbytes()), size());
-  auto rec = im.enqueue("all_reduce of " + t.str(), im.timeout_s, [&] {
+  const double timeout = im.timeout_for(first_use_key("all_reduce", t.nbytes()), im.timeout_s);
+  auto rec = im.enqueue("all_reduce of " + t.str(), timeout, [&] {
     return ncclAllReduce(t.raw(), t.raw(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
                          nccl_op(op), im.comm, im.stream);
   });
@@ -594,7 +651,8 @@ void NcclCommunicator::all_gather(const Tensor& in, Tensor& out) {
   ++im.stats.calls;
   im.stats.all_gather_bytes +=
       comm_internal::gather_scatter_bytes(static_cast<int64_t>(out.nbytes()), size());
-  auto rec = im.enqueue("all_gather of " + in.str() + " into " + out.shape().str(), im.timeout_s, [&] {
+  const double timeout = im.timeout_for(first_use_key("all_gather", out.nbytes()), im.timeout_s);
+  auto rec = im.enqueue("all_gather of " + in.str() + " into " + out.shape().str(), timeout, [&] {
     return ncclAllGather(in.raw(), out.raw(), in.nbytes(), ncclUint8, im.comm, im.stream);
   });
   im.compute_waits(*rec);
@@ -613,7 +671,8 @@ void NcclCommunicator::reduce_scatter(const Tensor& in, Tensor& out) {
   ++im.stats.calls;
   im.stats.reduce_scatter_bytes +=
       comm_internal::gather_scatter_bytes(static_cast<int64_t>(in.nbytes()), size());
-  auto rec = im.enqueue("reduce_scatter of " + in.str() + " into " + out.shape().str(), im.timeout_s,
+  const double timeout = im.timeout_for(first_use_key("reduce_scatter", in.nbytes()), im.timeout_s);
+  auto rec = im.enqueue("reduce_scatter of " + in.str() + " into " + out.shape().str(), timeout,
                         [&] {
                           return ncclReduceScatter(in.raw(), out.raw(),
                                                    static_cast<size_t>(out.numel()),
@@ -636,7 +695,7 @@ void NcclCommunicator::broadcast(Tensor& t, int root) {
   if (rank() == root && size() > 1) im.stats.broadcast_bytes += static_cast<int64_t>(t.nbytes());
   auto rec = im.enqueue("broadcast of " + t.str() + " from rank " + std::to_string(root) + " = world rank " +
                             std::to_string(world_rank_of(root)),
-                        im.timeout_s, [&] {
+                        im.timeout_for(first_use_key("broadcast", t.nbytes()), im.timeout_s), [&] {
                           return ncclBroadcast(t.raw(), t.raw(), t.nbytes(), ncclUint8, root, im.comm,
                                                im.stream);
                         });
@@ -694,7 +753,11 @@ void NcclCommunicator::barrier(double timeout_s) {
   NcclCommunicatorImpl& im = *impl_;
   ++im.stats.calls;
   Tensor& one = im.barrier_scalar;
-  auto rec = im.enqueue("barrier", timeout_s, [&] {
+  // The barrier is a 4-byte all_reduce: it shares that size class's first
+  // use. The host waits for it, so also for any first-use op queued before.
+  const double timeout = std::max(im.timeout_for(first_use_key("all_reduce", sizeof(float)), timeout_s),
+                                  im.longest_inflight_timeout());
+  auto rec = im.enqueue("barrier", timeout, [&] {
     return ncclAllReduce(one.raw(), one.raw(), 1, ncclFloat32, ncclSum, im.comm, im.stream);
   });
   im.compute_waits(*rec);

@@ -85,7 +85,10 @@
 // Failures. Every host-side wait (barrier, requests when asked to synchronise,
 // init/split, ncclInProgress polling) polls cudaEventQuery and
 // ncclCommGetAsyncError and ends the job after the timeout (ROTOR_COMM_TIMEOUT_S,
-// as for MPI, inherited from the MpiCommunicator). Since most waits happen on
+// as for MPI, inherited from the MpiCommunicator; the first op of each kind,
+// size class and send/recv peer gets ROTOR_NCCL_FIRST_USE_TIMEOUT_S, default 5x
+// that, because NCCL sets up its connections lazily inside it, which can take
+// tens of seconds on a cold node). Since most waits happen on
 // the GPU (compute waiting for an event), a watchdog thread per communicator
 // follows every op in flight: an op whose ready event has completed (so it
 // could have started) and whose done event has not after the timeout, or an

@@ -79,7 +79,7 @@ void adamw_launch(float* param, const void* grad, float* m, float* v, void* work
   } else {
     adamw_kernel<G, W, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(param, g, m, v, w, n, k);
   }
-  ROTOR_CUDA_CHECK(cudaGetLastError());
+  ROTOR_CUDA_LAUNCHED("adamw_kernel", stream);
 }
 
 }  // namespace

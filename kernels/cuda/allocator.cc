@@ -8,9 +8,18 @@
 // memory, the cached blocks are returned to the driver and it is tried once
 // more; a second failure is a CHECK failure that reports the request and the
 // allocator's state.
+//
+// ROTOR_CUDA_EXACT_ALLOC=1 (read once): no rounding and no cache, every
+// request is its own cudaMalloc of exactly its bytes, freed at release (after
+// synchronising the device: queued kernels may still use it). Slow; it exists
+// so that compute-sanitizer memcheck knows each tensor's true bounds (an
+// access past a tensor's end inside a rounded or reused block is otherwise
+// invisible to it): tests/gpu/stages/sanitizer.
 #include <cuda_runtime_api.h>
 
 #include <array>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +27,7 @@
 
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fault.h"
 #include "kernels/cuda/memory.h"
 
 namespace rotor::cuda {
@@ -35,12 +45,20 @@ size_t rounded(size_t bytes) {
   return (bytes + r - 1) / r * r;
 }
 
+bool exact_alloc() {
+  static const bool on = [] {
+    const char* v = std::getenv("ROTOR_CUDA_EXACT_ALLOC");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return on;
+}
+
 class CachingAllocator {
  public:
-  explicit CachingAllocator(int device) : device_(device) {}
+  explicit CachingAllocator(int device) : device_(device), exact_(exact_alloc()) {}
 
   void* allocate(size_t bytes) {
-    const size_t size = rounded(bytes);
+    const size_t size = exact_ ? (bytes == 0 ? 1 : bytes) : rounded(bytes);
     std::lock_guard<std::mutex> lock(mu_);
     auto it = free_.lower_bound(size);
     void* p = nullptr;
@@ -74,6 +92,14 @@ class CachingAllocator {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = used_.find(p);
     ROTOR_CHECK(it != used_.end()) << "cuda:" << device_ << ": release of a block not allocated here";
+    if (exact_) {
+      ROTOR_CUDA_CHECK(cudaSetDevice(device_));
+      ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
+      ROTOR_CUDA_CHECK(cudaFree(p));
+      stats_.allocated_bytes -= static_cast<int64_t>(it->second);
+      used_.erase(it);
+      return;
+    }
     free_.emplace(it->second, p);
     stats_.allocated_bytes -= static_cast<int64_t>(it->second);
     stats_.cached_bytes += static_cast<int64_t>(it->second);
@@ -100,6 +126,7 @@ class CachingAllocator {
   }
 
   int device_;
+  bool exact_;  // ROTOR_CUDA_EXACT_ALLOC (top of the file)
   std::mutex mu_;
   std::multimap<size_t, void*> free_;       // size -> block
   std::unordered_map<void*, size_t> used_;  // block -> size
@@ -152,30 +179,76 @@ DeviceContext& device_context(int device) {
   return *slot;
 }
 
-void synchronize(int device) { ROTOR_CUDA_CHECK(cudaStreamSynchronize(device_context(device).stream)); }
+void synchronize(int device) {
+  ROTOR_CUDA_CHECK(cudaStreamSynchronize(device_context(device).stream));
+  check_faults(device);  // every kernel of the device has run: its faults are visible (fault.h)
+}
 
 void* allocate(int device, size_t bytes) { return allocator(device).allocate(bytes); }
 void release(int device, void* p) { allocator(device).release(p); }
 MemoryStats memory_stats(int device) { return allocator(device).stats(); }
 void empty_cache(int device) { allocator(device).empty_cache(); }
 
+namespace {
+
+// `waiter` waits (on the GPU) for everything queued on `on` so far.
+void stream_waits(cudaStream_t waiter, int on_device, cudaStream_t on) {
+  ROTOR_CUDA_CHECK(cudaSetDevice(on_device));
+  cudaEvent_t e = nullptr;
+  ROTOR_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  ROTOR_CUDA_CHECK(cudaEventRecord(e, on));
+  ROTOR_CUDA_CHECK(cudaStreamWaitEvent(waiter, e, 0));
+  ROTOR_CUDA_CHECK(cudaEventDestroy(e));  // released once it has completed
+}
+
+// A copy between memories of which at least one is a device's. It runs on
+// the compute stream of the destination device (of the source for a copy to
+// the host). Between two different GPUs that alone was wrong: the copy was
+// ordered after the destination's queued work only, so it could read the
+// source before the source device's kernels had written it, and the source
+// device could reuse or overwrite the block (caching allocator, memory.h)
+// while the copy still read it. So the copy stream first waits for the
+// source's stream, and the source's stream then waits for the copy.
+// `enqueue` queues the copy on the stream it is given. Returns after the copy
+// when either side is the host (and checks the device's fault records then,
+// since the stream is synchronised anyway: fault.h).
+template <class Enqueue>
+void ordered_copy(int dst_device, int src_device, Enqueue&& enqueue) {
+  const int device = dst_device >= 0 ? dst_device : src_device;
+  ROTOR_CHECK(device >= 0) << "copy: host to host is not a device copy";
+  const bool cross = dst_device >= 0 && src_device >= 0 && dst_device != src_device;
+  cudaStream_t src_stream = cross ? device_context(src_device).stream : nullptr;
+  cudaStream_t stream = device_context(device).stream;  // current device: `device`
+  if (cross) {
+    stream_waits(stream, src_device, src_stream);
+    ROTOR_CUDA_CHECK(cudaSetDevice(device));
+  }
+  enqueue(stream);
+  if (cross) {
+    stream_waits(src_stream, device, stream);
+    ROTOR_CUDA_CHECK(cudaSetDevice(device));
+  }
+  if (dst_device < 0 || src_device < 0) {
+    ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream));
+    check_faults(device);
+  }
+}
+
+}  // namespace
+
 void copy_bytes(void* dst, int dst_device, const void* src, int src_device, size_t bytes) {
   if (bytes == 0) return;
-  const int device = dst_device >= 0 ? dst_device : src_device;
-  ROTOR_CHECK(device >= 0) << "copy_bytes: host to host is not a device copy";
-  cudaStream_t stream = device_context(device).stream;
-  ROTOR_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
-  if (dst_device < 0 || src_device < 0) ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream));
+  ordered_copy(dst_device, src_device, [&](cudaStream_t stream) {
+    ROTOR_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
+  });
 }
 
 void copy_2d(void* dst, size_t dst_pitch, int dst_device, const void* src, size_t src_pitch,
              int src_device, size_t width, size_t rows) {
   if (width == 0 || rows == 0) return;
-  const int device = dst_device >= 0 ? dst_device : src_device;
-  ROTOR_CHECK(device >= 0) << "copy_2d: host to host is not a device copy";
-  cudaStream_t stream = device_context(device).stream;
-  ROTOR_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDefault, stream));
-  if (dst_device < 0 || src_device < 0) ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream));
+  ordered_copy(dst_device, src_device, [&](cudaStream_t stream) {
+    ROTOR_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDefault, stream));
+  });
 }
 
 void zero_bytes(void* p, int device, size_t bytes) {

@@ -278,8 +278,7 @@ void attention_forward(Float t, const AttentionShape& s, const void* q, const vo
   if (rows == 0) return;
   const void* flash_ptrs[] = {q, k, v, out};
   if (flash_attention_supported(t, s, flash_ptrs, 4)) {  // lse, entropy: f32
-    flash_attention_forward(s, q, k, v, q_pos, k_pos, q_seg, k_seg, out, Float::kF32, lse, entropy,
-                            stream);
+    flash_attention_forward(s, q, k, v, q_pos, k_pos, q_seg, k_seg, out, lse, entropy, stream);
     return;
   }
   const Mask mask{q_pos, k_pos, q_seg, k_seg, s.causal};
@@ -289,7 +288,7 @@ void attention_forward(Float t, const AttentionShape& s, const void* q, const vo
     attention_forward_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
         s, scale, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
         mask, static_cast<T*>(out), lse, entropy);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("attention_forward_kernel", stream);
   });
 }
 
@@ -312,8 +311,8 @@ void attention_backward(Float t, const AttentionShape& s, const void* q, const v
     const int device = attr.device;
     const size_t bytes = flash_attention_backward_scratch_bytes(s);
     void* scratch = allocate(device, bytes);
-    flash_attention_backward(s, q, k, v, q_pos, k_pos, q_seg, k_seg, out, Float::kF32, lse, dout, dq,
-                             dk, dv, scratch, stream);
+    flash_attention_backward(s, q, k, v, q_pos, k_pos, q_seg, k_seg, out, lse, dout, dq, dk, dv,
+                             scratch, stream);
     release(device, scratch);
     return;
   }
@@ -326,7 +325,7 @@ void attention_backward(Float t, const AttentionShape& s, const void* q, const v
         mask, static_cast<const T*>(out), lse, static_cast<const T*>(dout),
         static_cast<T*>(dq), static_cast<T*>(dk),
         static_cast<T*>(dv));
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("attention_backward_kernel", stream);
   });
 }
 
@@ -345,7 +344,7 @@ void attention_merge(Float t, const AttentionShape& s, void* out_acc, float* lse
         rows, s.tq, s.hq, s.d, static_cast<T*>(out_acc), lse_acc,
         with_entropy ? entropy_acc : nullptr, static_cast<const T*>(out_blk), lse_blk,
         with_entropy ? entropy_blk : nullptr);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("attention_merge_kernel", stream);
   });
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fault.h"
 #include "kernels/cuda/launch.h"
 
 namespace rotor::cuda {
@@ -111,6 +112,20 @@ __device__ __forceinline__ float block_max(float x, float* shared) {
   __syncthreads();
   x = lane < warps ? shared[lane] : -INFINITY;
   return warp_max(x);
+}
+
+// ---- bad inputs (kernels/cuda/fault.h) ------------------------------------------
+// Records the device's first fault; later ones (and other threads of the same
+// row) find the record claimed and leave it. The host reads `ready` last.
+__device__ __forceinline__ void report_fault(FaultRecord* f, int32_t kind, int64_t value, int64_t index,
+                                             int64_t bound) {
+  if (atomicCAS(&f->claimed, 0, 1) != 0) return;
+  f->kind = kind;
+  f->value = value;
+  f->index = index;
+  f->bound = bound;
+  __threadfence_system();  // the fields above reach the host before `ready`
+  *reinterpret_cast<volatile int32_t*>(&f->ready) = 1;
 }
 
 // ---- launch helpers -----------------------------------------------------------

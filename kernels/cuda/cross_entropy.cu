@@ -45,11 +45,16 @@ __global__ void ce_tile_accumulate_kernel(const float* logits, int64_t cols, int
 }
 
 // max, sum, target_logit, targets [rows] -> loss, lse [rows] (f32).
+// A target >= target_limit is reported (fault.h); the tile kernels never
+// address memory with a target, so it is only wrong, not out of bounds.
 __global__ void ce_finish_kernel(const float* max, const float* sum, const float* target_logit,
                                  const int32_t* targets, int64_t vocab_offset,
-                                 int64_t vocab_slice, float* loss, float* lse, int64_t rows) {
+                                 int64_t vocab_slice, int64_t target_limit, float* loss, float* lse,
+                                 int64_t rows, int64_t row0, FaultRecord* fault) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
+  if (targets[r] >= target_limit)
+    report_fault(fault, kFaultCrossEntropyTarget, targets[r], row0 + r, target_limit);
   const float l = max[r] + logf(sum[r]);
   const int64_t target = static_cast<int64_t>(targets[r]) - vocab_offset;
   const bool found = target >= 0 && target < vocab_slice;
@@ -92,16 +97,17 @@ void ce_tile_accumulate(const float* logits, int64_t rows, int64_t cols, int64_t
   if (rows == 0 || cols == 0) return;
   ce_tile_accumulate_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
       logits, cols, ld, col0, targets, vocab_offset, max, sum, target_logit);
-  ROTOR_CUDA_CHECK(cudaGetLastError());
+  ROTOR_CUDA_LAUNCHED("ce_tile_accumulate_kernel", stream);
 }
 
 void ce_finish(const float* max, const float* sum, const float* target_logit,
-               const int32_t* targets, int64_t vocab_offset, int64_t vocab_slice, float* loss,
-               float* lse, int64_t rows, cudaStream_t stream) {
+               const int32_t* targets, int64_t vocab_offset, int64_t vocab_slice,
+               int64_t target_limit, float* loss, float* lse, int64_t rows, int64_t row0,
+               FaultRecord* fault, cudaStream_t stream) {
   if (rows == 0) return;
   ce_finish_kernel<<<grid_for(rows, kThreads, INT32_MAX), kThreads, 0, stream>>>(
-      max, sum, target_logit, targets, vocab_offset, vocab_slice, loss, lse, rows);
-  ROTOR_CUDA_CHECK(cudaGetLastError());
+      max, sum, target_logit, targets, vocab_offset, vocab_slice, target_limit, loss, lse, rows, row0, fault);
+  ROTOR_CUDA_LAUNCHED("ce_finish_kernel", stream);
 }
 
 void ce_tile_dlogits(float* logits, int64_t rows, int64_t cols, int64_t ld, int64_t col0,
@@ -111,7 +117,7 @@ void ce_tile_dlogits(float* logits, int64_t rows, int64_t cols, int64_t ld, int6
   const dim3 grid(static_cast<unsigned>(rows), grid_for(cols, kThreads * 4, 65535));
   ce_tile_dlogits_kernel<<<grid, kThreads, 0, stream>>>(logits, cols, ld, col0, targets,
                                                          vocab_offset, lse, dloss);
-  ROTOR_CUDA_CHECK(cudaGetLastError());
+  ROTOR_CUDA_LAUNCHED("ce_tile_dlogits_kernel", stream);
 }
 
 }  // namespace rotor::cuda

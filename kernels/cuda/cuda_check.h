@@ -3,8 +3,20 @@
 // and the library's error name and text.
 //
 //   ROTOR_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
-//   ROTOR_CUDA_CHECK(cudaGetLastError());            // after a kernel launch
 //   ROTOR_CUBLAS_CHECK(cublasLtMatmul(...));
+//   kernel<<<grid, block, 0, stream>>>(...);
+//   ROTOR_CUDA_LAUNCHED("kernel", stream);           // after every kernel launch
+//
+// ROTOR_CUDA_LAUNCHED checks the launch (cudaGetLastError). A fault while the
+// kernel runs (an illegal address, a trap) is asynchronous: without more it
+// surfaces at the next synchronising call, in whatever op happens to make it.
+// With ROTOR_CUDA_SYNC_CHECK=1 in the environment (read once per process) it
+// also synchronises `stream` right after the launch and checks the result and
+// the device's fault records (kernels/cuda/fault.h), so the failure names the
+// kernel that made it (and its launcher's file:line). That serialises the
+// host with the GPU: a debugging and bring-up switch (tests/gpu/stages/parity),
+// not for training. Off, the cost is one cudaGetLastError and a load of a
+// cached flag.
 // Usable from .cu (C++17) and .cc files.
 #pragma once
 
@@ -21,7 +33,23 @@ inline int current_device_for_message() {
   return d;
 }
 
+// ROTOR_CUDA_SYNC_CHECK=1 (launch_check.cc; the environment is read once).
+bool sync_check_enabled();
+
+// The slow path of ROTOR_CUDA_LAUNCHED: fails on `launch_error`, else
+// (sync check) synchronises `stream` and fails, naming `kernel`, on its error
+// or on a recorded device fault.
+void after_launch(const char* kernel, cudaStream_t stream, cudaError_t launch_error, const char* file,
+                  int line);
+
 }  // namespace rotor::cuda
+
+#define ROTOR_CUDA_LAUNCHED(kernel, stream)                                                          \
+  do {                                                                                               \
+    const cudaError_t rotor_launch_err_ = cudaGetLastError();                                        \
+    if (rotor_launch_err_ != cudaSuccess || ::rotor::cuda::sync_check_enabled())                     \
+      ::rotor::cuda::after_launch(kernel, stream, rotor_launch_err_, __FILE__, __LINE__);            \
+  } while (0)
 
 #define ROTOR_CUDA_CHECK(call)                                                              \
   do {                                                                                      \

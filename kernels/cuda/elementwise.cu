@@ -138,7 +138,7 @@ void cast_typed(const void* src, void* dst, int64_t n, cudaStream_t stream) {
   } else {
     cast_kernel<S, D, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(s, d, n);
   }
-  ROTOR_CUDA_CHECK(cudaGetLastError());
+  ROTOR_CUDA_LAUNCHED("cast_kernel", stream);
 }
 
 }  // namespace
@@ -156,7 +156,7 @@ void add(Float t, const void* a, const void* b, void* out, int64_t n, cudaStream
     } else {
       add_kernel<T, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(x, y, z, n);
     }
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("add_kernel", stream);
   });
 }
 
@@ -173,7 +173,7 @@ void axpy(Float t, double alpha, const void* x, void* y, int64_t n, cudaStream_t
     } else {
       axpy_kernel<T, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(a, xp, yp, n);
     }
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("axpy_kernel", stream);
   });
 }
 
@@ -189,7 +189,7 @@ void scale(Float t, void* x, double alpha, int64_t n, cudaStream_t stream) {
     } else {
       scale_kernel<T, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(xp, a, n);
     }
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("scale_kernel", stream);
   });
 }
 
@@ -205,10 +205,10 @@ void squared_norm(Float t, const void* x, int64_t n, double* result, void* scrat
     using T = decltype(tag);
     squared_norm_partial_kernel<T><<<static_cast<unsigned>(blocks), kNormThreads, 0, stream>>>(
         static_cast<const T*>(x), n, partial);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("squared_norm_partial_kernel", stream);
   });
   squared_norm_final_kernel<<<1, kNormThreads, 0, stream>>>(partial, blocks, result);
-  ROTOR_CUDA_CHECK(cudaGetLastError());
+  ROTOR_CUDA_LAUNCHED("squared_norm_final_kernel", stream);
 }
 
 void cast(Float src_t, const void* src, Float dst_t, void* dst, int64_t n, cudaStream_t stream) {

@@ -12,7 +12,7 @@
 // applied per element, so arbitrary (non-monotonic, zigzag, shifted)
 // positions are exact.
 //
-// ---- forward: flash_fwd_kernel<D, StatT> -----------------------------------
+// ---- forward: flash_fwd_kernel<D> ---------------------------------------
 // grid (ceil(Tq / kBM), Hq, B), kThreads = 128 (4 warps); the query tiles run
 // in reverse order (later causal tiles see more keys: longest first).
 // Warp w owns query rows [16 w, 16 w + 16) of the tile for the whole kernel,
@@ -38,7 +38,7 @@
 // 1. flash_bwd_prep_kernel: one warp per query row (b, i, h):
 //      delta_i = dout_i . out_i (f32) -> scratch delta [B, Hq, Tq];
 //      dq_acc row (f32 [B, Tq, Hq, D] in scratch) = 0.
-// 2. flash_bwd_kernel<D, StatT>: grid (ceil(Tk / kBN), Hkv, B), 128 threads.
+// 2. flash_bwd_kernel<D>: grid (ceil(Tk / kBN), Hkv, B), 128 threads.
 //    The CTA owns a key tile of one kv head and loops over every query tile
 //    and over the G = Hq / Hkv query heads of the GQA group, recomputing
 //      P = exp(S - lse)              (masked / lse = -inf rows: 0)
@@ -129,8 +129,8 @@ struct Params {
   const int32_t* k_seg;  // [B, Tk] or null
   const bf16_t* out;     // backward input
   bf16_t* out_w;         // forward output [B, Tq, Hq, D]
-  void* lse;             // [B, Hq, Tq] StatT
-  void* entropy;         // [B, Hq, Tq] StatT or null
+  float* lse;            // [B, Hq, Tq] f32
+  float* entropy;        // [B, Hq, Tq] f32 or null
   const bf16_t* dout;    // [B, Tq, Hq, D]
   bf16_t* dq;            // [B, Tq, Hq, D]
   bf16_t* dk;            // [B, Tk, Hkv, D]
@@ -223,15 +223,6 @@ __device__ __forceinline__ void load_pos(int* pos_s, int* seg_s, const int32_t* 
   }
 }
 
-template <class T>
-__device__ __forceinline__ float stat_load(const void* p, int64_t i) {
-  return to_f32(static_cast<const T*>(p)[i]);
-}
-template <class T>
-__device__ __forceinline__ void stat_store(void* p, int64_t i, float x) {
-  static_cast<T*>(p)[i] = from_f32<T>(x);
-}
-
 using FragA = wmma::fragment<wmma::matrix_a, kWm, kWm, kWm, bf16_t, wmma::row_major>;
 using FragAt = wmma::fragment<wmma::matrix_a, kWm, kWm, kWm, bf16_t, wmma::col_major>;
 using FragB = wmma::fragment<wmma::matrix_b, kWm, kWm, kWm, bf16_t, wmma::row_major>;
@@ -261,7 +252,7 @@ __device__ __forceinline__ void mma_abt_16x64(const bf16_t* a, int lda, const bf
 
 // ---- forward -------------------------------------------------------------------
 // q [B, Tq, Hq, D], k, v [B, Tk, Hkv, D] -> out [B, Tq, Hq, D], lse / entropy [B, Hq, Tq].
-template <int D, class StatT>
+template <int D>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(Params p) {
   using Dm = Dims<D>;
   constexpr int kLdH = Dm::kLdH, kLdO = Dm::kLdO;
@@ -406,8 +397,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(Params p) {
     if (col_half == 0) {
       const int64_t si = (bb * p.hq + h) * p.tq + i;
       const float log_l = l_i > 0.0f ? logf(l_i) : 0.0f;
-      stat_store<StatT>(p.lse, si, l_i > 0.0f ? m_i + log_l : -INFINITY);
-      if (p.entropy != nullptr) stat_store<StatT>(p.entropy, si, l_i > 0.0f ? log_l - u_i / l_i : 0.0f);
+      p.lse[si] = l_i > 0.0f ? m_i + log_l : -INFINITY;
+      if (p.entropy != nullptr) p.entropy[si] = l_i > 0.0f ? log_l - u_i / l_i : 0.0f;
     }
   }
 }
@@ -460,9 +451,9 @@ __device__ void add_key_rows(float* c_s, FragC (&acc)[kNd], bf16_t* out, int64_t
   __syncwarp();
 }
 
-// q, dout [B, Tq, Hq, D], k, v [B, Tk, Hkv, D], lse [B, Hq, Tq] (StatT), delta
+// q, dout [B, Tq, Hq, D], k, v [B, Tk, Hkv, D], lse [B, Hq, Tq] (f32), delta
 // -> dk, dv (+=) [B, Tk, Hkv, D]; dq_acc (+= atomically) [B, Tq, Hq, D] f32.
-template <int D, class StatT>
+template <int D>
 __global__ void __launch_bounds__(kThreads) flash_bwd_kernel(Params p) {
   using Dm = Dims<D>;
   constexpr int kLdH = Dm::kLdH, kLdO = Dm::kLdO;
@@ -520,7 +511,7 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_kernel(Params p) {
       load_rows<D, kBM>(do_s, p.dout + bb * p.tq * ldq + h * D, ldq, i0, p.tq);
       for (int r = threadIdx.x; r < kBM; r += kThreads) {
         const int64_t si = (bb * p.hq + h) * p.tq + i0 + r;
-        lse_s[r] = r < nq ? stat_load<StatT>(p.lse, si) : -INFINITY;
+        lse_s[r] = r < nq ? p.lse[si] : -INFINITY;
         delta_s[r] = r < nq ? p.delta[si] : 0.0f;
       }
       __syncthreads();
@@ -641,21 +632,13 @@ void check_flash_shape(const AttentionShape& s, const char* op) {
       << op << ": grid y/z limits (heads, batch <= 65535)";
 }
 
+// f(std::integral_constant<int, D>) for D = 64 or 128 (checked before).
 template <class F>
-void dispatch_flash(int64_t d, Float stat_t, F&& f) {
-  auto with_d = [&](auto stat_tag) {
-    using S = decltype(stat_tag);
-    if (d == 64) {
-      f(std::integral_constant<int, 64>{}, S{});
-    } else {
-      f(std::integral_constant<int, 128>{}, S{});
-    }
-  };
-  if (stat_t == Float::kF32) {
-    with_d(float{});
+void dispatch_flash(int64_t d, F&& f) {
+  if (d == 64) {
+    f(std::integral_constant<int, 64>{});
   } else {
-    ROTOR_CHECK(stat_t == Float::kBF16) << "unknown Float " << static_cast<int>(stat_t);
-    with_d(bf16_t{});
+    f(std::integral_constant<int, 128>{});
   }
 }
 
@@ -672,8 +655,8 @@ bool flash_attention_supported(Float t, const AttentionShape& s, const void* con
 
 void flash_attention_forward(const AttentionShape& s, const void* q, const void* k, const void* v,
                              const int32_t* q_pos, const int32_t* k_pos, const int32_t* q_seg,
-                             const int32_t* k_seg, void* out, Float stat_t, void* lse,
-                             void* entropy, cudaStream_t stream) {
+                             const int32_t* k_seg, void* out, float* lse, float* entropy,
+                             cudaStream_t stream) {
   check_flash_shape(s, "flash_attention_forward");
   if (s.b == 0 || s.tq == 0 || s.hq == 0) return;
   Params p = make_params(s, q, k, v, q_pos, k_pos, q_seg, k_seg);
@@ -682,15 +665,14 @@ void flash_attention_forward(const AttentionShape& s, const void* q, const void*
   p.entropy = entropy;
   const dim3 grid(static_cast<unsigned>((s.tq + kBM - 1) / kBM), static_cast<unsigned>(s.hq),
                   static_cast<unsigned>(s.b));
-  dispatch_flash(s.d, stat_t, [&](auto d_tag, auto stat_tag) {
+  dispatch_flash(s.d, [&](auto d_tag) {
     constexpr int D = decltype(d_tag)::value;
-    using S = decltype(stat_tag);
     constexpr size_t bytes = Dims<D>::kFwdBytes;
-    ROTOR_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<D, S>,
+    ROTOR_CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<D>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(bytes)));
-    flash_fwd_kernel<D, S><<<grid, kThreads, bytes, stream>>>(p);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    flash_fwd_kernel<D><<<grid, kThreads, bytes, stream>>>(p);
+    ROTOR_CUDA_LAUNCHED("flash_fwd_kernel", stream);
   });
 }
 
@@ -702,7 +684,7 @@ size_t flash_attention_backward_scratch_bytes(const AttentionShape& s) {
 
 void flash_attention_backward(const AttentionShape& s, const void* q, const void* k, const void* v,
                               const int32_t* q_pos, const int32_t* k_pos, const int32_t* q_seg,
-                              const int32_t* k_seg, const void* out, Float stat_t, const void* lse,
+                              const int32_t* k_seg, const void* out, const float* lse,
                               const void* dout, void* dq, void* dk, void* dv, void* scratch,
                               cudaStream_t stream) {
   check_flash_shape(s, "flash_attention_backward");
@@ -711,7 +693,7 @@ void flash_attention_backward(const AttentionShape& s, const void* q, const void
       << "flash_attention_backward: scratch of flash_attention_backward_scratch_bytes, 16-byte aligned";
   Params p = make_params(s, q, k, v, q_pos, k_pos, q_seg, k_seg);
   p.out = static_cast<const bf16_t*>(out);
-  p.lse = const_cast<void*>(lse);
+  p.lse = const_cast<float*>(lse);  // read only by the backward
   p.dout = static_cast<const bf16_t*>(dout);
   p.dq = static_cast<bf16_t*>(dq);
   p.dk = static_cast<bf16_t*>(dk);
@@ -725,19 +707,18 @@ void flash_attention_backward(const AttentionShape& s, const void* q, const void
   const dim3 grid(static_cast<unsigned>((s.tk + kBN - 1) / kBN), static_cast<unsigned>(s.hkv),
                   static_cast<unsigned>(s.b));
   const int64_t n2 = rows * s.d / 2;
-  dispatch_flash(s.d, stat_t, [&](auto d_tag, auto stat_tag) {
+  dispatch_flash(s.d, [&](auto d_tag) {
     constexpr int D = decltype(d_tag)::value;
-    using S = decltype(stat_tag);
     flash_bwd_prep_kernel<D><<<prep_blocks, 256, 0, stream>>>(p);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("flash_bwd_prep_kernel", stream);
     constexpr size_t bytes = Dims<D>::kBwdBytes;
-    ROTOR_CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<D, S>,
+    ROTOR_CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<D>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(bytes)));
-    flash_bwd_kernel<D, S><<<grid, kThreads, bytes, stream>>>(p);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    flash_bwd_kernel<D><<<grid, kThreads, bytes, stream>>>(p);
+    ROTOR_CUDA_LAUNCHED("flash_bwd_kernel", stream);
     flash_bwd_dq_finish_kernel<<<grid_for(n2, 256), 256, 0, stream>>>(p.dq, p.dq_acc, n2);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("flash_bwd_dq_finish_kernel", stream);
   });
 }
 

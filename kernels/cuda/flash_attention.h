@@ -14,7 +14,11 @@
 //   k, v, dk, dv       [B, Tk, Hkv, D]  bf16
 //   q_pos, q_seg       [B, Tq] i32 (q_seg may be null, then k_seg too)
 //   k_pos, k_seg       [B, Tk] i32
-//   lse, entropy       [B, Hq, Tq]      `stat_t` (kF32 or kBF16; entropy may be null)
+//   lse, entropy       [B, Hq, Tq]      f32 (entropy may be null): the statistics
+//                                       are f32 whatever the activations are
+//                                       (kernels/tensor.h). A bf16 lse would be
+//                                       off by up to 2^-9 |lse| (0.03 at lse = 16),
+//                                       and the backward's exp(s - lse) by ~3%.
 // Declared without Tensor so that host C++20 code (benchmarks) and the .cu
 // files (C++17) both include it.
 #pragma once
@@ -36,7 +40,7 @@ bool flash_attention_supported(Float t, const AttentionShape& s, const void* con
 // lse = -inf, entropy = 0.
 void flash_attention_forward(const AttentionShape& s, const void* q, const void* k, const void* v,
                              const int32_t* q_pos, const int32_t* k_pos, const int32_t* q_seg,
-                             const int32_t* k_seg, void* out, Float stat_t, void* lse, void* entropy,
+                             const int32_t* k_seg, void* out, float* lse, float* entropy,
                              cudaStream_t stream);
 
 // Bytes of `scratch` that flash_attention_backward needs: the f32 dq
@@ -48,7 +52,7 @@ size_t flash_attention_backward_scratch_bytes(const AttentionShape& s);
 // least flash_attention_backward_scratch_bytes(s) bytes, 16-byte aligned.
 void flash_attention_backward(const AttentionShape& s, const void* q, const void* k, const void* v,
                               const int32_t* q_pos, const int32_t* k_pos, const int32_t* q_seg,
-                              const int32_t* k_seg, const void* out, Float stat_t, const void* lse,
+                              const int32_t* k_seg, const void* out, const float* lse,
                               const void* dout, void* dq, void* dk, void* dv, void* scratch,
                               cudaStream_t stream);
 

@@ -28,6 +28,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/fault.h"
+
 namespace rotor::cuda {
 
 enum class Float : int { kF32 = 0, kBF16 = 1 };
@@ -48,14 +50,17 @@ void squared_norm(Float t, const void* x, int64_t n, double* result, void* scrat
 void cast(Float src_t, const void* src, Float dst_t, void* dst, int64_t n, cudaStream_t stream);
 
 // ---- embedding (kernels/embedding.h) --------------------------------------
-// out[n, :] = table[ids[n], :] (=); ids [N] i32 in [0, V) (checked by the caller).
+// out[n, :] = table[ids[n], :] (=); table [V, D]; ids [N] i32 in [0, V),
+// checked on the device: an id outside is reported in `fault` (the device's
+// record, kernels/cuda/fault.h) and its row of out is zeroed.
 void embedding_forward(Float t, const int32_t* ids, const void* table, void* out, int64_t n,
-                       int64_t d, cudaStream_t stream);
+                       int64_t d, int64_t v, FaultRecord* fault, cudaStream_t stream);
 // dtable[ids[n], :] += dout[n, :]: dout `Float`, dtable f32 (f32 atomic adds:
 // the order of repeated ids varies, so sums may differ in the last bit
-// between runs; never bf16 atomics, which would round at every add).
+// between runs; never bf16 atomics, which would round at every add). An id
+// outside [0, V) is reported in `fault` and its row skipped.
 void embedding_backward(Float t, const int32_t* ids, const void* dout, float* dtable, int64_t n,
-                        int64_t d, cudaStream_t stream);
+                        int64_t d, int64_t v, FaultRecord* fault, cudaStream_t stream);
 
 // ---- RMSNorm (kernels/rmsnorm.h) -------------------------------------------
 // x, w, y `Float`: y [N, D] (=); rstd [N] f32 (=).
@@ -109,9 +114,14 @@ void ce_tile_accumulate(const float* logits, int64_t rows, int64_t cols, int64_t
 // After the last tile: lse[r] = max + log(sum); loss[r] = lse - target_logit
 // when the target is in this slice (found[r]), lse when it is elsewhere
 // (vocabulary-parallel partial), 0 when targets[r] < 0. loss and lse are f32.
+// A target >= target_limit (the vocabulary: vocab_size, or the slice's rows
+// without vocabulary parallelism) is reported in `fault` (kernels/cuda/fault.h),
+// as the CPU op CHECKs it, with its position row0 + r (row0: the call's first
+// row among the op's tokens); its loss is then lse, as a target elsewhere.
 void ce_finish(const float* max, const float* sum, const float* target_logit,
-               const int32_t* targets, int64_t vocab_offset, int64_t vocab_slice, float* loss,
-               float* lse, int64_t rows, cudaStream_t stream);
+               const int32_t* targets, int64_t vocab_offset, int64_t vocab_slice,
+               int64_t target_limit, float* loss, float* lse, int64_t rows, int64_t row0,
+               FaultRecord* fault, cudaStream_t stream);
 // In place: logits[r, c] <- dloss[r] * (exp(logits[r, c] - lse[r]) - [c + col0 ==
 // targets[r] - vocab_offset]); rows with targets[r] < 0 become 0. lse and
 // dloss are f32.

@@ -32,7 +32,10 @@ void empty_cache(int device);
 
 // Copies `bytes`; a side with device < 0 is host memory. Returns after the
 // copy is done when either side is on the host (so host data can be read or
-// freed), else queues it on the device's compute stream.
+// freed), else queues it on the destination device's compute stream. The copy
+// is ordered after the work queued on the compute stream of the source device
+// too, and between two GPUs later work of the source's stream waits for it
+// (allocator.cc: ordered_copy).
 void copy_bytes(void* dst, int dst_device, const void* src, int src_device, size_t bytes);
 // 2-D copy: `rows` rows of `width` bytes, rows `dst_pitch` / `src_pitch`
 // bytes apart (cudaMemcpy2DAsync); devices and completion as copy_bytes.

@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fault.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/matmul.h"
 
@@ -97,8 +98,11 @@ void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out
   ROTOR_CHECK(ids.dtype() == DType::kI32 && table.ndim() == 2 && out.numel() == ids.numel() * table.dim(1))
       << "embedding_forward: ids [N] i32, table [V, D], out [N, D]; got " << ids.str() << " " << table.str()
       << " " << out.str();
+  // Ids are checked on the device (launch.h); a fault of this call or an
+  // earlier one is reported here once its kernel has run (fault.h).
   cuda::embedding_forward(float_of(table, "embedding_forward"), ids.data<int32_t>(), table.raw(), out.raw(),
-                          ids.numel(), table.dim(1), stream_of(dev));
+                          ids.numel(), table.dim(1), table.dim(0), fault_record(dev), stream_of(dev));
+  check_faults(dev);
 }
 
 void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dtable) {
@@ -108,7 +112,8 @@ void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dta
       << "embedding_backward: ids [N] i32, dout [N, D], dtable [V, D]";
   cuda::embedding_backward(float_of(dout, op), ids.data<int32_t>(), dout.raw(),
                            f32_of(dtable, dout.dtype(), op, "dtable"), ids.numel(), dtable.dim(1),
-                           stream_of(dev));
+                           dtable.dim(0), fault_record(dev), stream_of(dev));
+  check_faults(dev);
 }
 
 void rmsnorm_forward(const Tensor& x, const Tensor& w, double eps, const Tensor& y, const Tensor& rstd) {
@@ -283,6 +288,10 @@ struct RowState {
   Tensor max, sum, target_logit;
 };
 
+// Targets must lie below this (the CPU op's check): the whole vocabulary, or
+// the rows of w without vocabulary parallelism.
+int64_t target_limit(const CeArgs& a, int64_t vocab_size) { return vocab_size > 0 ? vocab_size : a.vs; }
+
 RowState row_state(const CeArgs& a, const Tensor& like) {
   return {Tensor::empty({a.n}, DType::kF32, like.device()), Tensor::empty({a.n}, DType::kF32, like.device()),
           Tensor::empty({a.n}, DType::kF32, like.device())};
@@ -312,7 +321,9 @@ void cross_entropy_forward(const Tensor& h, const Tensor& w, const Tensor& targe
     }
   }
   ce_finish(s.max.data<float>(), s.sum.data<float>(), s.target_logit.data<float>(), targets.data<int32_t>(),
-            vocab_start, a.vs, loss_p, lse.data<float>(), a.n, st);
+            vocab_start, a.vs, target_limit(a, vocab_size), loss_p, lse.data<float>(), a.n, 0,
+            fault_record(a.dev), st);
+  check_faults(a.dev);
 }
 
 void cross_entropy_backward(const Tensor& h, const Tensor& w, const Tensor& targets, const Tensor& lse,
@@ -368,11 +379,13 @@ void cross_entropy_forward_backward(const Tensor& h, const Tensor& w, const Tens
     ce_tile_accumulate(tile.data<float>(), rows, a.vs, a.vs, 0, targets.data<int32_t>() + r0, 0,
                        s.max.data<float>() + r0, s.sum.data<float>() + r0, s.target_logit.data<float>() + r0, st);
     ce_finish(s.max.data<float>() + r0, s.sum.data<float>() + r0, s.target_logit.data<float>() + r0,
-              targets.data<int32_t>() + r0, 0, a.vs, loss_p + r0, lse.data<float>() + r0, rows, st);
+              targets.data<int32_t>() + r0, 0, a.vs, a.vs, loss_p + r0, lse.data<float>() + r0, rows, r0,
+              fault_record(a.dev), st);
     ce_tile_dlogits(tile.data<float>(), rows, a.vs, a.vs, 0, targets.data<int32_t>() + r0, 0,
                     lse.data<float>() + r0, dloss_p + r0, st);
     tile_gradients(a, h, w, dh, dw, r0, rows, 0, a.vs, tile.data<float>(), low, 0.0);
   }
+  check_faults(a.dev);
 }
 
 // ---- attention -----------------------------------------------------------------

@@ -141,7 +141,7 @@ void rmsnorm_forward(Float t, const void* x, const void* w, double eps, void* y,
     } else {
       rmsnorm_forward_kernel<T, 1><<<blocks, kFwdThreads, 0, stream>>>(xp, wp, e, yp, rstd, n, d);
     }
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("rmsnorm_forward_kernel", stream);
   });
 }
 
@@ -173,9 +173,9 @@ void rmsnorm_backward(Float t, const void* dy, const void* x, const void* w, con
       rmsnorm_backward_kernel<T, 1><<<static_cast<unsigned>(blocks), kBwdThreads, shared, stream>>>(
           gp, xp, wp, rp, dxp, partial, n, d);
     }
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("rmsnorm_backward_kernel", stream);
     rmsnorm_dw_reduce_kernel<<<grid_for(d, 256, INT32_MAX), 256, 0, stream>>>(partial, blocks, dw, d);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("rmsnorm_dw_reduce_kernel", stream);
   });
 }
 

@@ -76,7 +76,7 @@ void rope_launch(Float t, const void* x, const int32_t* pos, const float* inv_fr
       rope_kernel<T, 1><<<static_cast<unsigned>(rows), kThreads, shared, stream>>>(
           xp, pos, inv_freq, af, sp, yp, heads, d, direction);
     }
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("rope_kernel", stream);
   });
 }
 

@@ -5,7 +5,11 @@
 // then a fixed-order tree; thread 0 adds the total to *acc (no atomics: the
 // same bits every run). The sums here are over a micro-batch's tokens.
 // embedding_slice_*: one block per token, threads over the D columns; the
-// backward adds with atomicAdd (f32 gradients: no bf16 atomics).
+// backward adds with atomicAdd (f32 gradients: no bf16 atomics). An id is used
+// as an address only after the test 0 <= id - vocab_start < rows, so ids of
+// other slices, negative ids and ids past the vocabulary never read or write
+// out of bounds (as the CPU op, which has no vocabulary size to check ids
+// against: the whole-vocabulary embedding_forward checks ids, fault.h).
 // Cross-entropy slice partials/combine and the position scale: one thread
 // per token.
 #include "kernels/cuda/common.cuh"
@@ -100,13 +104,13 @@ void sum_into(Float t, const void* x, int64_t n, double* acc, cudaStream_t strea
   dispatch(t, [&](auto tag) {
     using T = decltype(tag);
     sum_into_kernel<T><<<1, kThreads, 0, stream>>>(static_cast<const T*>(x), n, acc);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("sum_into_kernel", stream);
   });
 }
 
 void add_scaled_scalar(const double* value, double factor, double* acc, cudaStream_t stream) {
   add_scaled_scalar_kernel<<<1, 1, 0, stream>>>(value, factor, acc);
-  ROTOR_CUDA_CHECK(cudaGetLastError());
+  ROTOR_CUDA_LAUNCHED("add_scaled_scalar_kernel", stream);
 }
 
 void embedding_slice_forward(Float t, const int32_t* ids, const void* table, void* out, int64_t n, int64_t d,
@@ -116,7 +120,7 @@ void embedding_slice_forward(Float t, const int32_t* ids, const void* table, voi
     using T = decltype(tag);
     embedding_slice_forward_kernel<T><<<static_cast<unsigned>(n), 128, 0, stream>>>(
         ids, static_cast<const T*>(table), static_cast<T*>(out), d, vocab_start, rows);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("embedding_slice_forward_kernel", stream);
   });
 }
 
@@ -133,7 +137,7 @@ void embedding_slice_backward(Float t, const int32_t* ids, const void* dout, Flo
       embedding_slice_backward_kernel<T, T><<<static_cast<unsigned>(n), 128, 0, stream>>>(
           ids, g, static_cast<T*>(dtable), d, vocab_start, rows);
     }
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("embedding_slice_backward_kernel", stream);
   });
 }
 
@@ -143,7 +147,7 @@ void fill(Float t, void* x, double value, int64_t n, cudaStream_t stream) {
     using T = decltype(tag);
     fill_kernel<T><<<grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(x),
                                                                     from_f32<T>(static_cast<float>(value)), n);
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("fill_kernel", stream);
   });
 }
 
@@ -153,14 +157,14 @@ void cross_entropy_slice_partials(const float* lse, const float* loss, const int
   if (n == 0) return;
   slice_partials_kernel<<<blocks_for(n), kThreads, 0, stream>>>(lse, loss, targets, n, vocab_start, vocab_rows,
                                                                max_lse, sums);
-  ROTOR_CUDA_CHECK(cudaGetLastError());
+  ROTOR_CUDA_LAUNCHED("slice_partials_kernel", stream);
 }
 
 void cross_entropy_slice_combine(const float* max_lse, const float* sums, const int32_t* targets, int64_t n,
                                  float* lse, float* loss, cudaStream_t stream) {
   if (n == 0) return;
   slice_combine_kernel<<<blocks_for(n), kThreads, 0, stream>>>(max_lse, sums, targets, n, lse, loss);
-  ROTOR_CUDA_CHECK(cudaGetLastError());
+  ROTOR_CUDA_LAUNCHED("slice_combine_kernel", stream);
 }
 
 void log_position_scale(const int32_t* pos, int64_t n, double log_base, double min, Float t, void* out,
@@ -169,7 +173,7 @@ void log_position_scale(const int32_t* pos, int64_t n, double log_base, double m
   dispatch(t, [&](auto tag) {
     using T = decltype(tag);
     log_position_scale_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(pos, n, log_base, min, static_cast<T*>(out));
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("log_position_scale_kernel", stream);
   });
 }
 

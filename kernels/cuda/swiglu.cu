@@ -91,7 +91,7 @@ void swiglu_forward(Float t, const void* gate, const void* up, void* h, int64_t 
     } else {
       swiglu_forward_kernel<T, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(g, u, o, n);
     }
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("swiglu_forward_kernel", stream);
   });
 }
 
@@ -112,7 +112,7 @@ void swiglu_backward(Float t, const void* dh, const void* gate, const void* up, 
     } else {
       swiglu_backward_kernel<T, 1><<<grid_for(n, kThreads), kThreads, 0, stream>>>(d, g, u, dg, du, n);
     }
-    ROTOR_CUDA_CHECK(cudaGetLastError());
+    ROTOR_CUDA_LAUNCHED("swiglu_backward_kernel", stream);
   });
 }
 

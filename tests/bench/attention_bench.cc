@@ -251,18 +251,18 @@ Result measure(int64_t S, int iters, Timer& timer) {
       for (int64_t i = 0; i < S; ++i) hp[static_cast<size_t>(r * S + i)] = static_cast<int32_t>(i);
     BENCH_CHECK(cudaMemcpy(pos, hp.data(), hp.size() * 4, cudaMemcpyHostToDevice));
   }
-  using rotor::cuda::Float;
   cudaStream_t stream = timer.stream;
+  float* lse_f32 = static_cast<float*>(lse);  // f32 statistics
   const double fwd_ms = timer.time_ms(
       [&] {
-        rotor::cuda::flash_attention_forward(s, q, k, v, pos, pos, nullptr, nullptr, out, Float::kF32, lse,
-                                             nullptr, stream);
+        rotor::cuda::flash_attention_forward(s, q, k, v, pos, pos, nullptr, nullptr, out, lse_f32, nullptr,
+                                             stream);
       },
       iters);
   const double bwd_ms = timer.time_ms(
       [&] {
-        rotor::cuda::flash_attention_backward(s, q, k, v, pos, pos, nullptr, nullptr, out, Float::kF32, lse,
-                                              dout, dq, dk, dv, scratch, stream);
+        rotor::cuda::flash_attention_backward(s, q, k, v, pos, pos, nullptr, nullptr, out, lse_f32, dout,
+                                              dq, dk, dv, scratch, stream);
       },
       iters);
   for (void* p : {q, k, v, out, dout, dq, dk, dv, lse, scratch, static_cast<void*>(pos)}) BENCH_CHECK(cudaFree(p));

@@ -1,6 +1,7 @@
 #include "tests/common/testing.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -8,6 +9,11 @@
 #include "kernels/random.h"
 
 namespace rotor::testing {
+
+bool gpu_required() {
+  const char* v = std::getenv("ROTOR_REQUIRE_GPU");
+  return v != nullptr && std::string(v) == "1";
+}
 
 Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed, double lo, double hi) {
   Tensor t = Tensor::empty(shape, dtype);

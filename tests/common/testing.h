@@ -10,9 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "kernels/device.h"
 #include "kernels/tensor.h"
 
 namespace rotor::testing {
+
+// ROTOR_REQUIRE_GPU=1 in the environment: the GPU kit's runs
+// (tests/gpu/README.md), where a GPU test that finds no GPU must fail rather
+// than skip, so that a GPU the process cannot see (driver, container,
+// CUDA_VISIBLE_DEVICES) does not pass as a clean run.
+bool gpu_required();
 
 // Uniform in [lo, hi) from a counter-based stream (see kernels/random.h).
 Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed, double lo = -1.0,
@@ -57,3 +64,14 @@ double weighted_sum(const Tensor& y, const Tensor& w);
 std::filesystem::path source_root();
 
 }  // namespace rotor::testing
+
+// First statement of a test that needs a GPU: skips with CUDA's reason when
+// none is usable, or fails with it under ROTOR_REQUIRE_GPU=1.
+#define ROTOR_SKIP_WITHOUT_GPU()                                                              \
+  do {                                                                                        \
+    if (::rotor::cuda_device_count() == 0) {                                                  \
+      if (::rotor::testing::gpu_required())                                                   \
+        GTEST_FAIL() << "ROTOR_REQUIRE_GPU=1 but no GPU: " << ::rotor::cuda_unavailable_reason(); \
+      GTEST_SKIP() << ::rotor::cuda_unavailable_reason();                                     \
+    }                                                                                         \
+  } while (0)

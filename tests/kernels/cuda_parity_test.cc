@@ -50,15 +50,38 @@
 // Every reference output must be finite and not all zero (a case that
 // compares zeros with zeros would prove nothing).
 //
+// Reporting: a case compares every output in full and fails with one message
+// per bad output (elements beyond the tolerance, the worst one, the first bad
+// index), then the table goes on with the next case, so one run shows every
+// broken op. On the GPU each case is its own test (CudaParityCase/<dtype>_
+// <case>), recording its worst error (RecordProperty: in gtest's XML/JSON
+// output), so that tests/gpu/stages/parity can report per case and rerun the
+// rest when one crashes the process (a device fault poisons the CUDA context).
+//
+// Realistic sizes (CudaParityRealistic, GPU only): attention at T = 4096 and
+// 16384 with head dims 128 and 64, logits scaled so that lse is ~16, causal
+// and not, without entropy as in training; cross-entropy with vocabularies
+// 32000 and 128256 at the training chunk sizes. Their CPU reference is
+// sized to take seconds on a GPU machine's CPU (few heads: the attention
+// reference parallelises over batch x kv heads, the batch carries the threads).
+//
+// GPU tests skip without a GPU, or fail under ROTOR_REQUIRE_GPU=1
+// (ROTOR_SKIP_WITHOUT_GPU, tests/common/testing.h).
+//
 // The CUDA backend's state: docs/design.md ("Backends").
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
 #include <limits>
 #include <map>
+#include <set>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -77,6 +100,7 @@
 #include "kernels/vocab_slice.h"
 #include "kernels/reduce.h"
 #include "kernels/position_scale.h"
+#include "tests/common/testing.h"
 
 namespace rotor {
 namespace {
@@ -105,8 +129,10 @@ class Env {
   // i32 input in [lo, hi).
   Tensor ints(const Shape& shape, int64_t lo, int64_t hi) {
     std::vector<double> v(static_cast<size_t>(shape.numel()));
+    const uint64_t stream = seed_ + counter_;
+#pragma omp parallel for schedule(static) if (v.size() > 100000)
     for (size_t i = 0; i < v.size(); ++i) {
-      v[i] = static_cast<double>(lo + static_cast<int64_t>(uniform01(seed_ + counter_, i) * static_cast<double>(hi - lo)));
+      v[i] = static_cast<double>(lo + static_cast<int64_t>(uniform01(stream, i) * static_cast<double>(hi - lo)));
     }
     ++counter_;
     return Tensor::from_vector(v, shape, DType::kI32).to(device_);
@@ -141,7 +167,11 @@ class Env {
  private:
   std::vector<double> values(const Shape& shape, double sigma) {
     std::vector<double> v(static_cast<size_t>(shape.numel()));
-    for (size_t i = 0; i < v.size(); ++i) v[i] = sigma * normal01(seed_ + 1000 * counter_, i);
+    const uint64_t stream = seed_ + 1000 * counter_;
+    // Counter-based: element i depends only on (stream, i), so the threads
+    // (the realistic cases draw 10^8 values) give the serial result.
+#pragma omp parallel for schedule(static) if (v.size() > 100000)
+    for (size_t i = 0; i < v.size(); ++i) v[i] = sigma * normal01(stream, i);
     ++counter_;
     return v;
   }
@@ -170,6 +200,82 @@ struct OpCase {
   std::string name;
   std::function<std::vector<Tensor>(Env&)> run;
 };
+
+// One attention case: q, k, v [b, t, h, d] of normal(0, 1) values (q scaled
+// by q_sigma, so the logits have standard deviation q_sigma and lse grows with
+// it), positions i + 20 for the queries, j + 20 + k_offset for the keys
+// (zigzag: below), segment ids position / seg_len. Forward, backward (onto
+// random dq, dk, dv), and the LSE merge of the block with itself.
+struct Att {
+  int64_t b, tq, tk, hq, hkv, d, k_offset;
+  bool segments;
+  bool zigzag = false;
+  bool causal = true;
+  bool entropy = true;  // training runs without it
+  double q_sigma = 1.0;
+  int64_t seg_len = 16;
+};
+
+std::string attention_name(const Att& a) {
+  return std::to_string(a.b) + "x" + std::to_string(a.tq) + "x" + std::to_string(a.tk) + " h" +
+         std::to_string(a.hq) + "/" + std::to_string(a.hkv) + " d" + std::to_string(a.d) + " k" +
+         std::to_string(a.k_offset) + (a.segments ? " seg" + std::to_string(a.seg_len) : "") +
+         (a.zigzag ? " zigzag" : "") + (a.causal ? "" : " noncausal") + (a.entropy ? "" : " noentropy") +
+         (a.q_sigma != 1.0 ? " qsigma" + std::to_string(static_cast<int>(a.q_sigma * 10)) : "");
+}
+
+std::vector<Tensor> run_attention(const Att& a, Env& e) {
+  Tensor q = e.rand({a.b, a.tq, a.hq, a.d}, a.q_sigma), k = e.rand({a.b, a.tk, a.hkv, a.d});
+  Tensor v = e.rand({a.b, a.tk, a.hkv, a.d});
+  std::vector<double> qp, kp, qs, ks;
+  const int64_t half = a.tq / 2;
+  for (int64_t r = 0; r < a.b; ++r) {
+    for (int64_t i = 0; i < a.tq; ++i) {
+      const int64_t p = a.zigzag ? (i < half ? i + half : i - half + 6 * half) : i + 20;
+      qp.push_back(static_cast<double>(p));
+      qs.push_back(static_cast<double>(p / a.seg_len));
+    }
+    for (int64_t j = 0; j < a.tk; ++j) {
+      const int64_t p = a.zigzag ? j : j + 20 + a.k_offset;
+      kp.push_back(static_cast<double>(p));
+      ks.push_back(static_cast<double>(p / a.seg_len));
+    }
+  }
+  AttentionMask m;
+  m.q_pos = e.ints_of(qp, {a.b, a.tq});
+  m.k_pos = e.ints_of(kp, {a.b, a.tk});
+  m.causal = a.causal;
+  if (a.segments) {
+    m.q_seg = e.ints_of(qs, {a.b, a.tq});
+    m.k_seg = e.ints_of(ks, {a.b, a.tk});
+  }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(a.d));
+  Tensor out = e.out({a.b, a.tq, a.hq, a.d}), lse = e.out_f32({a.b, a.hq, a.tq});
+  Tensor ent = a.entropy ? e.out_f32({a.b, a.hq, a.tq}) : Tensor();
+  attention_forward(q, k, v, m, scale, out, lse, ent);
+  e.as_stored(out);  // read by the backward and the merge
+  Tensor dout = e.rand({a.b, a.tq, a.hq, a.d});
+  Tensor dq = e.rand({a.b, a.tq, a.hq, a.d}), dk = e.rand({a.b, a.tk, a.hkv, a.d});
+  Tensor dv = e.rand({a.b, a.tk, a.hkv, a.d});
+  attention_backward(q, k, v, m, scale, out, lse, dout, dq, dk, dv);
+  // Merge the block with itself shifted: out2/lse2 from the same keys.
+  Tensor out2 = out.clone(), lse2 = lse.clone(), ent2 = a.entropy ? ent.clone() : Tensor();
+  attention_merge(out2, lse2, ent2, out, lse, ent);
+  if (!a.entropy) return {out, lse, dq, dk, dv, out2, lse2};
+  // One key per row: the entropy is exactly 0 (an all-zero reference
+  // proves nothing), so ent is checked through ent2 = ln 2 + ent only.
+  if (a.tk == 1) return {out, lse, dq, dk, dv, out2, lse2, ent2};
+  return {out, lse, ent, dq, dk, dv, out2, lse2, ent2};
+}
+
+// Cross-entropy targets: every fifth token ignored (-1), the others spread
+// over the vocabulary (7919 is prime), the last one v - 1.
+Tensor ce_targets(Env& e, int64_t n, int64_t v) {
+  std::vector<double> t(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) t[static_cast<size_t>(i)] = i % 5 == 3 ? -1 : static_cast<double>((i * 7919) % v);
+  if (n > 1) t.back() = static_cast<double>(v - 1);
+  return e.ints_of(t, {n});
+}
 
 std::vector<OpCase> cases() {
   std::vector<OpCase> c;
@@ -273,15 +379,25 @@ std::vector<OpCase> cases() {
                      }});
       }
   }
+  // A GEMM on views that start inside a row (narrow of a [k, n + 1]-strided
+  // matrix with odd n: operands only element-aligned), after the same shape
+  // and leading dimensions on aligned views: cuBLASLt must not reuse the plan
+  // of the aligned call (kernels/cuda/matmul.cc, alignment in the plan key).
+  c.push_back({"matmul misaligned views", [](Env& e) {
+                 const int64_t m = 33, k = 65, n = 17;
+                 Tensor a = e.rand({m + 1, k}), b = e.rand({k + 1, n}, 0.125);
+                 Tensor c0 = e.out({m, n}), c1 = e.out({m + 1, n});
+                 matmul(a.narrow(0, m), b.narrow(0, k), c0);                      // 256-byte aligned
+                 matmul(a.narrow(1, m), b.narrow(1, k), c1.narrow(1, m));         // a, b, c one row in
+                 Tensor c2 = e.rand_f32({m + 1, n});                              // f32 c, misaligned rows
+                 matmul(a.narrow(1, m), b.narrow(1, k), c2.narrow(1, m), false, false, 1.0, 1.0);
+                 return std::vector<Tensor>{c0, c1.narrow(1, m), c2};
+               }});
   // Cross-entropy: odd sizes, several tiles, ignored targets, a vocabulary slice.
   for (auto [n, d, v] : {std::array<int64_t, 3>{9, 16, 37}, std::array<int64_t, 3>{70, 64, 1000}}) {
     const std::string sz = std::to_string(n) + "x" + std::to_string(d) + "x" + std::to_string(v);
     const CrossEntropyChunks chunks{.tokens = 32, .vocab = 300, .fused_tile_elements = 4096};
-    auto targets = [n, v](Env& e) {
-      std::vector<double> t(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) t[static_cast<size_t>(i)] = i % 5 == 3 ? -1 : static_cast<double>((i * 7919) % v);
-      return e.ints_of(t, {n});
-    };
+    auto targets = [n, v](Env& e) { return ce_targets(e, n, v); };
     c.push_back({"cross_entropy " + sz, [=](Env& e) {
                    Tensor h = e.rand({n, d}), w = e.rand({v, d}, 0.3), tg = targets(e);
                    Tensor loss = e.out_f32({n}), lse = e.out_f32({n});
@@ -312,11 +428,6 @@ std::vector<OpCase> cases() {
   // non-contiguous chunks of length tq / 2 (rank 1 of cp = 4: chunks 1 and 6),
   // keys are the whole sequence 0 .. tk - 1 (tk = 8 * (tq / 2)); a query tile
   // of 64 rows straddles both chunks when tq / 2 is not a multiple of 64.
-  struct Att {
-    int64_t b, tq, tk, hq, hkv, d, k_offset;
-    bool segments;
-    bool zigzag = false;
-  };
   for (const Att& a : {Att{1, 7, 7, 2, 1, 16, 0, false}, Att{2, 33, 45, 4, 2, 64, -12, true},
                        Att{1, 64, 64, 8, 8, 128, 0, true},
                        // flash: GQA 8:2, odd lengths, both head dims
@@ -327,52 +438,11 @@ std::vector<OpCase> cases() {
                        // keys wholly in the past (non-causal-looking full block)
                        Att{1, 96, 64, 8, 2, 64, 40, false}, Att{1, 65, 130, 8, 2, 128, -130, true},
                        // zigzag query chunks against the whole sequence
-                       Att{1, 130, 520, 8, 2, 128, 0, true, true}, Att{2, 130, 520, 8, 2, 64, 0, false, true}}) {
-    const std::string sz = std::to_string(a.b) + "x" + std::to_string(a.tq) + "x" + std::to_string(a.tk) + " h" +
-                           std::to_string(a.hq) + "/" + std::to_string(a.hkv) + " d" + std::to_string(a.d) +
-                           " k" + std::to_string(a.k_offset) + (a.segments ? " seg" : "") +
-                           (a.zigzag ? " zigzag" : "");
-    c.push_back({"attention " + sz, [a](Env& e) {
-                   Tensor q = e.rand({a.b, a.tq, a.hq, a.d}), k = e.rand({a.b, a.tk, a.hkv, a.d});
-                   Tensor v = e.rand({a.b, a.tk, a.hkv, a.d});
-                   std::vector<double> qp, kp, qs, ks;
-                   const int64_t half = a.tq / 2;
-                   for (int64_t r = 0; r < a.b; ++r) {
-                     for (int64_t i = 0; i < a.tq; ++i) {
-                       const int64_t p = a.zigzag ? (i < half ? i + half : i - half + 6 * half) : i + 20;
-                       qp.push_back(static_cast<double>(p));
-                       qs.push_back(static_cast<double>(p / 16));
-                     }
-                     for (int64_t j = 0; j < a.tk; ++j) {
-                       const int64_t p = a.zigzag ? j : j + 20 + a.k_offset;
-                       kp.push_back(static_cast<double>(p));
-                       ks.push_back(static_cast<double>(p / 16));
-                     }
-                   }
-                   AttentionMask m;
-                   m.q_pos = e.ints_of(qp, {a.b, a.tq});
-                   m.k_pos = e.ints_of(kp, {a.b, a.tk});
-                   if (a.segments) {
-                     m.q_seg = e.ints_of(qs, {a.b, a.tq});
-                     m.k_seg = e.ints_of(ks, {a.b, a.tk});
-                   }
-                   const double scale = 1.0 / std::sqrt(static_cast<double>(a.d));
-                   Tensor out = e.out({a.b, a.tq, a.hq, a.d}), lse = e.out_f32({a.b, a.hq, a.tq});
-                   Tensor ent = e.out_f32({a.b, a.hq, a.tq});
-                   attention_forward(q, k, v, m, scale, out, lse, ent);
-                   e.as_stored(out);  // read by the backward and the merge
-                   Tensor dout = e.rand({a.b, a.tq, a.hq, a.d});
-                   Tensor dq = e.rand({a.b, a.tq, a.hq, a.d}), dk = e.rand({a.b, a.tk, a.hkv, a.d});
-                   Tensor dv = e.rand({a.b, a.tk, a.hkv, a.d});
-                   attention_backward(q, k, v, m, scale, out, lse, dout, dq, dk, dv);
-                   // Merge the block with itself shifted: out2/lse2 from the same keys.
-                   Tensor out2 = out.clone(), lse2 = lse.clone(), ent2 = ent.clone();
-                   attention_merge(out2, lse2, ent2, out, lse, ent);
-                   // One key per row: the entropy is exactly 0 (an all-zero reference
-                   // proves nothing), so ent is checked through ent2 = ln 2 + ent only.
-                   if (a.tk == 1) return std::vector<Tensor>{out, lse, dq, dk, dv, out2, lse2, ent2};
-                   return std::vector<Tensor>{out, lse, ent, dq, dk, dv, out2, lse2, ent2};
-                 }});
+                       Att{1, 130, 520, 8, 2, 128, 0, true, true}, Att{2, 130, 520, 8, 2, 64, 0, false, true},
+                       // non-causal (an encoder-style or fully visible block), without entropy
+                       Att{1, 100, 77, 8, 2, 128, 0, false, false, false, false},
+                       Att{1, 70, 70, 4, 4, 64, 0, true, false, false, false}}) {
+    c.push_back({"attention " + attention_name(a), [a](Env& e) { return run_attention(a, e); }});
   }
   // The step's bookkeeping ops (kernels/vocab_slice.h, position_scale.h, reduce.h).
   c.push_back({"embedding_slice", [](Env& e) {
@@ -417,55 +487,164 @@ std::vector<OpCase> cases() {
   return c;
 }
 
+// GPU-only cases at the sizes training runs (the top of the file), each with
+// the dtype it runs in: the flash kernels are the bf16 path, so the long
+// attention cases are bf16 (the simple f32 kernel adds dk / dv with atomics
+// per query row, minutes at T = 16384); cross-entropy in both.
+struct RealisticCase {
+  OpCase op;
+  DType dtype;
+};
+
+std::vector<RealisticCase> realistic_cases() {
+  std::vector<RealisticCase> c;
+  // q_sigma 4: logits ~ N(0, 16), so lse = ln sum_j exp(s_j) is ~16 (measured
+  // means 14-17; CudaParityRealisticReference prints them): in bf16 lse would
+  // be off by up to 0.06 there, and P = exp(s - lse) by 6%. seg3000: documents
+  // of 3000 tokens (the zigzag and ring layouts are in the small table).
+  // Cost of the CPU reference, measured on 2 shared cores of an EPYC: 5.5,
+  // 3.8, 26 and 3.5 s, then 0.9 s (f32), 1-12 s per cross-entropy case (the
+  // backward runs one thread per batch x kv head, so the long cases have Hq =
+  // Hkv; inputs are drawn by all threads): about a minute of CPU in all, far
+  // less on a GPU machine's 16 cores.
+  const Att attention[] = {
+      Att{1, 4096, 4096, 8, 2, 128, 0, false, false, true, false, 4.0},             // training: causal, no entropy
+      Att{1, 4096, 4096, 4, 4, 64, 0, false, false, false, true, 4.0},              // non-causal, entropy
+      Att{1, 16384, 16384, 4, 4, 128, 0, true, false, true, false, 4.0, 3000},      // long, documents
+      Att{1, 16384, 16384, 2, 2, 64, 0, false, false, true, false, 4.0},            // long, head dim 64
+  };
+  for (const Att& a : attention)
+    c.push_back({{"attention " + attention_name(a), [a](Env& e) { return run_attention(a, e); }}, DType::kBF16});
+  c.push_back({{"attention " + attention_name(attention[1]), [a = attention[1]](Env& e) { return run_attention(a, e); }},
+               DType::kF32});
+  // Cross-entropy at Llama 2 / Llama 3 vocabularies with the training chunk
+  // sizes (CrossEntropyChunks{}: 1024 x 8192 tiles, fused tiles of 8M
+  // logits = 65 rows at V = 128256), 200 tokens (several fused tiles, the
+  // last partial). dw starts small so that the gradient, not the starting
+  // value, dominates what is compared.
+  for (int64_t v : {int64_t{32000}, int64_t{128256}}) {
+    const int64_t n = 200, d = 512;
+    for (DType dt : {DType::kBF16, DType::kF32}) {
+      c.push_back({{"cross_entropy n" + std::to_string(n) + " d" + std::to_string(d) + " v" + std::to_string(v),
+                    [=](Env& e) {
+                      Tensor h = e.rand({n, d}), w = e.rand({v, d}, 0.05), tg = ce_targets(e, n, v);
+                      Tensor loss = e.out_f32({n}), lse = e.out_f32({n});
+                      cross_entropy_forward(h, w, tg, loss, lse);
+                      Tensor dloss = e.rand_f32({n}), dh = e.out({n, d}), dw = e.rand_f32({v, d}, 1e-4);
+                      cross_entropy_backward(h, w, tg, lse, dloss, dh, dw);
+                      return std::vector<Tensor>{loss, lse, dh, dw};
+                    }},
+                   dt});
+      c.push_back({{"cross_entropy fused n" + std::to_string(n) + " d" + std::to_string(d) + " v" + std::to_string(v),
+                    [=](Env& e) {
+                      Tensor h = e.rand({n, d}), w = e.rand({v, d}, 0.05), tg = ce_targets(e, n, v);
+                      Tensor dloss = e.rand_f32({n}), loss = e.out_f32({n}), lse = e.out_f32({n});
+                      Tensor dh = e.out({n, d}), dw = e.rand_f32({v, d}, 1e-4);
+                      cross_entropy_forward_backward(h, w, tg, dloss, loss, lse, dh, dw);
+                      return std::vector<Tensor>{loss, lse, dh, dw};
+                    }},
+                   dt});
+    }
+  }
+  return c;
+}
+
 double rms(const std::vector<double>& x) {
   double s = 0;
   for (double v : x) s += v * v;
   return x.empty() ? 0 : std::sqrt(s / static_cast<double>(x.size()));
 }
 
-// Runs every case as the reference (CPU f32) and on `device` in `dtype`, and
-// asserts each output of the run under test within tol(its dtype) * (|ref| +
-// rms(ref)). `worst` gets the largest |got - ref| / (|ref| + rms(ref)) per
-// dtype of the outputs under test (printed for the record).
+// One output of one case against its reference.
+struct OutputReport {
+  int64_t size = 0;
+  int64_t bad = 0;                // elements beyond the tolerance
+  int64_t first_bad = -1;         // index of the first one
+  int64_t worst_index = -1;       // index of the largest error ratio
+  double worst = 0;               // largest |got - ref| / (|ref| + rms(ref))
+};
+
+// Compares got with want element by element: |got - ref| <= tol (|ref| +
+// rms(ref)); an infinite reference (lse of a row that sees no key) must be
+// matched exactly. Adds one failure for the output when any element is off
+// (with the count, the worst and the first bad element), and one when the
+// reference is vacuous (NaN, or all zero / infinite).
+OutputReport compare_output(const std::vector<double>& w, const std::vector<double>& g, double tol, size_t o,
+                            DType dt) {
+  OutputReport r;
+  r.size = static_cast<int64_t>(w.size());
+  if (w.size() != g.size()) {
+    ADD_FAILURE() << "output " << o << ": " << g.size() << " elements, the reference has " << w.size();
+    r.bad = r.size;
+    return r;
+  }
+  bool nonzero = false, nan_ref = false;
+  std::vector<double> finite;
+  for (double x : w) {
+    nan_ref |= std::isnan(x);
+    nonzero |= x != 0 && std::isfinite(x);
+    if (std::isfinite(x)) finite.push_back(x);
+  }
+  EXPECT_FALSE(nan_ref) << "output " << o << ": the reference has NaN";
+  EXPECT_TRUE(nonzero) << "output " << o << ": the reference is all zero";
+  const double scale = rms(finite);
+  for (size_t i = 0; i < w.size(); ++i) {
+    double ratio = 0;
+    bool ok = true;
+    if (std::isinf(w[i])) {
+      ok = w[i] == g[i];
+      ratio = ok ? 0 : std::numeric_limits<double>::infinity();
+    } else {
+      const double err = std::abs(g[i] - w[i]), allowed = std::abs(w[i]) + scale;
+      ratio = allowed > 0 ? err / allowed : (err == 0 ? 0 : std::numeric_limits<double>::infinity());
+      ok = err <= tol * allowed;  // false for NaN
+      if (std::isnan(g[i])) ratio = std::numeric_limits<double>::infinity();
+    }
+    if (r.worst_index < 0 || ratio > r.worst) {
+      r.worst = ratio;
+      r.worst_index = static_cast<int64_t>(i);
+    }
+    if (!ok) {
+      if (r.first_bad < 0) r.first_bad = static_cast<int64_t>(i);
+      ++r.bad;
+    }
+  }
+  if (r.bad > 0) {
+    const size_t f = static_cast<size_t>(r.first_bad), k = static_cast<size_t>(r.worst_index);
+    ADD_FAILURE() << "output " << o << " (" << dtype_name(dt) << "): " << r.bad << " of " << r.size
+                  << " elements beyond " << tol << " x (|ref| + rms(ref) = " << scale << "); worst "
+                  << r.worst << " at " << k << " (got " << g[k] << ", ref " << w[k] << "); first bad at " << f
+                  << " (got " << g[f] << ", ref " << w[f] << ")";
+  }
+  return r;
+}
+
+// Runs `oc` as the reference (CPU f32) and on `device` in `dtype` from the
+// same seed, and compares every output with tol(its dtype). Records the
+// worst ratio per output dtype in `worst`; returns the reports per output.
+std::vector<OutputReport> check_case(const OpCase& oc, uint64_t seed, Device device, DType dtype,
+                                     const std::function<double(DType)>& tol, std::map<DType, double>* worst) {
+  SCOPED_TRACE(oc.name + " " + dtype_name(dtype) + " on " + device.str());
+  Env ref(Device::cpu(), dtype, seed, /*reference=*/true), run(device, dtype, seed, false);
+  const std::vector<Tensor> want = oc.run(ref);
+  const std::vector<Tensor> got = oc.run(run);
+  std::vector<OutputReport> reports;
+  EXPECT_EQ(want.size(), got.size()) << "outputs";
+  for (size_t o = 0; o < std::min(want.size(), got.size()); ++o) {
+    const DType dt = got[o].dtype();
+    reports.push_back(compare_output(want[o].to_vector(), got[o].to(Device::cpu()).to_vector(), tol(dt), o, dt));
+    double& w = (*worst)[dt];
+    w = std::max(w, reports.back().worst);
+  }
+  return reports;
+}
+
+// Every case of the table (no stop at a failing one).
 void check_table(Device device, DType dtype, const std::function<double(DType)>& tol,
                  std::map<DType, double>* worst) {
   const std::vector<OpCase> all = cases();
   ASSERT_GT(all.size(), 40u);
-  for (size_t ci = 0; ci < all.size(); ++ci) {
-    const OpCase& oc = all[ci];
-    SCOPED_TRACE(oc.name + " " + dtype_name(dtype) + " on " + device.str());
-    Env ref(Device::cpu(), dtype, 1000 + ci, /*reference=*/true), run(device, dtype, 1000 + ci, false);
-    const std::vector<Tensor> want = oc.run(ref);
-    const std::vector<Tensor> got = oc.run(run);
-    ASSERT_EQ(want.size(), got.size());
-    for (size_t o = 0; o < want.size(); ++o) {
-      const std::vector<double> w = want[o].to_vector(), g = got[o].to(Device::cpu()).to_vector();
-      ASSERT_EQ(w.size(), g.size()) << "output " << o;
-      bool nonzero = false;
-      for (double x : w) {
-        ASSERT_FALSE(std::isnan(x)) << "output " << o << ": the reference has NaN";
-        nonzero |= x != 0 && std::isfinite(x);
-      }
-      ASSERT_TRUE(nonzero) << "output " << o << ": the reference is all zero";
-      std::vector<double> finite;
-      for (double x : w)
-        if (std::isfinite(x)) finite.push_back(x);
-      const double scale = rms(finite);
-      const DType dt = got[o].dtype();
-      const double bound = tol(dt);
-      double& worst_dt = (*worst)[dt];
-      for (size_t i = 0; i < w.size(); ++i) {
-        if (std::isinf(w[i])) {  // lse of a row that sees no key: -inf on both sides
-          ASSERT_EQ(w[i], g[i]) << "output " << o << " element " << i;
-          continue;
-        }
-        const double err = std::abs(g[i] - w[i]), allowed = std::abs(w[i]) + scale;
-        ASSERT_LE(err, bound * allowed) << "output " << o << " (" << dtype_name(dt) << ") element " << i
-                                        << ": got " << g[i] << " ref " << w[i];
-        worst_dt = std::max(worst_dt, err / allowed);
-      }
-    }
-  }
+  for (size_t ci = 0; ci < all.size(); ++ci) check_case(all[ci], 1000 + ci, device, dtype, tol, worst);
 }
 
 void print_worst(const std::map<DType, double>& worst) {
@@ -473,15 +652,140 @@ void print_worst(const std::map<DType, double>& worst) {
     std::printf("worst error of the %s outputs: %.3g of |ref| + rms(ref)\n", dtype_name(dt), ratio);
 }
 
-class CudaParity : public ::testing::TestWithParam<DType> {};
+// The GPU tolerance of a run in `dt` (the top of the file).
+double gpu_tolerance(DType dt) { return dt == DType::kF32 ? 1e-4 : 3e-2; }
 
-TEST_P(CudaParity, EveryOpMatchesTheCpuReference) {
-  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
-  const DType dt = GetParam();
-  const double tol = dt == DType::kF32 ? 1e-4 : 3e-2;  // see the top of the file
+// Records a case's result where gtest's XML / JSON output keeps it (string
+// properties of the test): the worst ratio and first bad index per output,
+// the overall worst and the tolerance; and prints them on one line
+// ("parity-case key=value ..."), which survives a later crash of the process
+// that leaves no JSON. tests/gpu/stages/parity reads both.
+void record_case(const std::vector<OutputReport>& reports, double tol) {
+  std::vector<std::pair<std::string, std::string>> props;
+  char buf[32];
+  double worst = 0;
+  for (size_t o = 0; o < reports.size(); ++o) {
+    std::snprintf(buf, sizeof(buf), "%.4g", reports[o].worst);
+    props.emplace_back("out" + std::to_string(o) + "_worst", buf);
+    props.emplace_back("out" + std::to_string(o) + "_first_bad", std::to_string(reports[o].first_bad));
+    worst = std::max(worst, reports[o].worst);
+  }
+  std::snprintf(buf, sizeof(buf), "%.4g", worst);
+  props.emplace_back("worst", buf);
+  std::snprintf(buf, sizeof(buf), "%.4g", tol);
+  props.emplace_back("tolerance", buf);
+  std::string line = "parity-case";
+  for (const auto& [key, value] : props) {
+    ::testing::Test::RecordProperty(key, value);
+    line += " " + key + "=" + value;
+  }
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+// A case name as a gtest parameter name: letters, digits and '_' (a minus
+// sign before a digit becomes 'm': "k-12" -> "km12").
+std::string param_name(const std::string& s) {
+  std::string r;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto ch = static_cast<unsigned char>(s[i]);
+    const bool minus = ch == '-' && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]));
+    r += std::isalnum(ch) ? static_cast<char>(ch) : minus ? 'm' : '_';
+  }
+  return r;
+}
+
+// The table, built once (the parameter generators and the tests share it).
+const std::vector<OpCase>& table() {
+  static const std::vector<OpCase>* t = new std::vector<OpCase>(cases());
+  return *t;
+}
+const std::vector<RealisticCase>& realistic_table() {
+  static const std::vector<RealisticCase>* t = new std::vector<RealisticCase>(realistic_cases());
+  return *t;
+}
+
+// The GPU column: one test per (dtype, case of the table).
+struct TableParam {
+  DType dtype;
+  size_t index;  // into table(); the case's seed is 1000 + index
+};
+void PrintTo(const TableParam& p, std::ostream* os) { *os << dtype_name(p.dtype) << " " << table()[p.index].name; }
+
+std::vector<TableParam> table_params() {
+  std::vector<TableParam> v;
+  for (DType dt : {DType::kF32, DType::kBF16})
+    for (size_t i = 0; i < table().size(); ++i) v.push_back({dt, i});
+  return v;
+}
+
+class CudaParityCase : public ::testing::TestWithParam<TableParam> {};
+
+TEST_P(CudaParityCase, MatchesTheCpuReference) {
+  ROTOR_SKIP_WITHOUT_GPU();
+  const TableParam p = GetParam();
+  const double tol = gpu_tolerance(p.dtype);
   std::map<DType, double> worst;
-  check_table(Device::cuda(0), dt, [tol](DType) { return tol; }, &worst);
-  print_worst(worst);
+  record_case(check_case(table()[p.index], 1000 + p.index, Device::cuda(0), p.dtype, [tol](DType) { return tol; },
+                         &worst),
+              tol);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, CudaParityCase, ::testing::ValuesIn(table_params()),
+                         [](const ::testing::TestParamInfo<TableParam>& i) {
+                           // Unique: the case index where two names would collide.
+                           std::set<std::string> seen;
+                           std::string name;
+                           for (size_t k = 0; k <= i.param.index; ++k) {
+                             name = param_name(table()[k].name);
+                             if (!seen.insert(name).second) name += "_" + std::to_string(k);
+                           }
+                           return std::string(dtype_name(i.param.dtype)) + "_" + name;
+                         });
+
+// The realistic cases, by index into realistic_table() (seed 5000 + index).
+class CudaParityRealistic : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(CudaParityRealistic, MatchesTheCpuReference) {
+  ROTOR_SKIP_WITHOUT_GPU();
+  const RealisticCase& rc = realistic_table()[GetParam()];
+  const double tol = gpu_tolerance(rc.dtype);
+  std::map<DType, double> worst;
+  const auto start = std::chrono::steady_clock::now();
+  record_case(check_case(rc.op, 5000 + GetParam(), Device::cuda(0), rc.dtype, [tol](DType) { return tol; }, &worst),
+              tol);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  RecordProperty("seconds", std::to_string(seconds));
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, CudaParityRealistic, ::testing::Range<size_t>(0, realistic_table().size()),
+                         [](const ::testing::TestParamInfo<size_t>& i) {
+                           const RealisticCase& rc = realistic_table()[i.param];
+                           return std::string(dtype_name(rc.dtype)) + "_" + param_name(rc.op.name);
+                         });
+
+// By hand (--gtest_also_run_disabled_tests): the CPU reference of every
+// realistic case, timed, with the mean of each output's finite |values| (lse
+// ~16 for the attention cases), to size the cases for the parity stage's
+// budget on a GPU machine's CPU.
+TEST(CudaParityRealisticReference, DISABLED_Timing) {
+  for (size_t ci = 0; ci < realistic_table().size(); ++ci) {
+    const RealisticCase& rc = realistic_table()[ci];
+    Env ref(Device::cpu(), rc.dtype, 5000 + ci, /*reference=*/true);
+    const auto start = std::chrono::steady_clock::now();
+    const std::vector<Tensor> out = rc.op.run(ref);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("%-60s %s %7.1f s; mean |output|:", rc.op.name.c_str(), dtype_name(rc.dtype), seconds);
+    for (const Tensor& t : out) {
+      double sum = 0;
+      int64_t n = 0;
+      for (double x : t.to_vector())
+        if (std::isfinite(x)) sum += std::abs(x), ++n;
+      std::printf(" %.3g", n > 0 ? sum / static_cast<double>(n) : 0.0);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+  }
 }
 
 // The CPU bf16 path (mixed precision) against the f32 reference, in every build.
@@ -511,13 +815,35 @@ TEST(SimParity, EveryOpOnSimIsTheCpuBitForBit) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, CudaParity, ::testing::Values(DType::kF32, DType::kBF16),
-                         [](const ::testing::TestParamInfo<DType>& i) { return std::string(dtype_name(i.param)); });
+// The comparison itself: a wrong element fails, and every bad output of a
+// case is reported, not just the first.
+TEST(ParityCompare, ReportsEveryBadOutputWithItsWorstAndFirstBadElement) {
+  const std::vector<double> ref = {1.0, -2.0, 3.0, -std::numeric_limits<double>::infinity()};
+  OutputReport good, bad_mid, bad_inf;
+  good = compare_output(ref, {1.0, -2.0, 3.0 + 1e-6, ref[3]}, 1e-4, 0, DType::kF32);
+  EXPECT_EQ(good.bad, 0);
+  EXPECT_GT(good.worst, 0);
+  ::testing::TestPartResultArray failures;
+  {
+    ::testing::ScopedFakeTestPartResultReporter capture(
+        ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures);
+    bad_mid = compare_output(ref, {1.0, -2.5, 3.5, ref[3]}, 1e-4, 1, DType::kF32);
+    bad_inf = compare_output(ref, {1.0, -2.0, 3.0, 0.0}, 1e-4, 2, DType::kF32);
+  }
+  ASSERT_EQ(failures.size(), 2) << "one failure per bad output";
+  EXPECT_EQ(bad_mid.bad, 2);
+  EXPECT_EQ(bad_mid.first_bad, 1);
+  EXPECT_EQ(bad_mid.worst_index, 1);  // 0.5 / (2 + rms) beats 0.5 / (3 + rms)
+  EXPECT_NE(std::string(failures.GetTestPartResult(0).message()).find("first bad at 1"), std::string::npos)
+      << failures.GetTestPartResult(0).message();
+  EXPECT_EQ(bad_inf.first_bad, 3);
+  EXPECT_TRUE(std::isinf(bad_inf.worst));
+}
 
 // Device tensors themselves: host <-> device copies, clone, fill, casts
 // through copy_from, and the caching allocator reusing freed blocks.
 TEST(CudaTensor, CopiesAndTheAllocatorReuses) {
-  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+  ROTOR_SKIP_WITHOUT_GPU();
   const Tensor host = Tensor::from_vector({1, -2.5, 3, 1e-3, 7}, {5}, DType::kF32);
   const Tensor dev = host.to(Device::cuda(0));
   EXPECT_EQ(dev.device(), Device::cuda(0));
@@ -537,6 +863,71 @@ TEST(CudaTensor, CopiesAndTheAllocatorReuses) {
   EXPECT_GT(before.cached_bytes, 0);
   { Tensor t = Tensor::empty({1 << 20}, DType::kF32, Device::cuda(0)); }
   EXPECT_EQ(cuda::memory_stats(0).device_allocations, before.device_allocations);
+}
+
+// A token id outside the table is reported by the GPU op (kernels/cuda/
+// fault.h), as the CPU op CHECKs it, instead of reading or writing V * D
+// elements away; the same for a cross-entropy target past the vocabulary.
+// Death tests: the report is a CHECK failure (threadsafe style: the child
+// re-executes the binary, CUDA is not used across a fork).
+TEST(CudaFault, EmbeddingIdOutsideTheTableIsReported) {
+  ROTOR_SKIP_WITHOUT_GPU();
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const Device gpu = Device::cuda(0);
+  const Tensor table = Tensor::zeros({10, 8}, DType::kF32, gpu);
+  auto forward = [&] {
+    const Tensor ids = Tensor::from_vector({1, 12, 3}, {3}, DType::kI32).to(gpu);
+    const Tensor out = Tensor::empty({3, 8}, DType::kF32, gpu);
+    embedding_forward(ids, table, out);
+    out.to(Device::cpu());  // synchronises: the record is read then at the latest
+  };
+  EXPECT_DEATH(forward(), "token id outside the table.*value 12 at position 1, bound 10");
+  auto backward = [&] {
+    const Tensor ids = Tensor::from_vector({-1, 2}, {2}, DType::kI32).to(gpu);
+    const Tensor dout = Tensor::zeros({2, 8}, DType::kBF16, gpu);
+    embedding_backward(ids, dout, table);
+    table.to(Device::cpu());
+  };
+  EXPECT_DEATH(backward(), "token id outside the table.*value -1 at position 0, bound 10");
+  // In range: no report (the parity table covers the values).
+  const Tensor ids = Tensor::from_vector({0, 9}, {2}, DType::kI32).to(gpu);
+  const Tensor out = Tensor::empty({2, 8}, DType::kF32, gpu);
+  embedding_forward(ids, table, out);
+  EXPECT_EQ(out.to(Device::cpu()).to_vector(), std::vector<double>(16, 0.0));
+}
+
+TEST(CudaFault, CrossEntropyTargetPastTheVocabularyIsReported) {
+  ROTOR_SKIP_WITHOUT_GPU();
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const Device gpu = Device::cuda(0);
+  auto forward = [&] {
+    const Tensor h = Tensor::zeros({3, 16}, DType::kBF16, gpu), w = Tensor::zeros({37, 16}, DType::kBF16, gpu);
+    const Tensor targets = Tensor::from_vector({0, -1, 37}, {3}, DType::kI32).to(gpu);
+    const Tensor loss = Tensor::empty({3}, DType::kF32, gpu), lse = Tensor::empty({3}, DType::kF32, gpu);
+    cross_entropy_forward(h, w, targets, loss, lse);
+    loss.to(Device::cpu());
+  };
+  EXPECT_DEATH(forward(), "target outside the vocabulary.*value 37 at position 2, bound 37");
+}
+
+// A copy between two GPUs waits for the source device's queued work and the
+// source's later work waits for the copy (kernels/cuda/allocator.cc,
+// ordered_copy): a tensor filled by a long chain of kernels on cuda:0 and
+// copied to cuda:1 at once arrives with its final values, and overwriting the
+// source right after the copy does not change what arrived.
+TEST(CudaTensor, CopyBetweenGpusIsOrderedWithBothStreams) {
+  ROTOR_SKIP_WITHOUT_GPU();
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two GPUs, " << cuda_device_count() << " here";
+  const int64_t n = int64_t{1} << 24;  // 64 MiB of f32: each pass takes a while
+  Tensor src = Tensor::zeros({n}, DType::kF32, Device::cuda(0));
+  const Tensor one = Tensor::zeros({n}, DType::kF32, Device::cuda(0));
+  one.fill(1.0);
+  for (int i = 0; i < 50; ++i) axpy(1.0, one, src);  // src = 50, queued on cuda:0
+  Tensor dst = Tensor::empty({n}, DType::kF32, Device::cuda(1));
+  dst.copy_from(src);
+  src.fill(-7.0);  // queued on cuda:0 after the copy
+  const std::vector<double> got = dst.to(Device::cpu()).to_vector();
+  EXPECT_EQ(std::count(got.begin(), got.end(), 50.0), n);
 }
 
 }  // namespace
