@@ -42,7 +42,7 @@ except ImportError as e:
     sys.exit(77)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "trainer"))
+sys.path.insert(0, os.path.join(HERE, "..", "trainer", "hf"))
 import hf_parity  # noqa: E402  (recipes, the corpus and the command runner)
 
 TOL = 1e-4
