@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "kernels/status.h"
 
@@ -70,6 +72,11 @@ double LlamaConfig::training_flops_per_token(int64_t sequence_length) const {
       static_cast<double>(num_hidden_layers) * (attn + mlp) + static_cast<double>(vocab_size) * d;
   return 6.0 * matmul_weights + 12.0 * static_cast<double>(num_hidden_layers * num_attention_heads) *
                                     hd * static_cast<double>(sequence_length);
+}
+
+int64_t default_tile_tokens(int64_t intermediate_size) {
+  const int64_t rows = (int64_t{1} << 23) / std::max<int64_t>(intermediate_size, 1);
+  return std::clamp<int64_t>(rows / 64 * 64, 256, 16384);
 }
 
 }  // namespace rotor

@@ -45,4 +45,10 @@ struct LlamaConfig {
   double training_flops_per_token(int64_t sequence_length) const;
 };
 
+// The MLP tile for a model of intermediate size F: rows such that one
+// [rows, F] intermediate holds about 8M elements (32 MiB in f32), a multiple
+// of 64 in [256, 16384]. Three such buffers (gate, up, their product) are the
+// MLP's transient memory whatever the sequence length.
+int64_t default_tile_tokens(int64_t intermediate_size);
+
 }  // namespace rotor

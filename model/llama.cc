@@ -68,11 +68,6 @@ void check_targets(const Batch& batch) {
 
 }  // namespace
 
-int64_t default_tile_tokens(int64_t intermediate_size) {
-  const int64_t rows = (int64_t{1} << 23) / std::max<int64_t>(intermediate_size, 1);
-  return std::clamp<int64_t>(rows / 64 * 64, 256, 16384);
-}
-
 Batch to_device(const Batch& b, Device device) {
   auto move = [&](const Tensor& t) { return t.defined() ? t.to(device) : t; };
   return {move(b.input_ids), move(b.targets), move(b.positions), move(b.segments)};

@@ -52,7 +52,8 @@ struct LlamaOptions {
   // What each block keeps for backward (model/llama_block.h: Recompute).
   Recompute recompute = Recompute::kNone;
   // Rows per tile of the sequence-tiled MLP (model/llama_block.h); 0: the
-  // MLP over the whole micro-batch at once. default_tile_tokens picks one.
+  // MLP over the whole micro-batch at once. default_tile_tokens (model/config.h)
+  // picks one.
   int64_t tile_tokens = 0;
   // f32, f64 (gradient checks) or bf16: mixed precision, where parameters
   // hold f32 master weights (Parameter::value) and gradients, forward and
@@ -73,12 +74,6 @@ struct LlamaOptions {
   // rank's share (the trainer sums them over dp_cp).
   ParallelContext parallel;
 };
-
-// The MLP tile for a model of intermediate size F: rows such that one
-// [rows, F] intermediate holds about 8M elements (32 MiB in f32), a multiple
-// of 64 in [256, 16384]. Three such buffers (gate, up, their product) are the
-// MLP's transient memory whatever the sequence length.
-int64_t default_tile_tokens(int64_t intermediate_size);
 
 // One micro-batch. Tokens are [B, T] i32.
 struct Batch {

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "model/llama.h"
+#include "model/config.h"
 #include "trainer/recipe/convert.h"
 #include "kernels/status.h"
 
