@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "kernels/cuda/flash_attention.h"
+#include "tests/bench/flags.h"
 
 namespace {
 
@@ -155,27 +156,13 @@ const char* kUsage =
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--help" || k == "-h") {
-      std::printf("%s", kUsage);
-      std::exit(0);
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "%s", kUsage);
-      std::exit(2);
-    }
-    const char* v = argv[++i];
-    if (k == "--peer-csv") a.peer_csv = v;
-    else if (k == "--csv") a.csv_out = v;
-    else if (k == "--seqs") a.seqs = parse_list(v);
-    else if (k == "--iters") a.iters = std::atoi(v);
-    else if (k == "--max-seconds") a.max_seconds = std::atof(v);
-    else {
-      std::fprintf(stderr, "%s", kUsage);
-      std::exit(2);
-    }
-  }
+  rotor::bench::Flags f(kUsage);
+  f.value("--peer-csv", [&](const char* v) { a.peer_csv = v; });
+  f.value("--csv", [&](const char* v) { a.csv_out = v; });
+  f.value("--seqs", [&](const char* v) { a.seqs = parse_list(v); });
+  f.value("--iters", [&](const char* v) { a.iters = std::atoi(v); });
+  f.value("--max-seconds", [&](const char* v) { a.max_seconds = std::atof(v); });
+  f.parse(argc, argv);
   return a;
 }
 

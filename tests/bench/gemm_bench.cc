@@ -36,6 +36,7 @@
 
 #include "kernels/matmul.h"
 #include "tests/bench/gpu_bench.h"
+#include "tests/bench/flags.h"
 
 namespace {
 
@@ -78,39 +79,26 @@ const char* kUsage =
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--help" || k == "-h") {
-      std::printf("%s", kUsage);
-      std::exit(0);
+  rotor::bench::Flags f(kUsage);
+  f.on("--cpu-check", [&] {
+    a.cpu_check = true;
+    a.tokens = 16;
+  });
+  f.value("--peer-csv", [&](const char* v) { a.peer_csv = v; });
+  f.value("--csv", [&](const char* v) { a.csv_out = v; });
+  f.value("--tokens", [&](const char* v) { a.tokens = std::atoll(v); });
+  f.value("--iters", [&](const char* v) { a.iters = std::atoi(v); });
+  f.value("--max-seconds", [&](const char* v) { a.max_seconds = std::atof(v); });
+  f.value("--models", [&](const char* text) {
+    const std::string v = text;
+    a.models.clear();
+    for (size_t p = 0, q; p <= v.size(); p = q + 1) {
+      q = v.find(',', p);
+      if (q == std::string::npos) q = v.size();
+      a.models.push_back(v.substr(p, q - p));
     }
-    if (k == "--cpu-check") {
-      a.cpu_check = true;
-      a.tokens = 16;
-      continue;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "%s", kUsage);
-      std::exit(2);
-    }
-    const std::string v = argv[++i];
-    if (k == "--peer-csv") a.peer_csv = v;
-    else if (k == "--csv") a.csv_out = v;
-    else if (k == "--tokens") a.tokens = std::atoll(v.c_str());
-    else if (k == "--iters") a.iters = std::atoi(v.c_str());
-    else if (k == "--max-seconds") a.max_seconds = std::atof(v.c_str());
-    else if (k == "--models") {
-      a.models.clear();
-      for (size_t p = 0, q; p <= v.size(); p = q + 1) {
-        q = v.find(',', p);
-        if (q == std::string::npos) q = v.size();
-        a.models.push_back(v.substr(p, q - p));
-      }
-    } else {
-      std::fprintf(stderr, "%s", kUsage);
-      std::exit(2);
-    }
-  }
+  });
+  f.parse(argc, argv);
   return a;
 }
 

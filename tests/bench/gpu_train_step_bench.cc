@@ -44,6 +44,7 @@
 #include "model/llama.h"
 #include "tests/bench/gpu_bench.h"
 #include "trainer/train_step.h"
+#include "tests/bench/flags.h"
 
 namespace {
 
@@ -70,41 +71,26 @@ const char* kUsage =
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--help" || k == "-h") {
-      std::printf("%s", kUsage);
-      std::exit(0);
-    }
-    if (k == "--cpu-check") {
-      a.cpu_check = true;
-      a.layers = 2, a.hidden = 64, a.heads = 4, a.kv_heads = 2, a.ffn = 128, a.vocab = 256, a.seq = 64;
-      a.steps = 2;
-      continue;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "%s", kUsage);
-      std::exit(2);
-    }
-    const char* v = argv[++i];
-    if (k == "--peer-json") a.peer_json = v;
-    else if (k == "--json") a.json_out = v;
-    else if (k == "--steps") a.steps = std::atoi(v);
-    else if (k == "--max-seconds") a.max_seconds = std::atof(v);
-    else if (k == "--peak-tflops") a.peak_tflops = std::atof(v);
-    else if (k == "--layers") a.layers = std::atoll(v);
-    else if (k == "--hidden") a.hidden = std::atoll(v);
-    else if (k == "--heads") a.heads = std::atoll(v);
-    else if (k == "--kv-heads") a.kv_heads = std::atoll(v);
-    else if (k == "--ffn") a.ffn = std::atoll(v);
-    else if (k == "--vocab") a.vocab = std::atoll(v);
-    else if (k == "--batch") a.batch = std::atoll(v);
-    else if (k == "--seq") a.seq = std::atoll(v);
-    else {
-      std::fprintf(stderr, "%s", kUsage);
-      std::exit(2);
-    }
-  }
+  rotor::bench::Flags f(kUsage);
+  f.on("--cpu-check", [&] {
+    a.cpu_check = true;
+    a.layers = 2, a.hidden = 64, a.heads = 4, a.kv_heads = 2, a.ffn = 128, a.vocab = 256, a.seq = 64;
+    a.steps = 2;
+  });
+  f.value("--peer-json", [&](const char* v) { a.peer_json = v; });
+  f.value("--json", [&](const char* v) { a.json_out = v; });
+  f.value("--steps", [&](const char* v) { a.steps = std::atoi(v); });
+  f.value("--max-seconds", [&](const char* v) { a.max_seconds = std::atof(v); });
+  f.value("--peak-tflops", [&](const char* v) { a.peak_tflops = std::atof(v); });
+  f.value("--layers", [&](const char* v) { a.layers = std::atoll(v); });
+  f.value("--hidden", [&](const char* v) { a.hidden = std::atoll(v); });
+  f.value("--heads", [&](const char* v) { a.heads = std::atoll(v); });
+  f.value("--kv-heads", [&](const char* v) { a.kv_heads = std::atoll(v); });
+  f.value("--ffn", [&](const char* v) { a.ffn = std::atoll(v); });
+  f.value("--vocab", [&](const char* v) { a.vocab = std::atoll(v); });
+  f.value("--batch", [&](const char* v) { a.batch = std::atoll(v); });
+  f.value("--seq", [&](const char* v) { a.seq = std::atoll(v); });
+  f.parse(argc, argv);
   return a;
 }
 

@@ -45,6 +45,7 @@
 #include "kernels/rope_apply.h"
 #include "kernels/swiglu.h"
 #include "tests/bench/gpu_bench.h"
+#include "tests/bench/flags.h"
 
 namespace {
 
@@ -69,37 +70,22 @@ const char* kUsage =
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--help" || k == "-h") {
-      std::printf("%s", kUsage);
-      std::exit(0);
-    }
-    if (k == "--cpu-check") {
-      a.cpu_check = true;
-      a.device = rotor::Device::cpu();
-      a.tokens = 64, a.hidden = 128, a.ffn = 256, a.heads = 4, a.vocab = 512, a.adamw_params = 4096;
-      continue;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "%s", kUsage);
-      std::exit(2);
-    }
-    const char* v = argv[++i];
-    if (k == "--csv") a.csv_out = v;
-    else if (k == "--tokens") a.tokens = std::atoll(v);
-    else if (k == "--hidden") a.hidden = std::atoll(v);
-    else if (k == "--ffn") a.ffn = std::atoll(v);
-    else if (k == "--heads") a.heads = std::atoll(v);
-    else if (k == "--vocab") a.vocab = std::atoll(v);
-    else if (k == "--adamw-params") a.adamw_params = std::atoll(v);
-    else if (k == "--iters") a.iters = std::atoi(v);
-    else if (k == "--max-seconds") a.max_seconds = std::atof(v);
-    else {
-      std::fprintf(stderr, "%s", kUsage);
-      std::exit(2);
-    }
-  }
+  rotor::bench::Flags f(kUsage);
+  f.on("--cpu-check", [&] {
+    a.cpu_check = true;
+    a.device = rotor::Device::cpu();
+    a.tokens = 64, a.hidden = 128, a.ffn = 256, a.heads = 4, a.vocab = 512, a.adamw_params = 4096;
+  });
+  f.value("--csv", [&](const char* v) { a.csv_out = v; });
+  f.value("--tokens", [&](const char* v) { a.tokens = std::atoll(v); });
+  f.value("--hidden", [&](const char* v) { a.hidden = std::atoll(v); });
+  f.value("--ffn", [&](const char* v) { a.ffn = std::atoll(v); });
+  f.value("--heads", [&](const char* v) { a.heads = std::atoll(v); });
+  f.value("--vocab", [&](const char* v) { a.vocab = std::atoll(v); });
+  f.value("--adamw-params", [&](const char* v) { a.adamw_params = std::atoll(v); });
+  f.value("--iters", [&](const char* v) { a.iters = std::atoi(v); });
+  f.value("--max-seconds", [&](const char* v) { a.max_seconds = std::atof(v); });
+  f.parse(argc, argv);
   return a;
 }
 
