@@ -16,19 +16,17 @@ AdamWOptimizer::AdamWOptimizer(const std::vector<Parameter>& params, const AdamW
   }
 }
 
-void add_grad_squares(const std::vector<Parameter>& params, const Tensor& acc) {
-  const Tensor sharded = acc.narrow(0, 1), whole = acc.narrow(1, 1);
+void add_grad_squares(const std::vector<Parameter>& params, const Tensor& acc, Communicator* tp) {
+  Tensor sharded = acc.narrow(0, 1);
+  const Tensor whole = acc.narrow(1, 1);
   for (const Parameter& p : params) squared_norm_into(p.grad, p.shard_dim >= 0 ? sharded : whole, p.tp_replicas);
+  if (tp != nullptr && tp->size() > 1) tp->all_reduce(sharded);
 }
 
 double global_grad_norm(const std::vector<Parameter>& params, Communicator* tp) {
   if (params.empty()) return 0;
   Tensor acc = Tensor::zeros({2}, DType::kF64, params[0].grad.device());
-  add_grad_squares(params, acc);
-  if (tp != nullptr && tp->size() > 1) {
-    Tensor sharded = acc.narrow(0, 1);
-    tp->all_reduce(sharded);
-  }
+  add_grad_squares(params, acc, tp);
   const Tensor host = acc.to(Device::cpu());
   return std::sqrt(host.item(0) + host.item(1));
 }

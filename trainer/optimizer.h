@@ -27,8 +27,9 @@ struct OptimizerStepInfo {
 // device), on the device: acc[0] += those of tensor-parallel shards (each
 // divided by its replicas, which hold the same shard), acc[1] += those of
 // tensors every tp rank holds whole. The global norm is then
-// sqrt(all_reduce_tp(acc[0]) + acc[1]).
-void add_grad_squares(const std::vector<Parameter>& params, const Tensor& acc);
+// sqrt(acc[0] + acc[1]) once acc[0] is summed over tp, which this does too
+// (tp null or one rank: nothing to sum).
+void add_grad_squares(const std::vector<Parameter>& params, const Tensor& acc, Communicator* tp);
 double global_grad_norm(const std::vector<Parameter>& params, Communicator* tp = nullptr);
 
 class AdamWOptimizer {

@@ -72,11 +72,7 @@ absl::StatusOr<TrainStepResult> TrainStep::step(int64_t step, const std::vector<
   ROTOR_ASSIGN_OR_RETURN(const int64_t counted, accumulate(step, micro_batches));
   // The squared gradient norms join the loss on the device, and the three
   // values come back in the step's one read.
-  add_grad_squares(model_.parameters(), scalars_.narrow(1, 2));
-  if (par_.tp->size() > 1) {
-    Tensor sharded = scalars_.narrow(1, 1);
-    par_.tp->all_reduce(sharded);
-  }
+  add_grad_squares(model_.parameters(), scalars_.narrow(1, 2), par_.tp);
   const Tensor host = scalars_.to(Device::cpu());
   TrainStepResult result{.step = step, .lr = settings_.schedule.at(step), .loss = {host.item(0), counted}};
   // The loss and the norm are the same on every rank after the reductions,

@@ -16,11 +16,9 @@ DeviceType recipe_device_type(const recipe::Recipe& r) {
 }
 
 absl::StatusOr<Device> recipe_device(const recipe::Recipe& r) {
-  switch (r.device()) {
-    case recipe::Recipe::sim: return Device::sim();
-    case recipe::Recipe::cuda: break;
-    default: return Device::cpu();
-  }
+  const DeviceType type = recipe_device_type(r);
+  if (type == DeviceType::kSim) return Device::sim();
+  if (type == DeviceType::kCpu) return Device::cpu();
   if (cuda_device_count() == 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "device: cuda: ", cuda_unavailable_reason(),
