@@ -3,6 +3,7 @@
 #include "kernels/cuda/memory.h"
 #include "kernels/cuda/step_ops.h"
 #include "kernels/elementwise.h"
+#include "kernels/memory.h"
 #include "kernels/sim.h"
 
 #include <malloc.h>
@@ -100,6 +101,7 @@ bool Shape::operator==(const Shape& o) const {
 }
 
 Storage::~Storage() {
+  if (ledger >= 0) memory_internal::account_release(ledger, static_cast<int64_t>(bytes), static_cast<MemoryTag>(tag));
   if (deleter && data) deleter(data);
 }
 
@@ -131,6 +133,9 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   t.shape_ = shape;
   t.dtype_ = dtype;
   const size_t bytes = t.nbytes();
+  const MemoryTag tag = current_memory_tag();
+  t.storage_->tag = static_cast<uint8_t>(tag);
+  t.storage_->ledger = memory_internal::account_allocation(device, static_cast<int64_t>(bytes), tag);
   if (device.is_sim()) {  // host memory from the sim caching allocator (kernels/sim.h)
     t.storage_->data = sim::allocate(bytes);
     t.storage_->bytes = bytes;

@@ -104,8 +104,14 @@ struct Storage {
   size_t bytes = 0;
   Device device;
   std::function<void(void*)> deleter;
+  // Accounting (kernels/memory.h): the ledger counting these bytes (-1: not
+  // counted, a wrapped view) and their MemoryTag.
+  int8_t ledger = -1;
+  uint8_t tag = 0;
   ~Storage();
 };
+
+enum class MemoryTag : uint8_t;  // kernels/memory.h
 
 class Tensor {
  public:
@@ -187,6 +193,8 @@ class Tensor {
   std::string str() const;  // "f32[2, 3] cpu"
 
  private:
+  friend void set_memory_tag(const Tensor& t, MemoryTag tag);
+  friend MemoryTag memory_tag(const Tensor& t);
   std::shared_ptr<Storage> storage_;
   size_t offset_ = 0;  // bytes from storage_->data
   Shape shape_;

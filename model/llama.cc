@@ -9,6 +9,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
+#include "kernels/memory.h"
 #include "kernels/position_scale.h"
 #include "kernels/random.h"
 #include "kernels/reduce.h"
@@ -124,11 +125,17 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const LlamaOptions& options)
     if (shard_dim >= 0) local[static_cast<size_t>(shard_dim)] /= tp / replicas;
     // Mixed precision: f32 masters and gradients, a bf16 working copy.
     const DType master = compute_dtype(options.dtype);
-    const Tensor working =
-        master != options.dtype ? Tensor::zeros(Shape(local), options.dtype, options.device) : Tensor();
-    params_.push_back({std::move(name), Tensor::zeros(Shape(local), master, options.device),
-                       Tensor::zeros(Shape(local), master, options.device), tp > 1 ? shard_dim : -1,
-                       replicas, shape, working});
+    Tensor value, grad, working;
+    {
+      MemoryTagScope tag(MemoryTag::kParameters);
+      value = Tensor::zeros(Shape(local), master, options.device);
+      if (master != options.dtype) working = Tensor::zeros(Shape(local), options.dtype, options.device);
+    }
+    {
+      MemoryTagScope tag(MemoryTag::kGradients);
+      grad = Tensor::zeros(Shape(local), master, options.device);
+    }
+    params_.push_back({std::move(name), value, grad, tp > 1 ? shard_dim : -1, replicas, shape, working});
   };
   embed_index_ = params_.size();
   add("model.embed_tokens.weight", {v, d}, 0);
@@ -352,6 +359,7 @@ Tensor LlamaModel::forward_hidden(const Batch& batch) {
     Tensor y = act({rows_, d});
     blocks_[l].forward(block_weights(static_cast<int64_t>(l), false), ctx_, q_scales_[l], x, y,
                        acts_[l], options_.recompute);
+    keep_for_backward(acts_[l]);
     x = y;
   }
   const Tensor& norm = final_norm().compute();
@@ -361,7 +369,34 @@ Tensor LlamaModel::forward_hidden(const Batch& batch) {
   rmsnorm_forward(x, norm, config_.rms_norm_eps, final_out_, final_rstd_);
   // The vocabulary-parallel head needs every row on every tp rank.
   final_full_ = tp_rows_to_full(tp_, sp_, final_out_);
+  for (const Tensor* t : {&final_in_, &final_rstd_, &final_out_, &final_full_}) set_memory_tag(*t, MemoryTag::kActivations);
   return final_full_;
+}
+
+void LlamaModel::keep_for_backward(BlockActivations& a) const {
+  for_each_saved(a, [&](Tensor& t) {
+    if (!t.defined()) return;
+    if (!options_.offload_activations) {
+      set_memory_tag(t, MemoryTag::kActivations);
+      return;
+    }
+    Tensor host;
+    {
+      MemoryTagScope tag(MemoryTag::kOffloaded);
+      host = Tensor::empty(t.shape(), t.dtype(), Device::cpu());
+    }
+    host.copy_from(t);
+    t = host;
+  });
+}
+
+void LlamaModel::bring_back(BlockActivations& a) const {
+  for_each_saved(a, [&](Tensor& t) {
+    if (!t.defined() || memory_tag(t) != MemoryTag::kOffloaded) return;
+    Tensor here = Tensor::empty(t.shape(), t.dtype(), options_.device);  // transient: this block's backward
+    here.copy_from(t);
+    t = here;
+  });
 }
 
 int64_t LlamaModel::first_nonfinite_residual() const {
@@ -446,6 +481,7 @@ void LlamaModel::backward_from_hidden(const Tensor& dh) {
   report(norm_index);
   for (size_t l = blocks_.size(); l-- > 0;) {
     Tensor dprev = act({rows_, d});
+    bring_back(acts_[l]);
     blocks_[l].backward(block_weights(static_cast<int64_t>(l), false),
                         block_weights(static_cast<int64_t>(l), true), ctx_, q_scales_[l], acts_[l],
                         dx, dprev);

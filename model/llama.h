@@ -55,6 +55,13 @@ struct LlamaOptions {
   // MLP over the whole micro-batch at once. default_tile_tokens (model/config.h)
   // picks one.
   int64_t tile_tokens = 0;
+  // Training forward passes move what each block keeps (the checkpoint the
+  // Recompute mode says) to host memory once the block is done, and backward
+  // brings it back before that block's backward, so the device holds one
+  // layer's checkpoint instead of every layer's (kernels/memory.h: the host
+  // copies are tagged offloaded, never part of the device's total, also when
+  // the device is the CPU). The copies are synchronous for now.
+  bool offload_activations = false;
   // f32, f64 (gradient checks) or bf16: mixed precision, where parameters
   // hold f32 master weights (Parameter::value) and gradients, forward and
   // backward read a bf16 copy of them (Parameter::working) and compute bf16
@@ -215,6 +222,10 @@ class LlamaModel {
   // Embedding + blocks + final norm; fills the saved state. Returns final hidden [N, D].
   Tensor forward_hidden(const Batch& batch);
   void prepare_context(const Batch& batch);
+  // After block forward: tags what `a` keeps as activations, or moves it to
+  // the host (options.offload_activations); bring_back undoes the move.
+  void keep_for_backward(BlockActivations& a) const;
+  void bring_back(BlockActivations& a) const;
   // From the gradient of the final hidden state (this rank's rows) down to the embedding.
   void backward_from_hidden(const Tensor& dh);
   // The head's input gradient [N, D] (a partial sum under tp) -> this rank's rows, summed.

@@ -95,6 +95,15 @@ struct BlockActivations {
   Tensor act;       // [N, F] silu(gate) * up
 };
 
+// Calls f(tensor) for every tensor field of `a` that a backward may read
+// (all but entropy, an evaluation statistic), defined or not.
+template <class F>
+void for_each_saved(BlockActivations& a, F f) {
+  for (Tensor* t : {&a.x, &a.rstd1, &a.xn1, &a.q, &a.k, &a.v, &a.attn, &a.lse, &a.h, &a.rstd2, &a.xn2, &a.gate,
+                    &a.up, &a.act})
+    f(*t);
+}
+
 // Decoding with a KV cache (model/decode.h): one layer's keys and values of a
 // single sequence, [capacity, Hkv, hd] each, rows [0, start) filled by earlier
 // calls. A forward() given the cache writes its T new rows (k after RoPE) at

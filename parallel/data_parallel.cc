@@ -1,6 +1,7 @@
 #include "parallel/data_parallel.h"
 
 #include "kernels/check.h"
+#include "kernels/memory.h"
 
 namespace rotor {
 
@@ -21,7 +22,10 @@ GradientReducer::GradientReducer(std::vector<Tensor> grads, Communicator* comm, 
     }
     Bucket b;
     b.members = members;
-    b.flat = Tensor::empty({numel}, dtype, grads_[members[0]].device());
+    {
+      MemoryTagScope tag(MemoryTag::kGradients);  // a second copy of the gradients, for the reduction
+      b.flat = Tensor::empty({numel}, dtype, grads_[members[0]].device());
+    }
     b.waiting = members.size();
     buckets_.push_back(std::move(b));
     members.clear();

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/elementwise.h"
+#include "kernels/memory.h"
 
 namespace rotor {
 
@@ -33,6 +34,7 @@ ShardedAdamW::ShardedAdamW(const std::vector<Tensor>& values, const AdamWHyper& 
   shard_ = (total_ + dp_size_ - 1) / dp_size_;
   begin_ = std::min(total_, dp_rank_ * shard_);
   end_ = std::min(total_, begin_ + shard_);
+  MemoryTagScope tag(MemoryTag::kOptimizer);
   m_ = Tensor::zeros({shard_}, dtype_, device_);
   v_ = Tensor::zeros({shard_}, dtype_, device_);
 }

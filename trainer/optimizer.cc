@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/elementwise.h"
+#include "kernels/memory.h"
 #include "kernels/reduce.h"
 #include "trainer/checkpoint.h"
 
@@ -10,6 +11,7 @@ namespace rotor {
 
 AdamWOptimizer::AdamWOptimizer(const std::vector<Parameter>& params, const AdamWHyper& hyper)
     : hyper_(hyper) {
+  MemoryTagScope tag(MemoryTag::kOptimizer);
   for (const Parameter& p : params) {
     m_.push_back(Tensor::zeros_like(p.value));
     v_.push_back(Tensor::zeros_like(p.value));

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "data/indexed_dataset.h"
 #include "eval/heldout.h"
+#include "kernels/memory.h"
 #include "model/llama.h"
 #include "trainer/checkpointer.h"
 #include "trainer/data_stream.h"
@@ -74,6 +75,16 @@ absl::Status iterate(Loop& loop, int64_t step) {
   return loop.checkpointer.after_step(step, loop.train_step.model(), loop.train_step.optimizer());
 }
 
+// After this process's first step: its device's tensor memory by tag at the
+// step's peak (kernels/memory.h), which trainer/memory_plan.h predicts.
+void log_memory(std::ostream& out, Device device, int64_t step) {
+  const MemoryUsage u = memory_usage(device);
+  out << "memory at step " << step << " (" << device.str() << ", rank 0): " << u.peak_summary();
+  const int64_t host = memory_usage(Device::cpu()).high_of(MemoryTag::kOffloaded);
+  if (host > 0) out << "; activations offloaded to host " << static_cast<double>(host) / 1e6 << " MB";
+  out << "\n";
+}
+
 // run.dir, with the resolved recipe (recipe.yaml, written by world rank 0).
 absl::Status prepare_run_dir(const recipe::Recipe& r, const std::string& recipe_yaml, bool rank0) {
   const std::string run_dir = r.run().dir();
@@ -124,14 +135,9 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   const std::string recipe_yaml = recipe_to_yaml(r);
   ROTOR_RETURN_IF_ERROR(prepare_run_dir(r, recipe_yaml, rank0));
 
-  LlamaOptions opts = loaded.model_options();
-  opts.recompute = r.train().recompute() == recipe::TrainSection::full        ? Recompute::kFull
-                   : r.train().recompute() == recipe::TrainSection::selective ? Recompute::kSelective
-                                                                               : Recompute::kNone;
-  opts.tile_tokens = r.train().tile_tokens();
+  LlamaOptions opts = loaded.training_options();
   opts.parallel = par;
   opts.device = device;
-  opts.dtype = r.train().precision() == recipe::TrainSection::bf16 ? DType::kBF16 : DType::kF32;
   ROTOR_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::create(loaded.model, opts));
   model.init_weights(static_cast<uint64_t>(r.train().seed()));
   ROTOR_ASSIGN_OR_RETURN(DataStream stream, open_stream(r));
@@ -158,7 +164,13 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
             .metrics = metrics,
             .checkpointer = checkpointer};
   for (int64_t step = start.step + 1; step <= r.train().steps(); ++step) {
+    const bool first = step == start.step + 1;
+    if (first) {
+      reset_memory_peak(device);
+      if (!device.is_cpu()) reset_memory_peak(Device::cpu());
+    }
     ROTOR_RETURN_IF_ERROR(iterate(loop, step));
+    if (first) log_memory(out, device, step);
   }
   return absl::OkStatus();
 }

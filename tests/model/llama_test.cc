@@ -8,6 +8,7 @@
 #include <set>
 
 #include "kernels/random.h"
+#include "kernels/memory.h"
 #include "model/llama.h"
 #include "tests/common/testing.h"
 
@@ -268,6 +269,55 @@ TEST(LlamaRecompute, SelectiveAndTiledMlpMatch) {
       double largest = 0;
       for (double v : ref) largest = std::max(largest, std::abs(v));
       EXPECT_LE(testing::max_abs_diff(g[i], grads[i]), 1e-5 * largest) << "parameter " << i;
+    }
+  }
+}
+
+// train.offload_activations: each block's checkpoint goes to the host pool
+// after its forward and comes back for its backward. The copies are exact, so
+// loss and gradients equal the run without offload bit for bit, on the CPU
+// and on sim; between forward and backward the device holds no block's
+// checkpoint (only the final norm's tensors), the host pool all of them; and
+// backward leaves nothing offloaded.
+TEST(LlamaOffload, SameGradientsAndCheckpointsLeaveTheDevice) {
+  for (Device device : {Device::cpu(), Device::sim()}) {
+    for (Recompute mode : {Recompute::kNone, Recompute::kSelective}) {
+      auto run = [&](bool offload, int64_t* device_acts, int64_t* host_acts) {
+        LlamaOptions o = tiny_options(DType::kF32);
+        o.recompute = mode;
+        o.device = device;
+        o.offload_activations = offload;
+        absl::StatusOr<LlamaModel> m = LlamaModel::create(tiny_config(false), o);
+        EXPECT_TRUE(m.ok()) << m.status();
+        m->init_weights(11);
+        const Batch batch = tiny_batch(true);
+        const int64_t acts0 = memory_usage(device)[MemoryTag::kActivations];
+        const int64_t host0 = memory_usage(Device::cpu())[MemoryTag::kOffloaded];
+        const LossSum loss = m->forward(batch);
+        *device_acts = memory_usage(device)[MemoryTag::kActivations] - acts0;
+        *host_acts = memory_usage(Device::cpu())[MemoryTag::kOffloaded] - host0;
+        m->backward(1.0 / static_cast<double>(loss.count));
+        EXPECT_EQ(memory_usage(Device::cpu())[MemoryTag::kOffloaded], host0);
+        std::vector<Tensor> grads;
+        for (const Parameter& p : m->parameters()) grads.push_back(p.grad.to(Device::cpu()));
+        return std::make_pair(loss.sum, grads);
+      };
+      int64_t kept = 0, kept_host = 0, left = 0, moved = 0;
+      const auto [loss, grads] = run(false, &kept, &kept_host);
+      const auto [l, g] = run(true, &left, &moved);
+      const std::string what = device.str() + (mode == Recompute::kNone ? " none" : " selective");
+      EXPECT_EQ(l, loss) << what;
+      for (size_t i = 0; i < g.size(); ++i) {
+        testing::expect_finite_nonzero(grads[i], "reference gradient");
+        EXPECT_EQ(testing::max_abs_diff(g[i], grads[i]), 0.0) << what << " parameter " << i;
+      }
+      // The final norm's input, output ([N, D] each) and rstd ([N]) stay.
+      const auto cfg = tiny_config(false);
+      const int64_t n = 10, final_bytes = (2 * n * cfg.hidden_size + n) * 4;
+      EXPECT_EQ(kept_host, 0) << what;
+      EXPECT_EQ(left, final_bytes) << what;
+      EXPECT_EQ(moved, kept - final_bytes) << what;
+      EXPECT_GT(moved, 0) << what;
     }
   }
 }

@@ -6,7 +6,7 @@
       MPIRUN  Open MPI's mpirun
       REPO    the repository root (not needed by the tests today; runs go to a
               temporary directory)
-      TEST    layouts | reshard_resume | bad_layout | eval_ppl | eval_layouts
+      TEST    layouts | reshard_resume | bad_layout | eval_ppl | eval_layouts | memory_plan | ...
 
 Each test writes its own small corpus (paragraphs of a license text as JSONL
 documents, bytes tokenizer, through `rotor prep`) and a tiny recipe: vocab 260,
@@ -503,6 +503,52 @@ def test_layouts_bf16(e):
         log(f"  {name}: losses within {worst:.2g} relative of the one-rank bf16 run")
 
 
+def peak_mb(text, pattern):
+    """Group 1 of `pattern` in `text`, in MB (group 2, when there is one, is the unit: MB or GB)."""
+    m = re.search(pattern, text)
+    if not m:
+        raise Fail(f"no /{pattern}/ in:\n{text}")
+    return float(m.group(1)) * (1000 if m.lastindex and m.lastindex >= 2 and m.group(2) == "GB" else 1)
+
+
+def test_memory_plan(e):
+    """The memory model (rotor plan, trainer/memory_plan.h) against the peak
+    rank 0 logs after its first step (kernels/memory.h), in every layout:
+    within 10% (the model leaves out only small buffers). Sequences of 4096
+    so that activations, not the states, decide the peak."""
+    base = ["data.sequence_length=4096", "train.steps=1", "train.warmup_steps=0", "train.global_batch_size=4",
+            "train.micro_batch_size=1", "eval.interval=0", "checkpoint.interval=0",
+            "model.max_position_embeddings=4096", "train.tile_tokens=256", "train.recompute=selective"]
+    worst = 0.0
+    for name, np, sets in (("one rank", 0, []), ("cp2", 2, ["parallel.cp=2"]), ("dp2", 2, []),
+                           ("dp2 zero1", 2, ["parallel.zero1=true"]),
+                           ("tp2", 2, ["parallel.tp=2"]),
+                           ("tp2 without sp", 2, ["parallel.tp=2", "parallel.sequence_parallel=false"]),
+                           ("tp2xcp2", 4, ["parallel.tp=2", "parallel.cp=2"]),
+                           ("tp4 (kv heads replicated)", 4, ["parallel.tp=4"]),
+                           ("cp2 recompute none", 2, ["parallel.cp=2", "train.recompute=none"]),
+                           ("tp2 full + offload", 2, ["parallel.tp=2", "train.recompute=full",
+                                                      "train.offload_activations=true"])):
+        sets = base + sets
+        run_dir = os.path.join(e.tmp, "runs", "memory " + name)
+        args = ["train", e.recipe, "--set", f"run.dir={run_dir}"] + e.device_args()
+        for x in sets:
+            args += ["--set", x]
+        out = e.check_call([e.rotor] + args if np == 0 else e.mpirun_cmd(np, args))
+        measured = peak_mb(out, r"memory at step 1 \([^)]*\): peak ([0-9.]+) MB")
+        plan_args = [e.rotor, "plan", e.recipe, "--world", str(max(np, 1))] + e.device_args()
+        for x in sets:
+            plan_args += ["--set", x]
+        plan = e.check_call(plan_args)
+        predicted = peak_mb(plan, r"predicted peak ([0-9.]+) (MB|GB)")
+        rel = predicted / measured - 1
+        worst = max(worst, abs(rel))
+        log(f"  {name}: measured {measured:.1f} MB, predicted {predicted:.1f} MB ({100 * rel:+.1f}%)")
+        if abs(rel) > 0.10:
+            raise Fail(f"{name}: predicted {predicted} MB vs measured {measured} MB\n{out}\n{plan}")
+    log(f"  worst {100 * worst:.1f}%")
+
+
 def on_sim(test):
     """`test` with every run and evaluation on the sim device."""
     def run(e):
@@ -514,7 +560,8 @@ def on_sim(test):
 TESTS = {"eval_layouts": test_eval_layouts, "layouts": test_layouts, "reshard_resume": test_reshard_resume,
          "bad_layout": test_bad_layout, "eval_ppl": test_eval_ppl, "layouts_sim": test_layouts_sim,
          "reshard_resume_sim": on_sim(test_reshard_resume), "eval_ppl_sim": on_sim(test_eval_ppl),
-         "eval_layouts_sim": on_sim(test_eval_layouts), "layouts_bf16": test_layouts_bf16}
+         "eval_layouts_sim": on_sim(test_eval_layouts), "layouts_bf16": test_layouts_bf16,
+         "memory_plan": test_memory_plan}
 
 
 def main(argv, tests=None):

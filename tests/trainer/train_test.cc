@@ -17,32 +17,12 @@
 #include "trainer/safetensors.h"
 #include "trainer/tensorboard.h"
 #include "trainer/train.h"
+#include "tests/trainer/corpus.h"
 
 namespace rotor {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string write_corpus(const std::string& dir) {
-  std::ifstream in("/usr/share/common-licenses/GPL-3");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  if (text.size() < 20000) text = std::string(20000, 'a');  // no license file: still runs
-  const std::string prefix = dir + "/corpus";
-  auto w = IndexedDatasetWriter::create(prefix, TokenDType::kUint16);
-  EXPECT_TRUE(w.ok()) << w.status();
-  // One document per paragraph block of ~2000 bytes, each ending in eos (257).
-  for (size_t at = 0; at + 2000 <= text.size(); at += 2000) {
-    std::vector<int64_t> toks;
-    for (size_t i = at; i < at + 2000; ++i) toks.push_back(static_cast<unsigned char>(text[i]));
-    toks.push_back(257);
-    EXPECT_TRUE(w->add_sequence(toks).ok());
-    w->end_document();
-  }
-  EXPECT_TRUE(w->finalize().ok());
-  return prefix;
-}
 
 std::string write_recipe(const std::string& dir, const std::string& corpus) {
   const std::string path = dir + "/tiny.yaml";
@@ -69,7 +49,7 @@ TEST(Train, LossFallsAndResumeIsExact) {
   const std::string dir = ::testing::TempDir() + "/train_e2e";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const std::string corpus = write_corpus(dir);
+  const std::string corpus = testing::write_corpus(dir);
   const std::string recipe = write_recipe(dir, corpus);
   std::ostringstream out, err;
 
@@ -148,7 +128,7 @@ TEST(Train, SimDeviceMatchesCpuBitForBitAndResumes) {
   const std::string dir = ::testing::TempDir() + "/train_sim";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const std::string recipe = write_recipe(dir, write_corpus(dir));
+  const std::string recipe = write_recipe(dir, testing::write_corpus(dir));
   std::ostringstream out, err;
   ASSERT_EQ(run_train_command({recipe, "--set", "run.dir=" + dir + "/cpu"}, out, err), 0) << err.str();
   const std::string sim = dir + "/sim";
@@ -198,7 +178,7 @@ TEST(Train, Bf16MixedPrecisionTracksF32AndResumes) {
   const std::string dir = ::testing::TempDir() + "/train_bf16";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const std::string recipe = write_recipe(dir, write_corpus(dir));
+  const std::string recipe = write_recipe(dir, testing::write_corpus(dir));
   const std::vector<std::string> demo = {
       recipe, "--set", "model.hidden_size=128", "--set", "model.intermediate_size=352", "--set",
       "model.num_hidden_layers=4", "--set", "train.steps=40", "--set", "train.global_batch_size=8", "--set",
@@ -254,7 +234,7 @@ TEST(Train, CudaWithoutAGpuFailsAtStartSayingWhy) {
   const std::string dir = ::testing::TempDir() + "/train_cuda";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const std::string recipe = write_recipe(dir, write_corpus(dir));
+  const std::string recipe = write_recipe(dir, testing::write_corpus(dir));
   std::ostringstream out, err;
   EXPECT_EQ(run_train_command({recipe, "--set", "run.dir=" + dir + "/run", "--set", "device=cuda"}, out, err), 1);
   const std::string why = cuda_unavailable_reason();
@@ -270,7 +250,7 @@ TEST(Train, InitFromAnotherRun) {
   const std::string dir = ::testing::TempDir() + "/train_init_from";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const std::string corpus = write_corpus(dir);
+  const std::string corpus = testing::write_corpus(dir);
   const std::string recipe = write_recipe(dir, corpus);
   std::ostringstream out, err;
   ASSERT_EQ(run_train_command({recipe, "--set", "run.dir=" + dir + "/base"}, out, err), 0) << err.str();
@@ -306,7 +286,7 @@ TEST(Sweep, ListsAndRunsTheGrid) {
   const std::string dir = ::testing::TempDir() + "/sweep_e2e";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const std::string corpus = write_corpus(dir);
+  const std::string corpus = testing::write_corpus(dir);
   const std::string recipe = dir + "/grid.yaml";
   {
     std::ifstream in(write_recipe(dir, corpus));

@@ -18,6 +18,7 @@
 #include "trainer/cli/prep_command.h"
 #include "trainer/cli/report_command.h"
 #include "trainer/cli/retrieval_command.h"
+#include "trainer/cli/plan_command.h"
 #include "trainer/cli/rope_command.h"
 #include "trainer/cli/score_command.h"
 #include "trainer/cli/sweep_command.h"
@@ -46,6 +47,8 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"train", "train (or resume) the run a recipe describes", rotor::run_train_command},
+    {"plan", "predict a training step's peak memory per rank, and the longest sequence that fits",
+     rotor::run_plan_command},
     {"rope", "print a recipe's RoPE inverse frequencies and logit scalars as JSON",
      rotor::run_rope_command},
     {"sweep", "list the runs of a recipe's sweep grid, or --run them one after another",

@@ -203,6 +203,7 @@ void fill_train_defaults(recipe::TrainSection& t) {
   if (!t.has_beta2()) t.set_beta2(0.95);
   if (!t.has_grad_clip()) t.set_grad_clip(1.0);
   if (!t.has_recompute()) t.set_recompute(recipe::TrainSection::none);
+  if (!t.has_offload_activations()) t.set_offload_activations(false);
   if (!t.has_seed()) t.set_seed(1234);
   if (!t.has_on_nonfinite()) t.set_on_nonfinite(recipe::TrainSection::stop);
   if (!t.has_max_skipped_steps()) t.set_max_skipped_steps(5);

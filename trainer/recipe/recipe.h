@@ -92,6 +92,23 @@ struct LoadedRecipe {
     o.logit_scale = logit_scale;
     return o;
   }
+  // model_options() plus what train: says of the model's step: recompute,
+  // tile_tokens, offload_activations and precision (the caller adds the
+  // device and the parallel layout). What `rotor train` builds its model
+  // with and the memory model (trainer/memory_plan.h) predicts.
+  // (Inline, as model_options: the recipe library itself builds no model
+  // options, so the fuzz targets link it without the model.)
+  LlamaOptions training_options() const {
+    LlamaOptions o = model_options();
+    const recipe::TrainSection& t = proto.train();
+    o.recompute = t.recompute() == recipe::TrainSection::full        ? Recompute::kFull
+                  : t.recompute() == recipe::TrainSection::selective ? Recompute::kSelective
+                                                                      : Recompute::kNone;
+    o.tile_tokens = t.tile_tokens();
+    o.offload_activations = t.offload_activations();
+    o.dtype = t.precision() == recipe::TrainSection::bf16 ? DType::kBF16 : DType::kF32;
+    return o;
+  }
 };
 
 struct NamedRun {

@@ -179,7 +179,7 @@ TEST_F(RecipeTest, BadRecipesGiveExactMessages) {
        "unknown key 'train.zzzzzz'; known keys of train: train.steps, train.global_batch_tokens, "
        "train.global_batch_size, train.micro_batch_size, train.lr, train.min_lr, "
        "train.warmup_steps, train.schedule, train.weight_decay, train.beta1, train.beta2, "
-       "train.grad_clip, train.recompute, train.tile_tokens, train.seed"},
+       "train.grad_clip, train.recompute, train.tile_tokens, train.offload_activations, train.seed"},
       {g + "  seed: ten\n", 20, 9, "train.seed: expected an integer, got 'ten'"},
       {g + "  recompute: maybe\n", 20, 14, "train.recompute: expected one of none, full, selective, got 'maybe'"},
       {g + "  tile_tokens: 0\n", 20, 16, "train.tile_tokens must be in [1, 16777216] (rows of one MLP tile), got 0"},
