@@ -288,6 +288,8 @@ void LlamaModel::prepare_context(const Batch& batch) {
   }
   ctx_.mask.causal = true;
   ctx_.cp = cp;
+  ctx_.ulysses = options_.parallel.ulysses;
+  ctx_.ring = options_.parallel.ring;
   ctx_.tp = tp_;
   ctx_.sp = sp_;
   ctx_.kv_replicas = kv_group_.get();

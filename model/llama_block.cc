@@ -10,6 +10,7 @@
 #include "kernels/swiglu.h"
 #include "parallel/ring_attention.h"
 #include "parallel/tensor_parallel.h"
+#include "parallel/ulysses_attention.h"
 
 namespace rotor {
 
@@ -115,7 +116,7 @@ void LlamaBlock::attend(const BlockContext& ctx, const KvCacheLayer* cache, Bloc
                       cache->v.narrow(0, end).view({1, end, hkv, hd}), ctx.mask, scale, a.attn, a.lse,
                       a.entropy);
   } else if (ctx.cp->size() > 1) {
-    ring_attention_forward(*ctx.cp, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, a.entropy);
+    ulysses_attention_forward(*ctx.ulysses, *ctx.ring, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, a.entropy);
   } else {
     attention_forward(a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, a.entropy);
   }
@@ -215,7 +216,8 @@ void LlamaBlock::backward(const BlockWeights& w, const BlockWeights& g, const Bl
   Tensor dv = Tensor::zeros_like(dy, {b, t, hkv, hd});
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   if (ctx.cp->size() > 1) {
-    ring_attention_backward(*ctx.cp, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, dattn, dq, dk, dv);
+    ulysses_attention_backward(*ctx.ulysses, *ctx.ring, a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, dattn, dq,
+                               dk, dv);
   } else {
     attention_backward(a.q, a.k, a.v, ctx.mask, scale, a.attn, a.lse, dattn, dq, dk, dv);
   }

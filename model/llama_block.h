@@ -64,7 +64,11 @@ struct BlockContext {
   Tensor inv_freq;           // [hd / 2] f32
   double attention_factor = 1.0;
   // Communicators, never null (one rank: no parallelism on that axis).
-  Communicator* cp = nullptr;  // context-parallel ring; one rank: local attention
+  Communicator* cp = nullptr;  // context-parallel group; one rank: local attention
+  // Inside cp (parallel/ulysses_attention.h): the all-to-all group and the
+  // ring; one rank and cp itself without Ulysses. Never null when cp is.
+  Communicator* ulysses = nullptr;
+  Communicator* ring = nullptr;
   Communicator* tp = nullptr;  // tensor-parallel group (parallel/tensor_parallel.h)
   bool sp = false;             // sequence parallel (tp > 1 only): x, h, y hold rows [N/tp) of this rank
   // kv heads replicated over tp: the ranks holding this rank's kv head, over
@@ -145,7 +149,7 @@ class LlamaBlock {
 
  private:
   // Attention of a.q, a.k, a.v (or of the cache) into a.attn, a.lse (and
-  // a.entropy when ctx asks): ring attention over ctx.cp, else local.
+  // a.entropy when ctx asks): Ulysses x ring attention over ctx.cp, else local.
   void attend(const BlockContext& ctx, const KvCacheLayer* cache, BlockActivations& a, double scale) const;
   // The MLP of forward: xn2 [N, D] -> out [N, D] (=), this rank's partial
   // sum under tp; keeps gate/up/act in `a` when untiled.

@@ -19,6 +19,7 @@ void check_tensor(const Tensor& t, const char* op, const std::string& comm_name,
 void check_reducible(const Tensor& t, const char* op, const std::string& comm_name);
 // in: [m, ...], out: [size * m, ...], same trailing shape and dtype.
 void check_all_gather(const Tensor& in, const Tensor& out, int size, const std::string& comm_name);
+void check_all_to_all(const Tensor& in, const Tensor& out, int size, const std::string& comm_name);
 // in: [size * m, ...], out: [m, ...], same trailing shape and dtype (reducible).
 void check_reduce_scatter(const Tensor& in, const Tensor& out, int size,
                           const std::string& comm_name);

@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "kernels/check.h"
 #include "parallel/comm_internal.h"
@@ -50,6 +51,18 @@ void check_rows(const Tensor& small, const Tensor& big, int factor, const char* 
 }
 
 }  // namespace
+
+void check_all_to_all(const Tensor& in, const Tensor& out, int size, const std::string& comm_name) {
+  check_tensor(in, "all_to_all", comm_name, "in");
+  check_tensor(out, "all_to_all", comm_name, "out");
+  ROTOR_CHECK(in.shape() == out.shape() && in.dtype() == out.dtype() && in.device() == out.device())
+      << op_where("all_to_all", comm_name) << ": in " << in.str() << " and out " << out.str()
+      << " must have the same shape, dtype and device";
+  ROTOR_CHECK(in.ndim() >= 1 && in.dim(0) % size == 0)
+      << op_where("all_to_all", comm_name) << ": dim 0 of " << in.str() << " must split into " << size
+      << " equal blocks (group size)";
+  ROTOR_CHECK(!in.same_data(out)) << op_where("all_to_all", comm_name) << ": in and out must not overlap";
+}
 
 void check_all_gather(const Tensor& in, const Tensor& out, int size, const std::string& comm_name) {
   check_tensor(in, "all_gather", comm_name, "in");
@@ -107,6 +120,30 @@ class CompleteRequest : public CommRequest {
   void wait() override {}
 };
 
+}  // namespace
+
+void Communicator::all_to_all(const Tensor& in, Tensor& out) {
+  const int n = size(), me = rank();
+  comm_internal::check_all_to_all(in, out, n, name());
+  const int64_t m = in.dim(0) / n;
+  // Receives first, then sends, then the own block: every transfer posted
+  // before any wait, so no order of the peers' calls can deadlock.
+  std::vector<std::unique_ptr<CommRequest>> reqs;
+  std::vector<Tensor> blocks;
+  for (int r = 0; r < n; ++r) {
+    if (r == me) continue;
+    blocks.push_back(out.narrow(r * m, m));
+    reqs.push_back(irecv(blocks.back(), r, kAllToAllTag));
+  }
+  for (int r = 0; r < n; ++r)
+    if (r != me) reqs.push_back(isend(in.narrow(r * m, m), r, kAllToAllTag));
+  flush();
+  out.narrow(me * m, m).copy_from(in.narrow(me * m, m));
+  for (auto& q : reqs) q->wait();
+}
+
+namespace {
+
 class LocalCommunicator : public Communicator {
  public:
   explicit LocalCommunicator(std::string name) : name_(std::move(name)) {}
@@ -141,6 +178,12 @@ class LocalCommunicator : public Communicator {
     comm_internal::check_reduce_scatter(in, out, 1, name_);
     ++stats_.calls;
     if (!in.same_data(out)) out.copy_from(in);
+  }
+
+  void all_to_all(const Tensor& in, Tensor& out) override {
+    comm_internal::check_all_to_all(in, out, 1, name_);
+    ++stats_.calls;
+    out.copy_from(in);
   }
 
   void broadcast(Tensor& t, int root) override {

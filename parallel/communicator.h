@@ -38,9 +38,11 @@ struct CommStats {
   int64_t reduce_scatter_bytes = 0;
   int64_t broadcast_bytes = 0;
   int64_t send_bytes = 0;
+  int64_t all_to_all_bytes = 0;  // (n-1)/n * bytes: the blocks that leave the rank
   int64_t calls = 0;
   int64_t total() const {
-    return all_reduce_bytes + all_gather_bytes + reduce_scatter_bytes + broadcast_bytes + send_bytes;
+    return all_reduce_bytes + all_gather_bytes + reduce_scatter_bytes + broadcast_bytes + send_bytes +
+           all_to_all_bytes;
   }
 };
 
@@ -82,6 +84,14 @@ class Communicator {
   virtual void all_gather(const Tensor& in, Tensor& out) = 0;
   // in: [size * m, ...]; out: [m, ...] = the sum over ranks of their in[rank * m : (rank + 1) * m].
   virtual void reduce_scatter(const Tensor& in, Tensor& out) = 0;
+  // in, out: [size * m, ...], the same shape and dtype, on the same device:
+  // block r of `in` (rows [r m, (r + 1) m)) goes to rank r, and block r of
+  // `out` is what rank r sent to this one (Ulysses' re-partition,
+  // parallel/ulysses_attention.h). The default runs it as point-to-point
+  // transfers with every peer (tag kAllToAllTag, counted as send bytes): what
+  // NCCL does (grouped send/receive); MPI overrides it with MPI_Alltoall.
+  virtual void all_to_all(const Tensor& in, Tensor& out);
+  static constexpr int kAllToAllTag = 1 << 20;
   // t on every rank becomes t of `root`.
   virtual void broadcast(Tensor& t, int root) = 0;
   // Point to point within the group (peer is a group rank). The tensor must

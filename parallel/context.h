@@ -23,6 +23,10 @@ struct ParallelContext {
   Communicator* cp;               // context-parallel ring
   Communicator* dp;               // data-parallel group (ZeRO-1 shards)
   Communicator* dp_cp;            // gradient reduction: every rank with the same tp rank
+  // Attention inside cp (parallel/ulysses_attention.h): the all-to-all group
+  // and the ring; one rank and cp itself without Ulysses.
+  Communicator* ulysses;
+  Communicator* ring;
   bool sequence_parallel = false; // Megatron SP over tp (on by default when tp > 1)
 
   int tp_size() const { return tp->size(); }
@@ -31,6 +35,7 @@ struct ParallelContext {
   int tp_rank() const { return tp->rank(); }
   int cp_rank() const { return cp->rank(); }
   int dp_rank() const { return dp->rank(); }
+  int ulysses_size() const { return ulysses->size(); }
 
   static ParallelContext of(const ProcessGrid& grid, bool sequence_parallel);
 

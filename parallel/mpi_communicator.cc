@@ -290,6 +290,20 @@ void MpiCommunicator::all_gather(const Tensor& in_dev, Tensor& out_dev) {
   from_host(out_dev, out);
 }
 
+void MpiCommunicator::all_to_all(const Tensor& in_dev, Tensor& out_dev) {
+  comm_internal::check_all_to_all(in_dev, out_dev, size_, name_);
+  const Tensor in = on_host(in_dev);
+  Tensor out = host_buffer(out_dev);
+  const int count = mpi_count(in.numel() / size_, in.dtype(), "all_to_all", name_);
+  ++stats_.calls;
+  stats_.all_to_all_bytes += comm_internal::gather_scatter_bytes(static_cast<int64_t>(in.nbytes()), size_);
+  const MPI_Datatype type = mpi_type(in.dtype());
+  MPI_Request req = MPI_REQUEST_NULL;
+  check_mpi(MPI_Ialltoall(in.device_ptr(), count, type, out.device_ptr(), count, type, comm_, &req), "all_to_all");
+  wait(&req, "all_to_all", -1);
+  from_host(out_dev, out);
+}
+
 void MpiCommunicator::reduce_scatter(const Tensor& in_dev, Tensor& out_dev) {
   const Tensor in = on_host(in_dev);
   Tensor out = host_buffer(out_dev);

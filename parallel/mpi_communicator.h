@@ -81,6 +81,7 @@ class MpiCommunicator : public Communicator {
 
   void all_reduce(Tensor& t, ReduceOp op = ReduceOp::kSum) override;
   std::unique_ptr<CommRequest> iall_reduce(Tensor& t, ReduceOp op = ReduceOp::kSum) override;
+  void all_to_all(const Tensor& in, Tensor& out) override;  // MPI_Alltoall
   void all_gather(const Tensor& in, Tensor& out) override;
   void reduce_scatter(const Tensor& in, Tensor& out) override;
   void broadcast(Tensor& t, int root) override;

@@ -9,6 +9,14 @@
 //   dp_cp  the dp*cp ranks sharing tp_rank           gradient reduction: every
 //          rank of it holds the same parameter shard and different tokens
 //
+// Inside cp, a 2-D layout for Ulysses x ring attention (parallel/
+// ulysses_attention.h) with `ulysses` = U dividing cp, ulysses fastest:
+//   cp rank = ring_rank * U + ulysses_rank
+//   ulysses  the U cp ranks sharing ring_rank        all-to-all group (neighbours,
+//                                                    so inside a node)
+//   ring     the cp / U cp ranks sharing ulysses_rank  the ring of ring attention
+// With U = 1, ulysses is a one-rank communicator and ring is cp itself.
+//
 // Example, world 8 with tp 2, cp 2 (dp 2): rank 5 = (dp 1, cp 0, tp 1); its tp
 // group {4, 5}, cp group {5, 7}, dp group {1, 5}, dp_cp group {1, 3, 5, 7}.
 //
@@ -27,14 +35,16 @@ struct GridShape {
   int tp = 1;
   int cp = 1;
   int dp = 1;
+  int ulysses = 1;  // divides cp
 };
 
 class ProcessGrid {
  public:
   // Splits `world` (collective over it). Errors (the same on every rank, before
-  // any split): tp or cp < 1, or the world size not a multiple of tp * cp.
+  // any split): tp, cp or ulysses < 1, the world size not a multiple of
+  // tp * cp, or ulysses not dividing cp.
   static absl::StatusOr<std::unique_ptr<ProcessGrid>> create(std::unique_ptr<Communicator> world,
-                                                             int tp, int cp);
+                                                             int tp, int cp, int ulysses = 1);
 
   const GridShape& shape() const { return shape_; }
   int tp_rank() const { return tp_->rank(); }
@@ -46,6 +56,8 @@ class ProcessGrid {
   Communicator& cp() const { return *cp_; }
   Communicator& dp() const { return *dp_; }
   Communicator& dp_cp() const { return *dp_cp_; }
+  Communicator& ulysses() const { return *ulysses_; }
+  Communicator& ring() const { return ring_ ? *ring_ : *cp_; }
 
   // "rank 5 (dp 1, cp 0, tp 1)"
   std::string describe() const;
@@ -54,6 +66,7 @@ class ProcessGrid {
   ProcessGrid() = default;
   GridShape shape_;
   std::unique_ptr<Communicator> world_, tp_, cp_, dp_, dp_cp_;
+  std::unique_ptr<Communicator> ulysses_, ring_;  // ring_ null: the ring is cp
 };
 
 }  // namespace rotor

@@ -33,6 +33,9 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   const int64_t hq = c.num_attention_heads / tp, hkv = c.num_key_value_heads * kv_replicas / tp;
   const int64_t f = c.intermediate_size / tp, v = c.vocab_size / tp;
   const int64_t dq = hq * hd, dkv = hkv * hd;
+  // Ulysses: a member holds U times the tokens for 1/U of the heads (kv
+  // heads: Hkv / U, or one replicated).
+  const int64_t u = std::max(1, in.ulysses), ring_size = cp / u;
   const int64_t n = in.micro_batch * (in.sequence_length / cp);  // rows of this rank
   const bool sp = tp > 1 && in.sequence_parallel;
   const int64_t r = sp ? n / tp : n;  // residual-stream rows
@@ -54,6 +57,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   const int64_t x = r * d * s, rstd = r * st, xn = n * d * s;
   const int64_t q = n * dq * s, kv = n * dkv * s, attn = n * dq * s, lse = n * hq * st, h = r * d * s;
   const int64_t mlp_kept = mlp_tiled ? 0 : 3 * n * f * s;
+  const int64_t kv_group = u > 1 ? n * u * (hkv % u == 0 ? hkv / u : 1) * hd * s : kv;  // one of k, v
   const int64_t all_of_block = x + 2 * rstd + 2 * xn + q + 2 * kv + attn + lse + h + mlp_kept;
   const int64_t kept = in.recompute == Recompute::kNone   ? all_of_block
                        : in.recompute == Recompute::kFull ? x
@@ -123,19 +127,24 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     // hop three blocks of k, v, positions (and segment ids), dk, dv at once,
     // the first's dk, dv about to go); then dxn1 once the ring is done.
     const int64_t grads = dy_full + xn + (sp ? r * d * s : 0) + x + (sp ? n * d * s : 0) + 2 * n * dq * s + 2 * n * dkv * s;
-    const int64_t ids = n * 4 * (in.document_masking ? 2 : 1);  // positions (and segment ids) of a block
-    const int64_t ring = cp > 1 ? 10 * n * dkv * s + 2 * ids : 0;
+    const int64_t ids = n * 4 * (in.document_masking ? 2 : 1) * u;  // positions (and segment ids) of a block
+    const int64_t ring = ring_size > 1 ? 10 * kv_group + 2 * ids : 0;
     // CPU bf16: f32 copies of q, k, v, out, dout and of the dq, dk, dv outputs.
     const int64_t widened = wide(2 * q + 2 * kv + 2 * attn + 2 * kv);
-    phases.push_back({"attention backward of the last block", base + grads + ring + widened, acts});
+    // Ulysses: q, k, v, out, dout, lse in the group layout, the group's
+    // gradients, their positions, and one all-to-all's send and receive
+    // buffers (the largest: q's).
+    const int64_t group = u > 1 ? 3 * q + 2 * kv_group * 2 + n * hq * st + ids + 2 * q : 0;
+    phases.push_back({"attention backward of the last block", base + grads + ring + widened + group, acts});
     phases.push_back({"input gradient of the last block", base + grads + xn, acts});
   }
   // Ring attention forward (cp > 1): the partial output and LSE, and after
   // the first hop three k, v, positions blocks (one of them the rank's own);
   // in the last block's forward, and in its rebuild under full recompute.
   if (cp > 1) {
-    const int64_t ids = n * 4 * (in.document_masking ? 2 : 1);
-    const int64_t ring = n * dq * s + n * hq * st + 4 * n * dkv * s + 2 * ids;
+    const int64_t ids = n * 4 * (in.document_masking ? 2 : 1) * u;
+    const int64_t ring = n * dq * s + n * hq * st + (ring_size > 1 ? 4 * kv_group + 2 * ids : 0) +
+                         (u > 1 ? q + 2 * kv_group + ids + 2 * q : 0);  // Ulysses: group q, k, v and buffers
     const int64_t to_attention = x + rstd + xn + q + 2 * kv + attn + lse;
     const int64_t earlier = in.offload_activations ? 0 : (layers - 1) * kept;
     phases.push_back({"ring attention forward of the last block", to_attention + x + ring, earlier});
@@ -218,6 +227,7 @@ absl::StatusOr<MemoryPlanInput> memory_plan_input(const LoadedRecipe& recipe, in
   in.sequence_length = shape.sequence_length;
   in.tp = static_cast<int>(r.parallel().tp());
   in.cp = static_cast<int>(r.parallel().cp());
+  in.ulysses = static_cast<int>(std::max<int64_t>(1, r.parallel().ulysses()));
   if (world_size < 1 || world_size % (in.tp * in.cp) != 0)
     return absl::InvalidArgumentError(absl::StrCat("a world of ", world_size, " ranks does not split into parallel.tp (",
                                                    in.tp, ") x parallel.cp (", in.cp, ")"));

@@ -24,7 +24,9 @@
 //            last block's backward (rebuilding what recompute dropped, the MLP
 //            backward with its tiles, the attention backward with its six
 //            gradient buffers, ring buffers under cp), and the optimizer
-//            (ZeRO-1's gather). The peak is the largest; nothing later in
+//            (ZeRO-1's gather), and under Ulysses the group-layout copies of
+//            q, k, v, out, dout and the gradients with their all-to-all
+//            buffers. The peak is the largest; nothing later in
 //            backward exceeds the last block's (each block frees its kept
 //            tensors when done).
 //
@@ -65,6 +67,7 @@ struct MemoryPlanInput {
   int64_t micro_batches = 1;      // per rank per step
   int64_t sequence_length = 0;    // T, the whole sequence
   int tp = 1, cp = 1, dp = 1;
+  int ulysses = 1;  // Ulysses degree inside cp (parallel/ulysses_attention.h)
   bool sequence_parallel = true;
   bool zero1 = false;
   // The CPU reference kernels run the ops (device cpu or sim): bf16 tensors

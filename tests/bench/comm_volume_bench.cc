@@ -1,6 +1,7 @@
 // comm_volume_bench: bytes each rank sends in one training step, per
 // communicator, measured (CommStats) against the analytic count, for every
-// (tp, cp) layout the world size allows among (1,1) (1,2) (1,4) (2,1) (2,2)
+// (tp, cp, ulysses) layout the world size allows among (1,1) (1,2) (1,4) (2,1)
+// (2,2) and the Ulysses ones (cp 2 u 2) (cp 4 u 2) (cp 4 u 4) (tp 2 cp 2 u 2)
 // (dp = world / (tp cp)). Run under mpirun:
 //
 //   OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -np 4 build/bin/comm_volume_bench
@@ -29,6 +30,20 @@
 //   plus once per step the all_reduce (max) of the largest position, one i64
 //   (model/llama.cc: dynamic NTK / LongRoPE need the whole sequence's length):
 //     2 (cp-1)/cp * 8
+//
+//   Ulysses x ring (parallel.ulysses = U > 1, parallel/ulysses_attention.h;
+//   Jacobs et al. 2023 "DeepSpeed Ulysses", Fang & Zhao 2024 "USP"), per
+//   layer, with (U-1)/U of every all-to-all's send buffer leaving the rank:
+//     Q   = B * Tl * (Hq/tp) * hd * es             (q, out, dout, dq: all heads, own tokens)
+//     K   = U * B * Tl * c * hd * es               (k, v, dk, dv: c = Hkv/tp/U kv heads,
+//                                                   or 1 when replicated)
+//     S   = B * (Hq/tp) * Tl * 4                   (the f32 LSE)
+//     ulysses forward   (U-1)/U (2Q + 2K + S) + (U-1) idx   (q, k, v in; out, lse back;
+//                                                            the group's positions all-gathered)
+//     ulysses backward  (U-1)/U (4Q + 4K + S) + (U-1) idx   (q, k, v, out, dout, lse in;
+//                                                            dq, dk, dv back)
+//   and the ring of R = cp / U ranks on the group layout (U Tl tokens, c kv
+//   heads): the CP formulas above with kv = 2 B U Tl c hd es, idx = U idx.
 //
 //   DP (gradients over dp_cp, n = dp * cp ranks, ring all_reduce; Patarasuk &
 //   Yuan 2009, as NCCL/Megatron's DDP):
@@ -144,16 +159,16 @@ void print_row(const std::string& layout, const Row& r) {
 }
 
 // One layout; prints its rows on world rank 0. Collective over `world`.
-void run_layout(Communicator& world, int tp, int cp, const Options& o) {
+void run_layout(Communicator& world, int tp, int cp, int u, const Options& o) {
   const int dp = world.size() / (tp * cp);
-  const std::string layout =
-      "tp" + std::to_string(tp) + " cp" + std::to_string(cp) + " dp" + std::to_string(dp);
+  const std::string layout = "tp" + std::to_string(tp) + " cp" + std::to_string(cp) +
+                             (u > 1 ? "u" + std::to_string(u) : std::string()) + " dp" + std::to_string(dp);
   const bool root = world.rank() == 0;
   if (tp > 1 && o.skip_tp) {
     if (root) print_row(layout, {"tp", 0, 0, "skipped (--skip-tp)"});
     return;
   }
-  auto grid = ProcessGrid::create(world.split(0, world.rank(), "world"), tp, cp);
+  auto grid = ProcessGrid::create(world.split(0, world.rank(), "world"), tp, cp, u);
   if (!grid.ok()) {
     if (root) print_row(layout, {"-", 0, 0, std::string(grid.status().message())});
     return;
@@ -189,7 +204,7 @@ void run_layout(Communicator& world, int tp, int cp, const Options& o) {
   ShardedAdamW zero(model->parameters(), hyper, par.dp);
 
   Communicator* comms[] = {&(*grid)->tp(), &(*grid)->cp(), &(*grid)->dp(), &(*grid)->dp_cp(),
-                           &(*grid)->world()};
+                           &(*grid)->world(), &(*grid)->ulysses(), &(*grid)->ring()};
   for (Communicator* cm : comms) cm->reset_stats();
   world.barrier();
   const int64_t global_tokens = o.batch * (o.seq - 1) * dp;
@@ -202,10 +217,19 @@ void run_layout(Communicator& world, int tp, int cp, const Options& o) {
   const double L = static_cast<double>(c.num_hidden_layers), D = static_cast<double>(c.hidden_size);
   const double hd = static_cast<double>(c.resolved_head_dim());
   const double hkv = static_cast<double>(c.num_key_value_heads) / tp;
-  const double kv = 2 * B * Tl * hkv * hd * es;
   const double idx = B * Tl * 4 * (o.segments ? 2 : 1);
-  const double cp_analytic = L * ((cp - 1) * (kv + idx) + (cp - 1) * (kv + idx) + (cp > 1 ? cp : 0) * kv) +
-                             2.0 * (cp - 1) / cp * 8;
+  // The ring runs over R = cp / U ranks holding U Tl tokens and c kv heads each.
+  const double hq = static_cast<double>(c.num_attention_heads) / tp;
+  const double cu = u > 1 ? (static_cast<int64_t>(hkv) % u == 0 ? hkv / u : 1) : hkv;
+  const int ring = cp / u;
+  const double kv_r = 2 * B * u * Tl * cu * hd * es, idx_r = u * idx;
+  const double ring_analytic = L * ((ring - 1) * (kv_r + idx_r) * 2 + (ring > 1 ? ring : 0) * kv_r);
+  const double fu = static_cast<double>(u - 1) / u;
+  const double Q = B * Tl * hq * hd * es, K = u * B * Tl * cu * hd * es, S = B * hq * Tl * 4;
+  const double ulysses_analytic = u > 1 ? L * (fu * (2 * Q + 2 * K + S) + (u - 1) * idx +
+                                               fu * (4 * Q + 4 * K + S) + (u - 1) * idx)
+                                        : 0;
+  const double cp_analytic = (u > 1 ? 0 : ring_analytic) + 2.0 * (cp - 1) / cp * 8;
   const double n = static_cast<double>(dp) * cp;
   const double grad_bytes = static_cast<double>(param_elems) * es;
   const double dp_analytic = 2 * (n - 1) / n * grad_bytes;
@@ -224,6 +248,10 @@ void run_layout(Communicator& world, int tp, int cp, const Options& o) {
     rows.push_back({"tp", static_cast<double>(st_tp.total()), tp_analytic, ""});
   }
   rows.push_back({"cp", static_cast<double>((*grid)->cp().stats().total()), cp_analytic, ""});
+  if (u > 1) {
+    rows.push_back({"ulysses", static_cast<double>((*grid)->ulysses().stats().total()), ulysses_analytic, ""});
+    rows.push_back({"ring", static_cast<double>((*grid)->ring().stats().total()), ring_analytic, ""});
+  }
   rows.push_back({"dp_cp", static_cast<double>((*grid)->dp_cp().stats().total()), dp_analytic, ""});
   rows.push_back({"dp", static_cast<double>((*grid)->dp().stats().total()), zero_analytic, ""});
   rows.push_back({"world", static_cast<double>((*grid)->world().stats().total()), 0, ""});
@@ -272,11 +300,12 @@ int main(int argc, char** argv) {
                 "ratio");
     std::printf("|---------------|---------|----------------|----------------|---------|\n");
   }
-  const int layouts[][2] = {{1, 1}, {1, 2}, {1, 4}, {2, 1}, {2, 2}};
+  const int layouts[][3] = {{1, 1, 1}, {1, 2, 1}, {1, 4, 1}, {2, 1, 1}, {2, 2, 1},
+                            {1, 2, 2}, {1, 4, 2}, {1, 4, 4}, {2, 2, 2}};
   for (const auto& l : layouts) {
-    const int tp = l[0], cp = l[1];
+    const int tp = l[0], cp = l[1], u = l[2];
     if (world->size() % (tp * cp) != 0) continue;
-    run_layout(*world, tp, cp, o);
+    run_layout(*world, tp, cp, u, o);
   }
   world.reset();
   mpi_finalize();

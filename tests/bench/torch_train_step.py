@@ -3,10 +3,12 @@ training step (forward, backward, AdamW) on the CPU, float32, eager attention
 (softmax of masked logits, as HF's eager path), timed the same way.
 
 usage: torch_train_step.py LAYERS HIDDEN HEADS KV_HEADS FFN VOCAB BATCH SEQ STEPS THREADS
-Prints one JSON line: {"tokens_per_s": ..., "step_s": ...}.
+Prints one JSON line: {"tokens_per_s": ..., "step_s": ..., "peak_rss": BYTES} (the
+process's peak resident set, for tests/bench/long_context_bench).
 """
 import json
 import math
+import resource
 import sys
 import time
 
@@ -82,4 +84,5 @@ t0 = time.perf_counter()
 for _ in range(STEPS):
     one()
 dt = (time.perf_counter() - t0) / STEPS
-print(json.dumps({"tokens_per_s": B * T / dt, "step_s": dt}))
+peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"tokens_per_s": B * T / dt, "step_s": dt, "peak_rss": peak_rss}))

@@ -78,6 +78,40 @@ TEST(MpiProcessGrid, EveryLayout) {
   EXPECT_GE(tried, 1);
 }
 
+// The Ulysses x ring sub-axes of cp: cp rank = ring rank * U + ulysses rank.
+TEST(MpiProcessGrid, UlyssesAndRingInsideCp) {
+  const int n = world().size(), w = world().rank();
+  const int layouts[][3] = {{1, 2, 2}, {1, 4, 2}, {1, 4, 4}, {2, 2, 2}, {1, 8, 2}, {1, 8, 4}, {2, 4, 2}};
+  int tried = 0;
+  for (auto [tp, cp, u] : layouts) {
+    if (n % (tp * cp) != 0) continue;
+    ++tried;
+    SCOPED_TRACE("tp " + std::to_string(tp) + " cp " + std::to_string(cp) + " ulysses " + std::to_string(u));
+    auto grid_or = ProcessGrid::create(world().split(0, w, "world"), tp, cp, u);
+    ASSERT_TRUE(grid_or.ok()) << grid_or.status();
+    ProcessGrid& g = **grid_or;
+    EXPECT_EQ(g.shape().ulysses, u);
+    const int tp_r = w % tp, cp_r = (w / tp) % cp, dp_r = w / (tp * cp);
+    const int ring_r = cp_r / u, ul_r = cp_r % u;
+    std::vector<int> ul_m, ring_m;
+    for (int i = 0; i < u; ++i) ul_m.push_back((dp_r * cp + ring_r * u + i) * tp + tp_r);
+    for (int i = 0; i < cp / u; ++i) ring_m.push_back((dp_r * cp + i * u + ul_r) * tp + tp_r);
+    check_group(g.ulysses(), "ulysses", ul_m, ul_r);
+    check_group(g.ring(), "ring", ring_m, ring_r);
+  }
+  // Without Ulysses the ring is cp and the ulysses group one rank.
+  auto plain = ProcessGrid::create(world().split(0, w, "world"), 1, n);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(&(*plain)->ring(), &(*plain)->cp());
+  EXPECT_EQ((*plain)->ulysses().size(), 1);
+  auto bad = ProcessGrid::create(world().split(0, w, "world"), 1, n, n + 1);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("must be >= 1 and divide parallel.cp"), std::string::npos) << bad.status();
+  if (n >= 2) {
+    EXPECT_GE(tried, 1);
+  }
+}
+
 TEST(MpiProcessGrid, Example8) {
   // The header's example: world 8, tp 2, cp 2: rank 5 = (dp 1, cp 0, tp 1).
   if (world().size() != 8) GTEST_SKIP() << "needs 8 ranks";

@@ -320,6 +320,32 @@ def test_reshard_resume(e):
             raise Fail(f"{name}: metrics.jsonl has steps {got}")
 
 
+def test_layouts_ulysses(e):
+    """Ulysses x ring attention (parallel.ulysses, parallel/ulysses_attention.h)
+    in the issue's layouts gives the single rank's losses, grad norms,
+    held-out losses and attention entropies (RTOL; the sums differ in order
+    only); the tiny model's 4 query heads over 2 kv heads put ulysses 4 and
+    tp 2 x ulysses 2 in the replicated-kv case. And checkpoints reshard: a
+    ulysses 2 run's step-5 checkpoint continues under the pure ring (cp 4) and
+    a pure-ring one under ulysses 2, to the single rank's numbers."""
+    ref = metrics(e.train("single", 0))
+    steps = list(range(1, 11))
+    for name, np, sets in (("cp4 ulysses4", 4, ["parallel.cp=4", "parallel.ulysses=4"]),
+                           ("cp4 ulysses2", 4, ["parallel.cp=4", "parallel.ulysses=2"]),
+                           ("tp2xcp2 ulysses2", 4, ["parallel.tp=2", "parallel.cp=2", "parallel.ulysses=2"]),
+                           ("dp2xcp4 ulysses2", 8, ["parallel.cp=4", "parallel.ulysses=2"])):
+        compare(name, ref, metrics(e.train(name, np, sets)), steps)
+    resumed = r"resumed from \S*step_00000005 \(step 5\)"
+    u2 = os.path.join(e.tmp, "runs", "cp4 ulysses2")
+    a = cut_to_step5(u2, os.path.join(e.tmp, "runs", "ulysses2-to-ring"))
+    e.train("ulysses2 step 5 -> cp4 ring", 4, ["parallel.cp=4"], run_dir=a, expect=resumed)
+    compare("ulysses2 step 5 -> cp4 ring", ref, metrics(a), steps[5:])
+    ring = e.train("cp4 ring", 4, ["parallel.cp=4"])
+    b = cut_to_step5(ring, os.path.join(e.tmp, "runs", "ring-to-ulysses2"))
+    e.train("cp4 ring step 5 -> ulysses2", 4, ["parallel.cp=4", "parallel.ulysses=2"], run_dir=b, expect=resumed)
+    compare("cp4 ring step 5 -> ulysses2", ref, metrics(b), steps[5:])
+
+
 def test_bad_layout(e):
     run_dir = os.path.join(e.tmp, "runs", "bad-layout")
     cmd = e.mpirun_cmd(3, ["train", e.recipe, "--set", f"run.dir={run_dir}",
@@ -374,7 +400,9 @@ def test_eval_ppl(e):
     if len(alls) != 2 or not all(0 < float(r["loss"]) < 10 and int(r["tokens"]) > 100 for r in alls):
         raise Fail(f"single-rank ppl.csv: {ref}")
     layouts = {"dp2": (2, ()), "cp2": (2, ("parallel.cp=2",)), "tp2": (2, ("parallel.tp=2",)),
-               "tp2xcp2": (4, ("parallel.tp=2", "parallel.cp=2"))}
+               "tp2xcp2": (4, ("parallel.tp=2", "parallel.cp=2")),
+               "cp4 ulysses2": (4, ("parallel.cp=4", "parallel.ulysses=2")),
+               "tp2xcp2 ulysses2": (4, ("parallel.tp=2", "parallel.cp=2", "parallel.ulysses=2"))}
     for name, (np, layout) in layouts.items():
         got = ppl(name, np, layout)
         if [(r["length"], r["bucket"]) for r in got] != [(r["length"], r["bucket"]) for r in ref]:
@@ -430,7 +458,9 @@ def test_eval_layouts(e):
     if len(ref_key) != 4 or not all(float(r["mean_entropy"]) > 0 for r in ref_key):
         raise Fail(f"single-rank passkey.csv: {ref_key}")
     layouts = {"dp2": (2, ()), "cp2": (2, ("parallel.cp=2",)), "tp2": (2, ("parallel.tp=2",)),
-               "tp2xcp2": (4, ("parallel.tp=2", "parallel.cp=2"))}
+               "tp2xcp2": (4, ("parallel.tp=2", "parallel.cp=2")),
+               "cp4 ulysses2": (4, ("parallel.cp=4", "parallel.ulysses=2")),
+               "tp2xcp2 ulysses2": (4, ("parallel.tp=2", "parallel.cp=2", "parallel.ulysses=2"))}
     for name, (np, layout) in layouts.items():
         att, key = evaluate(name, np, layout)
         keys = lambda rows: [(r["layer"], r["head"], r["bucket"], r["metric"]) for r in rows]
@@ -528,7 +558,11 @@ def test_memory_plan(e):
                            ("tp4 (kv heads replicated)", 4, ["parallel.tp=4"]),
                            ("cp2 recompute none", 2, ["parallel.cp=2", "train.recompute=none"]),
                            ("tp2 full + offload", 2, ["parallel.tp=2", "train.recompute=full",
-                                                      "train.offload_activations=true"])):
+                                                      "train.offload_activations=true"]),
+                           ("cp4 ulysses2", 4, ["parallel.cp=4", "parallel.ulysses=2"]),
+                           ("cp4 ulysses4 recompute none", 4, ["parallel.cp=4", "parallel.ulysses=4",
+                                                               "train.recompute=none"]),
+                           ("tp2xcp2 ulysses2", 4, ["parallel.tp=2", "parallel.cp=2", "parallel.ulysses=2"])):
         sets = base + sets
         run_dir = os.path.join(e.tmp, "runs", "memory " + name)
         args = ["train", e.recipe, "--set", f"run.dir={run_dir}"] + e.device_args()
@@ -561,7 +595,7 @@ TESTS = {"eval_layouts": test_eval_layouts, "layouts": test_layouts, "reshard_re
          "bad_layout": test_bad_layout, "eval_ppl": test_eval_ppl, "layouts_sim": test_layouts_sim,
          "reshard_resume_sim": on_sim(test_reshard_resume), "eval_ppl_sim": on_sim(test_eval_ppl),
          "eval_layouts_sim": on_sim(test_eval_layouts), "layouts_bf16": test_layouts_bf16,
-         "memory_plan": test_memory_plan}
+         "memory_plan": test_memory_plan, "layouts_ulysses": test_layouts_ulysses}
 
 
 def main(argv, tests=None):

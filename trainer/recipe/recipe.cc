@@ -228,6 +228,7 @@ Recipe with_defaults(const Recipe& given, const std::string& path) {
   if (!p->has_cp()) p->set_cp(1);
   if (!p->has_sequence_parallel()) p->set_sequence_parallel(true);
   if (!p->has_zero1()) p->set_zero1(false);
+  if (!p->has_ulysses()) p->set_ulysses(1);
   if (!r.checkpoint().has_interval()) r.mutable_checkpoint()->set_interval(0);
   if (!r.checkpoint().has_keep()) r.mutable_checkpoint()->set_keep(0);
   if (!r.eval().has_interval()) r.mutable_eval()->set_interval(0);
@@ -389,6 +390,25 @@ void check_parallel(const Recipe& r, Checker& c) {
                            m.num_key_value_heads(), ") or be a multiple of it (kv heads replicated)"));
   tp_divides(m.has_intermediate_size(), m.intermediate_size(), "model.intermediate_size");
   tp_divides(m.has_vocab_size(), m.vocab_size(), "model.vocab_size");
+  check_positive(c, p.has_ulysses(), p.ulysses(), "parallel.ulysses", false);
+  const int64_t u = std::max<int64_t>(p.ulysses(), 1);
+  if (u > 1) {
+    c.require(cp % u == 0, {"parallel.ulysses", "parallel.cp"},
+              absl::StrCat("parallel.ulysses (", u, ") must divide parallel.cp (", cp, ")"));
+    // Per tp rank: Hq / tp query heads and Hkv / tp (or one, replicated) kv heads.
+    if (m.has_num_attention_heads() && m.num_attention_heads() > 0 && m.num_attention_heads() % tp == 0)
+      c.require(m.num_attention_heads() / tp % u == 0, {"parallel.ulysses", "model.num_attention_heads"},
+                absl::StrCat("parallel.ulysses (", u, ") must divide the query heads of a tp rank: ",
+                             "model.num_attention_heads (", m.num_attention_heads(), ") / parallel.tp (", tp,
+                             ") = ", m.num_attention_heads() / tp));
+    if (m.has_num_key_value_heads() && m.num_key_value_heads() > 0) {
+      const int64_t kv = std::max<int64_t>(1, m.num_key_value_heads() / tp);
+      c.require(kv % u == 0 || u % kv == 0, {"parallel.ulysses", "model.num_key_value_heads"},
+                absl::StrCat("parallel.ulysses (", u, ") and the kv heads of a tp rank (",
+                             "model.num_key_value_heads (", m.num_key_value_heads(), ") / parallel.tp (", tp,
+                             ") = ", kv, "): one must divide the other"));
+    }
+  }
   const bool sp = tp > 1 && p.sequence_parallel();
   const int64_t multiple = sequence_multiple(p);
   const int64_t len = r.data().sequence_length();

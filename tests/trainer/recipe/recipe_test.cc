@@ -205,6 +205,11 @@ TEST_F(RecipeTest, BadRecipesGiveExactMessages) {
        "train.global_batch_tokens (5000) must be a multiple of train.micro_batch_size * "
        "data.sequence_length (4 * 256)"},
       {g + "parallel:\n  tp: 3\n", 21, 7, "parallel.tp (3) must divide model.num_attention_heads (4)"},
+      {g + "parallel:\n  cp: 4\n  ulysses: 3\n", 22, 12, "parallel.ulysses (3) must divide parallel.cp (4)"},
+      {g + "parallel:\n  cp: 8\n  ulysses: 8\n", 22, 12,
+       "parallel.ulysses (8) must divide the query heads of a tp rank: model.num_attention_heads (4) / "
+       "parallel.tp (1) = 4"},
+      {g + "parallel:\n  ulysses: 0\n", 21, 12, "parallel.ulysses must be >= 1, got 0"},
       {g + "parallel:\n  cp: 3\n", 21, 7,
        "data.sequence_length (256) must be a multiple of 2 * parallel.cp (6)"},
       {g + "parallel:\n  tp: 2\n  cp: 3\n", 22, 7,
