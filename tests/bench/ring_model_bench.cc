@@ -6,7 +6,7 @@
 //
 //   build/bin/ring_model_bench [--attn-fwd-tflops F] [--attn-bwd-tflops F]
 //       [--gemm-tflops F] [--link-gbps G] [--link-eff E] [--latency-us L]
-//       [--dkv-bytes 4|2] [--measured-csv FILE]
+//       [--dkv-bytes 4|2] [--ib-gbps G] [--measured-csv FILE]
 //
 // Inputs: single-GPU kernel throughputs and the link bandwidth. The defaults
 // are ASSUMED, NOT MEASURED (H100 SXM class, FlashAttention-2 class kernels,
@@ -207,11 +207,62 @@ void tp(const Model& m, const Inputs& in, double T) {
   }
 }
 
+// Ulysses x ring (parallel.ulysses; USP): P GPUs on the context axis (tp 1),
+// U-way all-to-all groups of neighbouring ranks (inside a node when U <= 8)
+// times R = P / U rings. Per layer, batch 1, T tokens, bf16:
+//   compute   3.5 * 2 T^2 hd H / P / F_attn           (causal; balanced zigzag)
+//   all-to-all per rank (parallel/ulysses_attention.h; blocking in rotor, so
+//             exposed): (U-1)/U (6 Q + 6 K + 2 S) with Q = (T/P) H hd 2,
+//             K = U (T/P) c hd 2 (c = Hkv / U kv heads, or 1 replicated),
+//             S = (T/P) H 4; over NVLink when U <= 8, else InfiniBand
+//   ring on the group layout: R - 1 forward hops of 2 K, R - 1 backward hops
+//             of 2 K + 2 K dkv/2, each hidden behind 1/R of the compute when
+//             it is shorter; over NVLink when the whole ring is inside one node
+//             (P <= 8), else InfiniBand (every hop runs at once: the slowest
+//             link sets the pace)
+struct Cluster {
+  double nvlink_gbps, ib_gbps, eff;
+};
+
+void hybrid(const Model& m, const Inputs& in, const Cluster& net, int P, double T) {
+  const double F = pick(in.attn_fwd, 4096), Fb = pick(in.attn_bwd, 4096);
+  const double nv = net.nvlink_gbps * 1e9 * net.eff, ib = net.ib_gbps * 1e9 * net.eff;
+  const double lat = in.latency_us * 1e-6;
+  const double tl = T / P;
+  const double fwd = 2 * T * T * m.head_dim * m.heads / P / F, bwd = 2.5 * 2 * T * T * m.head_dim * m.heads / P / Fb;
+  std::printf("%-10s %4d %6.0fK |", m.name, P, T / 1024);
+  double best = 1e30;
+  int best_u = 1;
+  std::string cells;
+  for (int u = 1; u <= P; u *= 2) {
+    char cell[32];
+    const bool ok = static_cast<int>(m.heads) % u == 0 &&
+                    (static_cast<int>(m.kv_heads) % u == 0 || u % static_cast<int>(m.kv_heads) == 0);
+    if (!ok || u > 64) continue;
+    const double c = static_cast<int>(m.kv_heads) % u == 0 ? m.kv_heads / u : 1;
+    const double Q = tl * m.heads * m.head_dim * m.bytes, K = u * tl * c * m.head_dim * m.bytes;
+    const double S = tl * m.heads * 4;
+    const double a2a = u > 1 ? (u - 1.0) / u * (6 * Q + 6 * K + 2 * S) / (u <= 8 ? nv : ib) + 12 * lat : 0;
+    const int r = P / u;
+    const double link = P <= 8 ? nv : ib;
+    const double hop_f = 2 * K / link + lat, hop_b = (2 * K + 2 * K * in.dkv_bytes / m.bytes) / link + lat;
+    const double ring_exposed = r > 1 ? (r - 1) * (std::max(0.0, hop_f - fwd / r) + std::max(0.0, hop_b - bwd / r)) +
+                                            (2 * K * in.dkv_bytes / m.bytes) / link
+                                      : 0;
+    const double total = fwd + bwd + a2a + ring_exposed;
+    if (total < best) best = total, best_u = u;
+    std::snprintf(cell, sizeof cell, " U%-2d %8.1f", u, ms(total));
+    cells += cell;
+  }
+  std::printf("%s | best U = %d\n", cells.c_str(), best_u);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Inputs in;
   std::string csv;
+  double ib_gbps = 50;  // 400 Gb/s NDR per GPU
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> double {
@@ -234,12 +285,13 @@ int main(int argc, char** argv) {
     else if (a == "--link-eff") in.link_eff = value();
     else if (a == "--latency-us") in.latency_us = value();
     else if (a == "--dkv-bytes") in.dkv_bytes = value();
+    else if (a == "--ib-gbps") ib_gbps = value();
     else if (a == "--measured-csv" && i + 1 < argc) csv = argv[++i];
     else {
       std::fprintf(stderr,
                    "usage: ring_model_bench [--attn-fwd-tflops F] [--attn-bwd-tflops F] "
                    "[--gemm-tflops F] [--link-gbps G] [--link-eff E] [--latency-us L] "
-                   "[--dkv-bytes B] [--measured-csv FILE]\n");
+                   "[--dkv-bytes B] [--ib-gbps G] [--measured-csv FILE]\n");
       return 2;
     }
   }
@@ -277,5 +329,18 @@ int main(int argc, char** argv) {
     ring(m, in, T);
     tp(m, in, T);
   }
+  // Ulysses x ring: which U is fastest, per model, GPU count and length.
+  const Cluster net{in.link_gbps, ib_gbps, in.link_eff};
+  std::printf("\n== Ulysses x ring (parallel.ulysses = U, cp = P GPUs, tp 1): ms per layer fwd+bwd "
+              "(attention + exposed communication) ==\n");
+  std::printf("links: NVLink %.0f GB/s inside a node of 8, InfiniBand %.0f GB/s per GPU across (x %.2f), "
+              "ASSUMED\n", net.nvlink_gbps, net.ib_gbps, net.eff);
+  Model l3;
+  l3.name = "Llama-3-8B";
+  l3.kv_heads = 8;
+  l3.ffn = 14336;
+  for (const Model* mm : {static_cast<const Model*>(&m), static_cast<const Model*>(&l3)})
+    for (int P : {8, 64})
+      for (double T : {32768.0, 131072.0, 524288.0, 1048576.0}) hybrid(*mm, in, net, P, T);
   return 0;
 }
