@@ -127,7 +127,6 @@ int8_t account_allocation(Device device, int64_t bytes, MemoryTag tag) {
   std::lock_guard<std::mutex> lock(l.mu);
   MemoryUsage& u = l.usage[static_cast<size_t>(ledger)];
   u.current[static_cast<size_t>(tag)] += bytes;
-  ++u.allocations;
   note_peak(u);
   return static_cast<int8_t>(ledger);
 }

@@ -45,7 +45,6 @@ struct MemoryUsage {
   std::array<int64_t, kMemoryTags> at_peak{};  // by tag when the device total peaked
   std::array<int64_t, kMemoryTags> high{};     // high-water mark of each tag alone
   int64_t peak = 0;                            // high-water mark of device_total()
-  int64_t allocations = 0;                     // tensors allocated
 
   int64_t operator[](MemoryTag t) const { return current[static_cast<int>(t)]; }
   int64_t peak_of(MemoryTag t) const { return at_peak[static_cast<int>(t)]; }

@@ -35,7 +35,6 @@ struct ParallelContext {
   int tp_rank() const { return tp->rank(); }
   int cp_rank() const { return cp->rank(); }
   int dp_rank() const { return dp->rank(); }
-  int ulysses_size() const { return ulysses->size(); }
 
   static ParallelContext of(const ProcessGrid& grid, bool sequence_parallel);
 

@@ -8,7 +8,7 @@
 
 namespace rotor {
 
-KvSlab ulysses_kv_slab(int64_t hq, int64_t hkv, int u, int j) {
+HeadSlab ulysses_kv_slab(int64_t hq, int64_t hkv, int u, int j) {
   if (hkv % u == 0) return {j * (hkv / u), hkv / u};
   const int64_t group = hq / hkv;          // query heads per kv head
   return {j * (hq / u) / group, 1};        // U divisible by Hkv: one kv head per member
@@ -16,7 +16,7 @@ KvSlab ulysses_kv_slab(int64_t hq, int64_t hkv, int u, int j) {
 
 namespace {
 
-using SlabOf = std::function<KvSlab(int j)>;
+using SlabOf = std::function<HeadSlab(int j)>;
 
 // Where member i's tokens go in the group layout (see the header): with an
 // even Tl, its first half at slot i and its second half at slot 2U-1-i, each
@@ -147,7 +147,7 @@ Heads heads_of(const Tensor& q, const Tensor& k, int u) {
   ROTOR_CHECK(hkv % u == 0 || (u % hkv == 0 && hq % hkv == 0))
       << "Ulysses attention: " << hkv << " kv heads and parallel.ulysses " << u << ": one must divide the other";
   Heads h;
-  h.q = [hq, u](int j) { return KvSlab{j * (hq / u), hq / u}; };
+  h.q = [hq, u](int j) { return HeadSlab{j * (hq / u), hq / u}; };
   h.kv = [hq, hkv, u](int j) { return ulysses_kv_slab(hq, hkv, u, j); };
   h.kv_replicated = hkv % u != 0;
   return h;

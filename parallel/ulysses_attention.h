@@ -59,10 +59,11 @@ void ulysses_attention_backward(Communicator& ulysses, Communicator& ring, const
                                 const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
                                 const Tensor& dv);
 
-// The kv heads member j of a U-way group receives: [first, first + count).
-struct KvSlab {
+// Heads [first, first + count) of a tensor that member j of a U-way group
+// receives; ulysses_kv_slab: the kv heads (query heads: j Hq/U, Hq/U).
+struct HeadSlab {
   int64_t first = 0, count = 0;
 };
-KvSlab ulysses_kv_slab(int64_t hq, int64_t hkv, int u, int j);
+HeadSlab ulysses_kv_slab(int64_t hq, int64_t hkv, int u, int j);
 
 }  // namespace rotor

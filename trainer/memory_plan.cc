@@ -1,10 +1,8 @@
 #include "trainer/memory_plan.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -239,26 +237,6 @@ absl::StatusOr<MemoryPlanInput> memory_plan_input(const LoadedRecipe& recipe, in
   in.cpu_kernels = device != DeviceType::kCuda;
   in.host_is_device = device == DeviceType::kCpu;
   return in;
-}
-
-absl::StatusOr<int64_t> parse_memory_size(const std::string& text, const std::string& what) {
-  size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-  const std::string number = text.substr(0, i);
-  std::string unit = text.substr(i);
-  unit.erase(std::remove(unit.begin(), unit.end(), ' '), unit.end());
-  for (char& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  const std::vector<std::pair<std::string, double>> units = {
-      {"", 1},      {"B", 1},           {"KB", 1e3},        {"MB", 1e6},        {"GB", 1e9},
-      {"TB", 1e12}, {"KIB", 1024.0},    {"MIB", 1048576.0}, {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
-  char* end = nullptr;
-  const double value = number.empty() ? -1 : std::strtod(number.c_str(), &end);
-  for (const auto& [name, scale] : units) {
-    if (unit != name || value <= 0 || end != number.c_str() + number.size()) continue;
-    return static_cast<int64_t>(value * scale);
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat(what, ": expected a memory size such as 80GB, 141GB or 16GiB, got '", text, "'"));
 }
 
 }  // namespace rotor

@@ -103,10 +103,6 @@ int64_t longest_fitting_sequence(MemoryPlanInput in, int64_t memory, int64_t gra
 // world does not split into tp x cp.
 absl::StatusOr<MemoryPlanInput> memory_plan_input(const LoadedRecipe& recipe, int world_size);
 
-// "80GB", "141 GB", "16GiB", "512MB", "1.5TB", or plain bytes: the number of
-// bytes (GB = 1e9, GiB = 2^30). InvalidArgument naming `what` otherwise.
-absl::StatusOr<int64_t> parse_memory_size(const std::string& text, const std::string& what);
-
 std::string format_bytes(int64_t bytes);  // "297.1 MB", "71.3 GB"
 
 }  // namespace rotor

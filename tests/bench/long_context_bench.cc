@@ -49,6 +49,7 @@
 #include "kernels/random.h"
 #include "model/llama.h"
 #include "tests/bench/flags.h"
+#include "trainer/cli/args.h"
 #include "trainer/memory_plan.h"
 #include "trainer/train_step.h"
 
@@ -297,7 +298,7 @@ int main(int argc, char** argv) {
   f.on("--skip-peer", [&] { skip_peer = true; });
   f.on("--skip-steps", [&] { skip_steps = true; });
   f.parse(argc, argv);
-  absl::StatusOr<int64_t> budget = parse_memory_size(budget_text, "--budget");
+  absl::StatusOr<int64_t> budget = parse_byte_size(budget_text, "--budget");
   if (!budget.ok()) {
     std::fprintf(stderr, "%s\n", std::string(budget.status().message()).c_str());
     return 2;

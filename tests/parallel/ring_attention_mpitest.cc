@@ -16,25 +16,12 @@
 #include "parallel/ring_attention.h"
 #include "tests/common/testing.h"
 #include "tests/parallel/mpi_env.h"
+#include "tests/parallel/shard_stat.h"
 
 namespace rotor {
 namespace {
 
 using testing_mpi::world;
-
-// [B, H, T] -> this rank's [B, H, Tl] (the LSE layout has T last).
-Tensor shard_lse(const Tensor& full, int cp, int rank) {
-  const int64_t b = full.dim(0), h = full.dim(1), t = full.dim(2);
-  const std::vector<int64_t> idx = context_shard_indices(t, cp, rank);
-  const int64_t tl = static_cast<int64_t>(idx.size());
-  Tensor out = Tensor::empty({b, h, tl}, full.dtype());
-  for (int64_t i = 0; i < b * h; ++i)
-    for (int64_t j = 0; j < tl; ++j) {
-      if (full.dtype() == DType::kF64) out.data<double>()[i * tl + j] = full.data<double>()[i * t + idx[j]];
-      else out.data<float>()[i * tl + j] = full.data<float>()[i * t + idx[j]];
-    }
-  return out;
-}
 
 void check_ring(DType dtype, bool segments, double tol) {
   const int cp = world().size(), r = world().rank();
@@ -74,7 +61,7 @@ void check_ring(DType dtype, bool segments, double tol) {
 
   const std::string where = "rank " + std::to_string(r) + " of cp " + std::to_string(cp);
   testing::expect_close(lout, sh(out), tol * testing::max_abs(out), 0, "out, " + where);
-  testing::expect_close(llse, shard_lse(lse, cp, r), tol * testing::max_abs(lse), 0, "lse, " + where);
+  testing::expect_close(llse, testing_mpi::shard_stat(lse, cp, r), tol * testing::max_abs(lse), 0, "lse, " + where);
   testing::expect_close(ldq, sh(dq), tol * testing::max_abs(dq), 0, "dq, " + where);
   testing::expect_close(ldk, sh(dk), tol * testing::max_abs(dk), 0, "dk, " + where);
   testing::expect_close(ldv, sh(dv), tol * testing::max_abs(dv), 0, "dv, " + where);

@@ -18,26 +18,12 @@
 #include "parallel/ulysses_attention.h"
 #include "tests/common/testing.h"
 #include "tests/parallel/mpi_env.h"
+#include "tests/parallel/shard_stat.h"
 
 namespace rotor {
 namespace {
 
 using testing_mpi::world;
-
-// [B, H, T] -> this rank's [B, H, Tl].
-Tensor shard_stat(const Tensor& full, int cp, int rank) {
-  const int64_t b = full.dim(0), h = full.dim(1), t = full.dim(2);
-  const std::vector<int64_t> idx = context_shard_indices(t, cp, rank);
-  const int64_t tl = static_cast<int64_t>(idx.size());
-  Tensor f64 = Tensor::empty(full.shape(), DType::kF64);
-  f64.copy_from(full);
-  Tensor out = Tensor::empty({b, h, tl}, DType::kF64);
-  for (int64_t i = 0; i < b * h; ++i)
-    for (int64_t j = 0; j < tl; ++j) out.data<double>()[i * tl + j] = f64.data<double>()[i * t + idx[j]];
-  Tensor back = Tensor::empty({b, h, tl}, full.dtype());
-  back.copy_from(out);
-  return back;
-}
 
 void check_ulysses(DType dtype, int64_t hq, int64_t hkv, bool segments, double tol) {
   const int cp = world().size(), r = world().rank();
@@ -84,8 +70,8 @@ void check_ulysses(DType dtype, int64_t hq, int64_t hkv, bool segments, double t
     const std::string where = "cp rank " + std::to_string(cr) + " of " + std::to_string(cp) + ", ulysses " +
                               std::to_string(u) + ", hq " + std::to_string(hq) + ", hkv " + std::to_string(hkv);
     testing::expect_close(lout, sh(out), tol * testing::max_abs(out), 0, "out, " + where);
-    testing::expect_close(llse, shard_stat(lse, cp, cr), tol * testing::max_abs(lse), 0, "lse, " + where);
-    testing::expect_close(lent, shard_stat(ent, cp, cr), tol * testing::max_abs(ent), 0, "entropy, " + where);
+    testing::expect_close(llse, testing_mpi::shard_stat(lse, cp, cr), tol * testing::max_abs(lse), 0, "lse, " + where);
+    testing::expect_close(lent, testing_mpi::shard_stat(ent, cp, cr), tol * testing::max_abs(ent), 0, "entropy, " + where);
     testing::expect_close(ldq, sh(dq), tol * testing::max_abs(dq), 0, "dq, " + where);
     testing::expect_close(ldk, sh(dk), tol * testing::max_abs(dk), 0, "dk, " + where);
     testing::expect_close(ldv, sh(dv), tol * testing::max_abs(dv), 0, "dv, " + where);

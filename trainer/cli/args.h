@@ -41,4 +41,10 @@ bool asks_for_help(const std::vector<std::string>& args);
 // in the way), 1 for everything else.
 int exit_status(const absl::Status& s, std::initializer_list<absl::StatusCode> also_input = {});
 
+// A size in bytes, > 0, for the options that take one (--memory, --max-shard-size):
+// "80GB", "141 GB", "1.5TB", "500MB", "100kb", "16GiB", "10B" or plain bytes;
+// decimal units as Hugging Face (GB = 1e9), binary ones with "i" (GiB = 2^30).
+// InvalidArgument naming `option` otherwise.
+absl::StatusOr<int64_t> parse_byte_size(const std::string& text, const std::string& option);
+
 }  // namespace rotor

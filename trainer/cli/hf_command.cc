@@ -1,11 +1,7 @@
 // `rotor export-hf` / `rotor import-hf`. See hf_command.h.
 #include "trainer/cli/hf_command.h"
 
-#include <cctype>
-#include <map>
-
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "model/rope.h"
 #include "trainer/cli/args.h"
@@ -101,27 +97,8 @@ void warn_logit_scale(LogitScaleKind kind, bool modeling_code, std::ostream& err
 }  // namespace
 
 absl::StatusOr<uint64_t> parse_shard_size(const std::string& text) {
-  size_t i = 0;
-  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  std::string unit = text.substr(i);
-  for (char& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  uint64_t n = 0;
-  if (i == 0 || !absl::SimpleAtoi(text.substr(0, i), &n)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--max-shard-size: expected a size like 5GB, 500MB or 100KB, got '", text, "'"));
-  }
-  static const std::map<std::string, uint64_t> kUnits = {
-      {"", 1},           {"B", 1},
-      {"KB", 1000ULL},   {"MB", 1000'000ULL},   {"GB", 1000'000'000ULL},   {"TB", 1000'000'000'000ULL},
-      {"KIB", 1ULL << 10}, {"MIB", 1ULL << 20}, {"GIB", 1ULL << 30},       {"TIB", 1ULL << 40}};
-  auto it = kUnits.find(unit);
-  if (it == kUnits.end()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--max-shard-size: unknown unit '", text.substr(i), "' in '", text,
-                     "' (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"));
-  }
-  if (n == 0) return absl::InvalidArgumentError("--max-shard-size must be > 0");
-  return n * it->second;
+  ROTOR_ASSIGN_OR_RETURN(int64_t n, parse_byte_size(text, "--max-shard-size"));
+  return static_cast<uint64_t>(n);
 }
 
 int run_export_hf_command(const std::vector<std::string>& args, std::ostream& out,

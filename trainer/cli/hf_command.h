@@ -37,7 +37,7 @@
 namespace rotor {
 
 // "5GB" -> 5000000000, "500MB", "100KB", "10B", "123" (bytes), "2GiB" ->
-// 2 * 2^30. Must be > 0.
+// 2 * 2^30. Must be > 0 (trainer/cli/args.h: parse_byte_size).
 absl::StatusOr<uint64_t> parse_shard_size(const std::string& text);
 
 int run_export_hf_command(const std::vector<std::string>& args, std::ostream& out,

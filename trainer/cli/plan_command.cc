@@ -79,7 +79,7 @@ int run_plan_command(const std::vector<std::string>& args, std::ostream& out, st
         }
         world = n;
       } else {
-        absl::StatusOr<int64_t> bytes = parse_memory_size(*v, "--memory");
+        absl::StatusOr<int64_t> bytes = parse_byte_size(*v, "--memory");
         if (!bytes.ok()) {
           err << "rotor plan: " << bytes.status().message() << "\n";
           return 2;
@@ -143,9 +143,8 @@ int run_plan_command(const std::vector<std::string>& args, std::ostream& out, st
         << "\n";
   }
   const int64_t states = plan[MemoryTag::kParameters] + plan[MemoryTag::kGradients] + plan[MemoryTag::kOptimizer];
-  MemoryPlanInput activations_only = *in;
   const int64_t budget = *memory + states;  // the states do not change with T: the peak less them
-  const int64_t longest_without = longest_fitting_sequence(activations_only, budget, granule);
+  const int64_t longest_without = longest_fitting_sequence(*in, budget, granule);
   out << "  with parameters, gradients and optimizer state off the device (ZeRO-3 + CPU offload, as ALST): "
       << tokens(longest_without) << " tokens\n";
   return fits ? 0 : 1;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "parallel/world.h"
+#include "trainer/cli/args.h"
 #include "trainer/fault_injection.h"
 #include "trainer/memory_plan.h"
 #include "trainer/recipe/convert.h"
@@ -58,7 +59,7 @@ int run_train_command(const std::vector<std::string>& args, std::ostream& out, s
   }
   std::optional<int64_t> memory;
   if (!memory_text.empty()) {
-    absl::StatusOr<int64_t> bytes = parse_memory_size(memory_text, "--memory");
+    absl::StatusOr<int64_t> bytes = parse_byte_size(memory_text, "--memory");
     if (!bytes.ok()) {
       err << "rotor train: " << bytes.status().message() << "\n";
       return 2;
