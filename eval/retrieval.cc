@@ -80,8 +80,8 @@ uint64_t trial_seed(uint64_t seed, int64_t length, size_t depth_index, int64_t t
                             static_cast<uint64_t>(depth_index) * 7919u + static_cast<uint64_t>(trial)));
 }
 
-// The answer's text: ids outside the tokenizer's vocabulary (a padded model
-// vocabulary) are dropped; an undecodable answer reads as empty (a miss).
+}  // namespace
+
 std::string answer_text(const Tokenizer& t, const std::vector<int32_t>& ids) {
   std::vector<int32_t> kept;
   for (int32_t id : ids)
@@ -89,8 +89,6 @@ std::string answer_text(const Tokenizer& t, const std::vector<int32_t>& ids) {
   absl::StatusOr<std::string> s = t.decode(kept);
   return s.ok() ? *s : std::string();
 }
-
-}  // namespace
 
 const char* retrieval_kind_name(RetrievalKind kind) {
   return kind == RetrievalKind::kPasskey ? "passkey" : "needle";

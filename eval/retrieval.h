@@ -98,6 +98,11 @@ struct Answer {
 };
 // prompt ids, max new tokens -> the answer.
 using Answerer = std::function<Answer(std::span<const int32_t> prompt, int64_t max_new_tokens)>;
+// The text of answer `ids`: ids outside the tokenizer's vocabulary (a padded
+// model vocabulary), bos and eos are dropped; an undecodable answer reads as
+// empty (a miss).
+std::string answer_text(const Tokenizer& t, const std::vector<int32_t>& ids);
+
 // Greedy answers from `model`, stopping after `stop_id` when it is >= 0 (ties
 // go to the lowest id). On one rank: KV-cache decoding (model/decode.h). In a
 // tensor- or context-parallel layout: recompute_answerer.

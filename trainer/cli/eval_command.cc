@@ -36,6 +36,8 @@ constexpr char kUsage[] =
     "                      [--length N] [--documents N] [--out DIR] [--set KEY=VALUE ...]\n"
     "       rotor eval passkey|needle RECIPE.yaml [--checkpoint DIR] [--set KEY=VALUE ...] [--out DIR]\n"
     "                      [--lengths 256,512] [--depths 0,0.25,0.5,0.75,1] [--trials N] [--seed N]\n"
+    "       rotor eval ruler RECIPE.yaml [--checkpoint DIR] [--tasks T,...] [--lengths L,...]\n"
+    "                      [--samples N] [--seed N] [--out DIR] [--dump FILE] [--set KEY=VALUE ...]\n"
     "\n"
     "ppl: perplexity at each of eval.lengths on the held-out documents (data.heldout),\n"
     "  one window per document (its first L+1 tokens), or a sliding window with --stride;\n"
@@ -69,11 +71,11 @@ absl::StatusOr<int64_t> positive(const std::string& name, const std::string& v) 
 
 absl::StatusOr<EvalArgs> parse_args(const std::vector<std::string>& args) {
   EvalArgs a;
-  if (args.empty()) return absl::InvalidArgumentError("which evaluation? (ppl, attention, passkey, needle)");
+  if (args.empty()) return absl::InvalidArgumentError("which evaluation? (ppl, attention, passkey, needle, ruler)");
   a.what = args[0];
   if (a.what != "ppl" && a.what != "attention") {
     return absl::InvalidArgumentError(
-        absl::StrCat("unknown evaluation '", a.what, "' (ppl, attention, passkey, needle)"));
+        absl::StrCat("unknown evaluation '", a.what, "' (ppl, attention, passkey, needle, ruler)"));
   }
   const bool ppl = a.what == "ppl";
   for (size_t i = 1; i < args.size(); ++i) {

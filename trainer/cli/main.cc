@@ -20,6 +20,7 @@
 #include "trainer/cli/retrieval_command.h"
 #include "trainer/cli/plan_command.h"
 #include "trainer/cli/rope_command.h"
+#include "trainer/cli/ruler_command.h"
 #include "trainer/cli/score_command.h"
 #include "trainer/cli/sweep_command.h"
 #include "trainer/cli/train_command.h"
@@ -30,8 +31,12 @@ using CommandFn = int (*)(const std::vector<std::string>& args, std::ostream& ou
                           std::ostream& err);
 
 // `rotor eval KIND ...`: passkey and needle are the retrieval grids
-// (retrieval_command.h), the others eval_command.h's.
+// (retrieval_command.h), ruler is ruler_command.h's, the others
+// eval_command.h's.
 int run_eval(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  if (!args.empty() && args[0] == "ruler") {
+    return rotor::run_eval_ruler(std::vector<std::string>(args.begin() + 1, args.end()), out, err);
+  }
   if (!args.empty() && (args[0] == "passkey" || args[0] == "needle")) {
     return rotor::run_eval_retrieval(args[0], std::vector<std::string>(args.begin() + 1, args.end()),
                                      out, err);
@@ -54,7 +59,7 @@ constexpr Command kCommands[] = {
     {"sweep", "list the runs of a recipe's sweep grid, or --run them one after another",
      rotor::run_sweep_command},
     {"eval", "evaluate a checkpoint: ppl (perplexity vs length), attention (entropy, distance, JS), "
-             "passkey, needle",
+             "passkey, needle, ruler (RULER's synthetic tasks)",
      run_eval},
     {"score", "per-token log-probabilities of a text under a checkpoint", rotor::run_score_command},
     {"prep", "tokenize text or JSONL into a Megatron indexed dataset", rotor::run_prep_command},

@@ -1,0 +1,113 @@
+// RULER scoring, the grid, its CSV and dump. See ruler.h.
+#include "eval/ruler.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "eval/csv.h"
+#include "kernels/status.h"
+#include "nlohmann/json.hpp"
+
+namespace rotor::ruler {
+
+const char kCsvHeader[] = "run,step,task,length,samples,passed,pass_rate,mean_entropy";
+
+std::string postprocess(const std::string& answer) {
+  std::string s(absl::StripAsciiWhitespace(answer));
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20) c = '\n';
+  return std::string(absl::StripAsciiWhitespace(s));
+}
+
+double string_match_all(const std::vector<std::string>& expected, const std::string& answer) {
+  if (expected.empty()) return 0;
+  const std::string got = absl::AsciiStrToLower(postprocess(answer));
+  int64_t found = 0;
+  for (const std::string& e : expected) found += got.find(absl::AsciiStrToLower(e)) != std::string::npos;
+  return static_cast<double>(found) / static_cast<double>(expected.size());
+}
+
+absl::Status check_options(Generator& generator, const Options& options) {
+  if (options.tasks.empty()) return absl::InvalidArgumentError("no RULER tasks to evaluate");
+  if (options.lengths.empty()) return absl::InvalidArgumentError("no lengths to evaluate");
+  if (options.samples < 1) return absl::InvalidArgumentError(absl::StrCat("samples must be >= 1, got ", options.samples));
+  for (Task t : options.tasks)
+    for (int64_t length : options.lengths) {
+      if (length < 1) return absl::InvalidArgumentError(absl::StrCat("length must be >= 1, got ", length));
+      ROTOR_RETURN_IF_ERROR(generator.sample(t, length, 0).status());
+    }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<Cell>> run(Generator& generator, const Tokenizer& tokenizer, const Answerer& answer,
+                                      const Options& options, const std::function<void(const Record&)>& record,
+                                      const std::function<void(const Cell&)>& progress) {
+  ROTOR_RETURN_IF_ERROR(check_options(generator, options));
+  std::vector<Cell> cells;
+  for (Task task : options.tasks) {
+    for (int64_t length : options.lengths) {
+      Cell cell{.task = task, .length = length, .samples = options.samples};
+      double score_sum = 0, entropy_sum = 0;
+      int64_t answer_tokens = 0;
+      for (int64_t i = 0; i < options.samples; ++i) {
+        ROTOR_ASSIGN_OR_RETURN(Sample s, generator.sample(task, length, i));
+        const Answer a = answer(s.ids, s.max_new_tokens);
+        Record r{.sample = &s, .output = answer_text(tokenizer, a.ids)};
+        r.score = string_match_all(s.answers, r.output);
+        score_sum += r.score;
+        cell.passed += r.score == 1.0;
+        entropy_sum += a.mean_entropy * static_cast<double>(a.ids.size());
+        answer_tokens += static_cast<int64_t>(a.ids.size());
+        if (record) record(r);
+      }
+      cell.pass_rate = score_sum / static_cast<double>(cell.samples);
+      cell.mean_entropy = answer_tokens ? entropy_sum / static_cast<double>(answer_tokens) : 0.0;
+      cells.push_back(cell);
+      if (progress) progress(cell);
+    }
+  }
+  return cells;
+}
+
+std::string dump_line(const Record& r) {
+  const Sample& s = *r.sample;
+  nlohmann::json j;
+  j["task"] = task_info(s.task).name;
+  j["length"] = s.length;
+  j["index"] = s.index;
+  j["input"] = s.input;
+  j["answers"] = s.answers;
+  j["output"] = r.output;
+  j["score"] = r.score;
+  j["tokens"] = s.ids.size();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+absl::Status write_csv(const std::string& path, const std::string& run, int64_t step,
+                       const std::vector<Cell>& cells) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(parent.string(), ": cannot create directory: ", ec.message()));
+  std::ostringstream text;
+  text << kCsvHeader << "\n";
+  for (const Cell& c : cells) {
+    text << absl::StrFormat("%s,%d,%s,%d,%d,%d,%.8g,%.8g\n", eval::csv_field(run), step, task_info(c.task).name,
+                            c.length, c.samples, c.passed, c.pass_rate, c.mean_entropy);
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot open for writing"));
+  out << text.str();
+  out.close();
+  if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  return absl::OkStatus();
+}
+
+}  // namespace rotor::ruler
