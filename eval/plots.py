@@ -4,7 +4,7 @@
 Usage:
     /usr/bin/python3 eval/plots.py --out DIR EVAL_DIR [EVAL_DIR ...]
 
-Each EVAL_DIR holds some of ppl.csv, passkey.csv, needle.csv and attention.csv
+Each EVAL_DIR holds some of ppl.csv, passkey.csv, needle.csv, ruler.csv and attention.csv
 as written by `rotor eval` into <run dir>/eval/, or the merged copies that
 `rotor report` writes into its --out directory. Rows of all the directories are
 pooled and told apart by their `run` column; when a run has several steps only
@@ -14,6 +14,8 @@ its latest step is plotted. Written into DIR:
                           each run's training length a dashed vertical line
     passkey_<run>.png     pass rate heatmap, length x depth, annotated cells
     needle_<run>.png      the same for the needle grid
+    ruler_<run>.png       RULER score heatmap, task x length, annotated cells, with
+                          the average over the tasks as the last row
     entropy_by_layer.png  mean attention entropy (head -1) by query-position
                           bucket, one line per layer, one panel per run, at the
                           run's longest length
@@ -36,6 +38,7 @@ import sys
 PPL_HEADER = ["run", "step", "train_length", "length", "bucket", "documents", "tokens", "loss", "ppl"]
 GRID_HEADER = ["run", "step", "length", "depth", "trials", "passed", "pass_rate", "mean_entropy"]
 ATTENTION_HEADER = ["run", "step", "length", "layer", "head", "bucket", "metric", "value", "reference"]
+RULER_HEADER = ["run", "step", "task", "length", "samples", "passed", "pass_rate", "mean_entropy"]
 
 # Per file: its header and the type of each column (str, int or float).
 SCHEMAS = {
@@ -43,6 +46,7 @@ SCHEMAS = {
     "passkey.csv": (GRID_HEADER, [str, int, int, float, int, int, float, float]),
     "needle.csv": (GRID_HEADER, [str, int, int, float, int, int, float, float]),
     "attention.csv": (ATTENTION_HEADER, [str, int, int, int, int, str, str, float, str]),
+    "ruler.csv": (RULER_HEADER, [str, int, str, int, int, int, float, float]),
 }
 
 
@@ -199,6 +203,50 @@ def plot_grid(plt, rows, out, task):
         save(fig, plt, out, "%s_%s.png" % (task, file_safe(run)))
 
 
+def plot_ruler(plt, rows, out):
+    """Per run: the mean score (pass_rate) of each task at each length, and
+    the average over the tasks per length (RULER's headline row)."""
+    rows = latest_step(rows)
+    if not rows:
+        print("plots: ruler_<run>.png: no data (ruler.csv)")
+        return
+    for run in runs_of(rows):
+        mine = [r for r in rows if r["run"] == run]
+        lengths = sorted({r["length"] for r in mine})
+        tasks = []
+        for r in mine:
+            if r["task"] not in tasks:
+                tasks.append(r["task"])
+        sums = {}
+        for r in mine:  # several rows for one cell: weigh by samples
+            n, total = sums.get((r["task"], r["length"]), (0, 0.0))
+            sums[(r["task"], r["length"])] = (n + r["samples"], total + r["samples"] * r["pass_rate"])
+        grid = [[float("nan")] * len(lengths) for _ in tasks]
+        for (task, length), (n, total) in sums.items():
+            grid[tasks.index(task)][lengths.index(length)] = total / n if n > 0 else float("nan")
+        average = []
+        for x in range(len(lengths)):
+            column = [grid[y][x] for y in range(len(tasks)) if not math.isnan(grid[y][x])]
+            average.append(sum(column) / len(column) if column else float("nan"))
+        grid.append(average)
+        fig, ax = plt.subplots(figsize=(3.5 + 0.8 * len(lengths), 1.8 + 0.4 * len(grid)))
+        im = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto", origin="upper")
+        for y, row in enumerate(grid):
+            for x, v in enumerate(row):
+                if not math.isnan(v):
+                    ax.text(x, y, "%.2f" % v, ha="center", va="center", fontsize=8,
+                            fontweight="bold" if y == len(tasks) else "normal")
+        ax.axhline(len(tasks) - 0.5, color="black", linewidth=1)
+        ax.set_xticks(range(len(lengths)))
+        ax.set_xticklabels([length_label(n) for n in lengths])
+        ax.set_yticks(range(len(grid)))
+        ax.set_yticklabels(tasks + ["average"])
+        ax.set_xlabel("context length")
+        ax.set_title("RULER score: %s" % run)
+        fig.colorbar(im, ax=ax, label="score (string_match_all)")
+        save(fig, plt, out, "ruler_%s.png" % file_safe(run))
+
+
 def longest(rows):
     """Each run's rows at its longest length."""
     top = {}
@@ -272,7 +320,8 @@ def main(argv):
     parser = argparse.ArgumentParser(description="Plots of rotor eval CSVs.")
     parser.add_argument("--out", required=True, help="directory for the PNG files")
     parser.add_argument("dirs", nargs="+", metavar="EVAL_DIR",
-                        help="directories holding ppl.csv, passkey.csv, needle.csv, attention.csv")
+                        help="directories holding ppl.csv, passkey.csv, needle.csv, ruler.csv, "
+                             "attention.csv")
     args = parser.parse_args(argv)
     try:
         import matplotlib
@@ -295,6 +344,7 @@ def main(argv):
     plot_ppl_by_position(plt, data["ppl.csv"], args.out)
     plot_grid(plt, data["passkey.csv"], args.out, "passkey")
     plot_grid(plt, data["needle.csv"], args.out, "needle")
+    plot_ruler(plt, data["ruler.csv"], args.out)
     plot_entropy_by_layer(plt, data["attention.csv"], args.out)
     return 0
 

@@ -102,6 +102,43 @@ RunSummary& summary_of(std::vector<RunSummary>& runs, const std::string& name) {
   return runs.back();
 }
 
+// ruler.csv: each run's score per task and length (rows of one cell pooled,
+// weighed by their samples).
+void ruler_scores(const CsvKind& kind, const std::vector<Row>& rows, std::vector<RunSummary>& runs) {
+  std::map<std::pair<std::string, std::string>, std::map<int64_t, std::pair<double, int64_t>>> sums;
+  for (const Row& r : rows) {
+    const double score = num_at(kind, r, "pass_rate");
+    const int64_t n = int_at(kind, r, "samples");
+    if (std::isnan(score) || n <= 0) continue;
+    RunSummary& s = summary_of(runs, r[0]);
+    const std::string& task = r[column(kind, "task")];
+    if (std::none_of(s.ruler.begin(), s.ruler.end(), [&](const auto& t) { return t.first == task; }))
+      s.ruler.push_back({task, {}});
+    auto& [total, count] = sums[{r[0], task}][int_at(kind, r, "length")];
+    total += score * static_cast<double>(n);
+    count += n;
+  }
+  for (RunSummary& s : runs)
+    for (auto& [task, by_length] : s.ruler)
+      for (const auto& [length, sum] : sums[{s.name, task}]) by_length[length] = sum.first / static_cast<double>(sum.second);
+}
+
+// RULER's average over the tasks at each length of a run.
+std::map<int64_t, double> ruler_average(const RunSummary& r) {
+  std::map<int64_t, std::pair<double, int>> sums;
+  for (const auto& [task, by_length] : r.ruler)
+    for (const auto& [length, score] : by_length) {
+      sums[length].first += score;
+      sums[length].second += 1;
+    }
+  std::map<int64_t, double> out;
+  for (const auto& [length, sum] : sums) out[length] = sum.first / sum.second;
+  return out;
+}
+
+// The RULER section of report.md (empty when no run has ruler.csv rows).
+std::string ruler_markdown(const std::vector<RunSummary>& runs);
+
 // Fills `runs` from the merged tables (file name -> rows).
 void summarize_rows(const std::map<std::string, std::vector<Row>>& merged, std::vector<RunSummary>& runs) {
   for (const CsvKind& kind : eval_csv_kinds()) {
@@ -120,6 +157,8 @@ void summarize_rows(const std::map<std::string, std::vector<Row>>& merged, std::
     } else if (kind.file == "attention.csv") {
       for (const auto& [name, m] : layer_means(kind, rows, "entropy")) summary_of(runs, name).entropy = m;
       for (const auto& [name, m] : layer_means(kind, rows, "js_divergence")) summary_of(runs, name).js = m;
+    } else if (kind.file == "ruler.csv") {
+      ruler_scores(kind, rows, runs);
     } else {  // passkey, needle: the mean of the cells' pass rates
       std::map<std::string, std::pair<double, int>> sums;
       for (const Row& r : rows) {
@@ -152,7 +191,7 @@ std::vector<std::pair<std::string, std::string>> plot_files(const std::string& d
       {"ppl_vs_length.png", "Perplexity vs length"},
       {"ppl_by_position.png", "Loss by position at the longest length"},
       {"entropy_by_layer.png", "Attention entropy by layer and position"}};
-  for (const char* task : {"passkey", "needle"})
+  for (const char* task : {"passkey", "needle", "ruler"})
     for (const RunSummary& r : runs) {
       std::string safe;
       for (char c : r.name)
@@ -160,12 +199,47 @@ std::vector<std::pair<std::string, std::string>> plot_files(const std::string& d
                     ? c
                     : '_';
       all.push_back({absl::StrCat(task, "_", safe.empty() ? "run" : safe, ".png"),
-                     absl::StrCat(task, " pass rate: ", r.name)});
+                     absl::StrCat(task, std::string(task) == "ruler" ? " score: " : " pass rate: ", r.name)});
     }
   std::vector<std::pair<std::string, std::string>> present;
   for (const auto& p : all)
     if (fs::exists(fs::path(dir) / p.first)) present.push_back(p);
   return present;
+}
+
+std::string ruler_markdown(const std::vector<RunSummary>& runs) {
+  std::set<int64_t> lengths;
+  for (const RunSummary& r : runs)
+    for (const auto& [length, score] : ruler_average(r)) lengths.insert(length);
+  if (lengths.empty()) return "";
+  auto header = [&](const std::string& first) {
+    std::string h = absl::StrCat("| ", first, " |");
+    for (int64_t len : lengths) absl::StrAppend(&h, " ", length_label(len), " |");
+    absl::StrAppend(&h, "\n|---|");
+    for (size_t i = 0; i < lengths.size(); ++i) absl::StrAppend(&h, "---:|");
+    return h + "\n";
+  };
+  auto row = [&](const std::string& name, const std::map<int64_t, double>& by_length) {
+    std::string line = absl::StrCat("| ", name, " |");
+    for (int64_t len : lengths) {
+      auto it = by_length.find(len);
+      absl::StrAppend(&line, " ", it == by_length.end() ? "-" : absl::StrFormat("%.1f", 100 * it->second), " |");
+    }
+    return line + "\n";
+  };
+  std::ostringstream md;
+  md << "\n## RULER\n\nScore (x100, RULER's string_match_all: the fraction of the expected strings in the "
+        "greedy answer) averaged over the tasks each run was evaluated on, per length:\n\n"
+     << header("run");
+  for (const RunSummary& r : runs)
+    if (!r.ruler.empty()) md << row(r.name, ruler_average(r));
+  for (const RunSummary& r : runs) {
+    if (r.ruler.empty()) continue;
+    md << "\n### " << r.name << "\n\n" << header("task");
+    for (const auto& [task, by_length] : r.ruler) md << row(task, by_length);
+    md << row("**average**", ruler_average(r));
+  }
+  return md.str();
 }
 
 std::string markdown(const std::vector<std::string>& run_dirs, const std::vector<RunSummary>& runs,
@@ -204,7 +278,8 @@ std::string markdown(const std::vector<std::string>& run_dirs, const std::vector
         "its position buckets). JS vs reference: the same mean of the Jensen-Shannon divergence "
         "(nats, at most ln 2) between the run's attention rows and those of the checkpoint given "
         "to `rotor eval attention --reference`. Merged data: [ppl.csv](ppl.csv), [passkey.csv](passkey.csv), "
-        "[needle.csv](needle.csv), [attention.csv](attention.csv).\n";
+        "[needle.csv](needle.csv), [attention.csv](attention.csv), [ruler.csv](ruler.csv).\n";
+  md << ruler_markdown(runs);
   if (!notes.empty()) {
     md << "\nMissing:\n\n";
     for (const std::string& n : notes) md << "- " << n << "\n";
@@ -233,6 +308,9 @@ const std::vector<CsvKind>& eval_csv_kinds() {
       {"attention.csv",
        {"run", "step", "length", "layer", "head", "bucket", "metric", "value", "reference"},
        "siiiissfs"},
+      {"ruler.csv",
+       {"run", "step", "task", "length", "samples", "passed", "pass_rate", "mean_entropy"},
+       "sisiiiff"},
   };
   return kinds;
 }

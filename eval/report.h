@@ -28,7 +28,7 @@ struct CsvKind {
   std::vector<std::string> header;
   std::string types;
 };
-// ppl.csv, passkey.csv, needle.csv, attention.csv, in that order.
+// ppl.csv, passkey.csv, needle.csv, attention.csv, ruler.csv, in that order.
 const std::vector<CsvKind>& eval_csv_kinds();
 
 using CsvRow = std::vector<std::string>;
@@ -51,6 +51,9 @@ struct RunSummary {
     bool from_buckets = false;  // no bucket `all` rows: the mean over the buckets
   };
   std::optional<LayerMean> entropy, js;  // attention.csv metrics entropy and js_divergence
+  // ruler.csv: task -> length -> mean score (pass_rate, weighed by samples),
+  // tasks in the order of the file.
+  std::vector<std::pair<std::string, std::map<int64_t, double>>> ruler;
 };
 
 // The eval results of the runs read so far.
@@ -70,7 +73,7 @@ absl::Status read_run_evals(const std::string& run_dir, EvalTables& tables);
 
 // Fills `tables.runs` from the merged rows: each run at its latest step in
 // each file; ppl at each length (bucket all); passkey and needle mean pass
-// rates over the cells; the mean over layers of the entropy and
+// rates over the cells; the RULER score of each task and length; the mean over layers of the entropy and
 // js_divergence (head -1) at the run's longest attention length (bucket all,
 // else the mean over the position buckets).
 void summarize(EvalTables& tables);
@@ -79,8 +82,10 @@ void summarize(EvalTables& tables);
 // Errors: "cannot create DIR: ...", "cannot write PATH".
 absl::Status write_merged_csvs(const EvalTables& tables, const std::string& out_dir);
 
-// report.md: the table of `tables.runs`, the missing files, and links to the
-// plots found in `out_dir` (after `plots_note`, when not empty).
+// report.md: the table of `tables.runs`, the missing files, the RULER tables
+// (the average over tasks per length for every run, as RULER publishes it,
+// then task x length per run), and links to the plots found in `out_dir`
+// (after `plots_note`, when not empty).
 std::string report_markdown(const std::vector<std::string>& run_dirs, const EvalTables& tables,
                             const std::string& out_dir, const std::string& plots_note);
 

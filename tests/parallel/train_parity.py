@@ -6,7 +6,7 @@
       MPIRUN  Open MPI's mpirun
       REPO    the repository root (not needed by the tests today; runs go to a
               temporary directory)
-      TEST    layouts | reshard_resume | bad_layout | eval_ppl | eval_layouts | memory_plan | ...
+      TEST    layouts | reshard_resume | bad_layout | eval_ppl | eval_layouts | eval_ruler | memory_plan | ...
 
 Each test writes its own small corpus (paragraphs of a license text as JSONL
 documents, bytes tokenizer, through `rotor prep`) and a tiny recipe: vocab 260,
@@ -486,6 +486,55 @@ def test_eval_layouts(e):
             f"(largest relative difference {worst:.2g})")
 
 
+def test_eval_ruler(e):
+    """`rotor eval ruler` (niah_single_1 and niah_single_2: 128 answer tokens,
+    vt, fwe; 2 samples at 1100 tokens; the essay haystack from data.heldout)
+    under tp 2, cp 2, tp 2 x cp 2 and dp 2 gives the one-rank ruler.csv: the
+    same passed counts and scores, the mean answer entropy within RTOL, and the
+    same answers sample by sample (--dump). The layouts answer by recomputing
+    the whole sequence for each token; one rank decodes with a KV cache."""
+    run = e.train("single", 0)
+
+    def evaluate(name, np, layout=()):
+        out = os.path.join(e.tmp, "eval", name)
+        dump = os.path.join(out, "ruler.jsonl")
+        args = ["eval", "ruler", e.recipe, "--checkpoint", run, "--tasks", "niah_single_1,niah_single_2,vt,fwe",
+                "--lengths", "1100", "--samples", "2", "--out", out, "--dump", dump] + e.device_args()
+        for s in layout:
+            args += ["--set", s]
+        t = time.time()
+        e.check_call([e.rotor] + args if np == 0 else e.mpirun_cmd(np, args))
+        log(f"  eval ruler {name}: {time.time() - t:.1f} s")
+        with open(dump) as f:
+            answers = [json.loads(line) for line in f]
+        return read_csv_rows(os.path.join(out, "ruler.csv")), answers
+
+    ref_rows, ref_answers = evaluate("single", 0)
+    if len(ref_rows) != 4 or not all(float(r["mean_entropy"]) > 0 for r in ref_rows):
+        raise Fail(f"single-rank ruler.csv: {ref_rows}")
+    if len(ref_answers) != 8 or not all(a["output"] for a in ref_answers):
+        raise Fail(f"single-rank dump: {[a['output'] for a in ref_answers]}")
+    layouts = {"tp2": (2, ("parallel.tp=2",)), "cp2": (2, ("parallel.cp=2",)),
+               "tp2xcp2": (4, ("parallel.tp=2", "parallel.cp=2")), "dp2": (2, ())}
+    for name, (np, layout) in layouts.items():
+        rows, answers = evaluate(name, np, layout)
+        worst = 0.0
+        for a, b in zip(ref_rows, rows, strict=True):
+            if [a[k] for k in ("task", "length", "samples", "passed", "pass_rate")] != \
+               [b[k] for k in ("task", "length", "samples", "passed", "pass_rate")]:
+                raise Fail(f"{name}: ruler row {b} vs one rank {a}")
+            x, y = float(a["mean_entropy"]), float(b["mean_entropy"])
+            worst = max(worst, abs(x - y) / x)
+            if abs(x - y) > RTOL * x:
+                raise Fail(f"{name}: {a['task']} entropy {y!r} vs one rank {x!r}")
+        for a, b in zip(ref_answers, answers, strict=True):
+            if (a["task"], a["index"], a["input"], a["output"]) != (b["task"], b["index"], b["input"], b["output"]):
+                raise Fail(f"{name}: {a['task']} sample {a['index']}: answer {b['output']!r} vs one rank "
+                           f"{a['output']!r}")
+        log(f"  {name}: {len(rows)} ruler rows and {len(answers)} answers equal to one rank's "
+            f"(largest relative entropy difference {worst:.2g})")
+
+
 def test_layouts_sim(e):
     """Every layout of test_layouts on the sim device gives the one-rank sim
     run's numbers (RTOL), and the one-rank sim run is the cpu run bit for bit."""
@@ -595,7 +644,8 @@ TESTS = {"eval_layouts": test_eval_layouts, "layouts": test_layouts, "reshard_re
          "bad_layout": test_bad_layout, "eval_ppl": test_eval_ppl, "layouts_sim": test_layouts_sim,
          "reshard_resume_sim": on_sim(test_reshard_resume), "eval_ppl_sim": on_sim(test_eval_ppl),
          "eval_layouts_sim": on_sim(test_eval_layouts), "layouts_bf16": test_layouts_bf16,
-         "memory_plan": test_memory_plan, "layouts_ulysses": test_layouts_ulysses}
+         "memory_plan": test_memory_plan, "layouts_ulysses": test_layouts_ulysses,
+         "eval_ruler": test_eval_ruler}
 
 
 def main(argv, tests=None):

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 constexpr char kUsage[] =
     "usage: rotor report RUN_DIR... --out DIR [--no-plots] [--plots PLOTS_PY]\n"
     "\n"
-    "Merges the eval CSVs of the runs (<RUN_DIR>/eval/{ppl,passkey,needle,attention}.csv)\n"
+    "Merges the eval CSVs of the runs (<RUN_DIR>/eval/{ppl,passkey,needle,attention,ruler}.csv)\n"
     "into DIR, writes DIR/report.md (the runs side by side) and the plots of\n"
     "eval/plots.py (PNG, needs python3 with matplotlib) unless --no-plots.\n";
 

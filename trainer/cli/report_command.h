@@ -7,19 +7,23 @@
 //   passkey.csv    run,step,length,depth,trials,passed,pass_rate,mean_entropy
 //   needle.csv     (same columns as passkey.csv)
 //   attention.csv  run,step,length,layer,head,bucket,metric,value,reference
+//   ruler.csv      run,step,task,length,samples,passed,pass_rate,mean_entropy
 // A missing file is skipped and said on stderr. Every row is checked (header,
 // number of fields, numbers where numbers belong); an error names the file and
 // line ("runs/a/eval/ppl.csv:7: column 'ppl': expected a number, got 'x'").
 //
 // Writes into DIR:
-//   ppl.csv, passkey.csv, needle.csv, attention.csv: the rows of all runs, in
+//   ppl.csv, passkey.csv, needle.csv, attention.csv, ruler.csv: the rows of all runs, in
 //     the order of the RUN_DIRs, under the same headers;
 //   report.md: one table, a row per run (its latest step in each file), with
 //     the training length, perplexity (bucket `all`) at each evaluated length,
 //     passkey and needle mean pass rate (mean over the grid's cells) and mean
 //     attention entropy (metric entropy, head -1, bucket `all` (or the mean
 //     over the position buckets when a run has no `all` rows), mean over the
-//     layers, at the run's longest attention length), then links to the plots;
+//     layers, at the run's longest attention length); the RULER tables: the
+//     score (x100) averaged over the tasks per length, a row per run, as
+//     RULER publishes it, then per run a task x length table (rows of one
+//     cell pooled, weighed by samples); then links to the plots;
 //   the PNGs of eval/plots.py (see that file), unless --no-plots.
 //
 // The plot script is --plots PATH, else $ROTOR_PLOTS, else eval/plots.py found

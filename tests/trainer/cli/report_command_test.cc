@@ -50,7 +50,14 @@ class ReportCommandTest : public ::testing::Test {
           "pi,100,256,1,-1,64-128,entropy,1.9,\n"
           "pi,100,256,1,-1,all,entropy,1.5,\n"
           "pi,100,256,1,-1,all,js_divergence,0.1,base\n");
-    // Run "yarn": ppl and needle only.
+    // Run "yarn": ppl, needle and RULER (a cell split over two rows: pooled by samples).
+    write("yarn/eval/ruler.csv",
+          "run,step,task,length,samples,passed,pass_rate,mean_entropy\n"
+          "yarn,100,niah_single_1,4096,4,4,1,0.5\n"
+          "yarn,100,niah_single_1,8192,4,2,0.75,0.6\n"
+          "yarn,100,vt,4096,2,0,0.5,0.7\n"
+          "yarn,100,vt,4096,2,0,0.25,0.7\n"
+          "yarn,100,vt,8192,4,0,0,0.8\n");
     write("yarn/eval/ppl.csv", std::string(kPplHeader) +
                                    "yarn,100,512,128,all,4,512,1.4,4.06\n"
                                    "yarn,100,512,256,all,4,1024,1.3,3.67\n"
@@ -120,6 +127,15 @@ TEST_F(ReportCommandTest, MergesRunsAndWritesTable) {
   EXPECT_NE(md.find("| yarn | 100 | 512 | 4.060 | 3.670 | 7.390 | - | 0.750 | - | - |"), std::string::npos)
       << md;
   EXPECT_EQ(md.find("6.686"), std::string::npos) << "the older step is not in the table";
+  // RULER: yarn's average over tasks per length (niah 100 and vt (0.5+0.25)/2 at 4K, 75 and 0 at 8K),
+  // then its task x length table; pi has no ruler.csv (said) and no row.
+  EXPECT_EQ(count_lines(read(out / "ruler.csv")), 1 + 5);
+  EXPECT_NE(err_.str().find("pi/eval/ruler.csv not found"), std::string::npos) << err_.str();
+  EXPECT_NE(md.find("## RULER"), std::string::npos) << md;
+  EXPECT_NE(md.find("| run | 4K | 8K |\n|---|---:|---:|\n| yarn | 68.8 | 37.5 |\n"), std::string::npos) << md;
+  EXPECT_NE(md.find("| niah_single_1 | 100.0 | 75.0 |\n| vt | 37.5 | 0.0 |\n| **average** | 68.8 | 37.5 |"),
+            std::string::npos)
+      << md;
   EXPECT_NE(md.find("--no-plots"), std::string::npos);
 }
 
@@ -130,7 +146,7 @@ TEST_F(ReportCommandTest, WritesPlots) {
   ASSERT_EQ(report({"--plots", plots_script().string()}), 0) << err_.str() << out_.str();
   const fs::path out = dir_ / "report";
   for (const char* name : {"ppl_vs_length.png", "ppl_by_position.png", "passkey_pi.png",
-                           "needle_yarn.png", "entropy_by_layer.png"}) {
+                           "needle_yarn.png", "entropy_by_layer.png", "ruler_yarn.png"}) {
     SCOPED_TRACE(name);
     const std::string png = read(out / name);
     ASSERT_GT(png.size(), 2000u);
