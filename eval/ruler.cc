@@ -45,21 +45,62 @@ absl::Status check_options(Generator& generator, const Options& options) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The answers of one cell's samples: this replica's own (i % size == rank),
+// then, over `replicas`, everyone's: one all-reduce of
+// [samples, 2 + max_new] doubles (entropy, answer length, ids; ids < 2^53
+// are exact), zero in the rows of the other replicas' samples.
+std::vector<Answer> answer_cell(const Answerer& answer, const std::vector<Sample>& samples, Communicator* replicas) {
+  const int size = replicas ? replicas->size() : 1, rank = replicas ? replicas->rank() : 0;
+  std::vector<Answer> out(samples.size());
+  for (size_t i = 0; i < samples.size(); ++i)
+    if (static_cast<int>(i % static_cast<size_t>(size)) == rank)
+      out[i] = answer(samples[i].ids, samples[i].max_new_tokens);
+  if (size == 1 || samples.empty()) return out;
+  const int64_t width = 2 + samples.front().max_new_tokens;
+  std::vector<double> table(samples.size() * static_cast<size_t>(width), 0.0);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (static_cast<int>(i % static_cast<size_t>(size)) != rank) continue;
+    double* row = table.data() + i * static_cast<size_t>(width);
+    row[0] = out[i].mean_entropy;
+    row[1] = static_cast<double>(out[i].ids.size());
+    for (size_t k = 0; k < out[i].ids.size() && static_cast<int64_t>(k) + 2 < width; ++k) row[k + 2] = out[i].ids[k];
+  }
+  Tensor t = Tensor::from_vector(table, {static_cast<int64_t>(samples.size()), width}, DType::kF64);
+  replicas->all_reduce(t);
+  table = t.to_vector();
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const double* row = table.data() + i * static_cast<size_t>(width);
+    out[i].mean_entropy = row[0];
+    out[i].ids.assign(static_cast<size_t>(row[1]), 0);
+    for (size_t k = 0; k < out[i].ids.size(); ++k) out[i].ids[k] = static_cast<int32_t>(row[k + 2]);
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<Cell>> run(Generator& generator, const Tokenizer& tokenizer, const Answerer& answer,
                                       const Options& options, const std::function<void(const Record&)>& record,
-                                      const std::function<void(const Cell&)>& progress) {
+                                      const std::function<void(const Cell&)>& progress, Communicator* replicas) {
   ROTOR_RETURN_IF_ERROR(check_options(generator, options));
   std::vector<Cell> cells;
   for (Task task : options.tasks) {
     for (int64_t length : options.lengths) {
       Cell cell{.task = task, .length = length, .samples = options.samples};
-      double score_sum = 0, entropy_sum = 0;
-      int64_t answer_tokens = 0;
+      std::vector<Sample> samples;
       for (int64_t i = 0; i < options.samples; ++i) {
         ROTOR_ASSIGN_OR_RETURN(Sample s, generator.sample(task, length, i));
-        const Answer a = answer(s.ids, s.max_new_tokens);
-        Record r{.sample = &s, .output = answer_text(tokenizer, a.ids)};
-        r.score = string_match_all(s.answers, r.output);
+        samples.push_back(std::move(s));
+      }
+      const std::vector<Answer> answers = answer_cell(answer, samples, replicas);
+      double score_sum = 0, entropy_sum = 0;
+      int64_t answer_tokens = 0;
+      for (size_t i = 0; i < samples.size(); ++i) {
+        const Answer& a = answers[i];
+        Record r{.sample = &samples[i], .output = answer_text(tokenizer, a.ids)};
+        r.score = string_match_all(samples[i].answers, r.output);
         score_sum += r.score;
         cell.passed += r.score == 1.0;
         entropy_sum += a.mean_entropy * static_cast<double>(a.ids.size());

@@ -25,6 +25,7 @@
 #include "data/tokenizer.h"
 #include "eval/retrieval.h"
 #include "eval/ruler_tasks.h"
+#include "parallel/communicator.h"
 
 namespace rotor::ruler {
 
@@ -61,11 +62,18 @@ struct Record {
 absl::Status check_options(Generator& generator, const Options& options);
 
 // Runs the grid, tasks outer, lengths inner. `record` (optional) sees every
-// answered sample, `progress` (optional) every finished cell.
+// answered sample, in order, once its cell is done; `progress` (optional)
+// every finished cell. With `replicas` (the data-parallel group of a
+// layout; size > 1) the samples are spread over it, sample i answered by
+// replica i % size, and one all-reduce per cell gives every rank every
+// answer (its ids and entropy), so every rank returns the same cells and
+// records as one rank answering them all. Collective over `replicas` and
+// over the answerer's group.
 absl::StatusOr<std::vector<Cell>> run(Generator& generator, const Tokenizer& tokenizer, const Answerer& answer,
                                       const Options& options,
                                       const std::function<void(const Record&)>& record = nullptr,
-                                      const std::function<void(const Cell&)>& progress = nullptr);
+                                      const std::function<void(const Cell&)>& progress = nullptr,
+                                      Communicator* replicas = nullptr);
 
 // One JSON line (no newline) of a record: task, length, index, input,
 // answers, output, score, tokens (the prompt's length in tokens). Invalid

@@ -229,7 +229,8 @@ int run_eval_ruler(const std::vector<std::string>& args, std::ostream& out, std:
                                        ruler::task_info(c.task).name, c.length, c.passed, c.samples, c.pass_rate,
                                        c.mean_entropy);
         rank0.get().flush();
-      });
+      },
+      m->layout.par.dp);
   if (!cells.ok()) return fail_all(cells.status(), exit_status(cells.status()));
   if (world.comm().rank() != 0) return 0;
   if (dump.is_open()) {

@@ -8,7 +8,9 @@
 // eval passkey` (retrieval_command.h): the RECIPE with --set, the weights of
 // --checkpoint (default: the latest of run.dir), the checkpoint's
 // tokenizer.model else data.tokenizer; greedy answers with a KV cache on one
-// rank, by recomputation in the recipe's tp/cp layout under mpirun.
+// rank, by recomputation in the recipe's tp/cp layout under mpirun. The
+// data-parallel replicas (ranks / (tp x cp)) share the samples: sample i is
+// answered by replica i % dp.
 //
 // Defaults: every task; lengths = eval.lengths, or data.sequence_length;
 // 20 samples per (task, length) (RULER publishes 500); seed 42.
@@ -25,7 +27,7 @@
 // "run,step,task,length,samples,passed,pass_rate,mean_entropy"), one
 // progress line per cell, and with --dump FILE every sample as a JSON line
 // (ruler::dump_line: task, length, index, input, answers, output, score,
-// tokens), written as it is answered. Rank 0 writes.
+// tokens), written cell by cell as they finish. Rank 0 writes.
 #pragma once
 
 #include <ostream>
