@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <numbers>
 #include <set>
 
@@ -291,6 +293,44 @@ int64_t max_size(Task t, const Resources& r) {
   return int64_t{1} << 26;
 }
 
+// The tokens of a prompt at haystack size n; kInvalid when the task's format
+// cannot take n.
+constexpr int64_t kInvalid = std::numeric_limits<int64_t>::max();
+using Measure = std::function<absl::StatusOr<int64_t>(int64_t n)>;
+
+// An n in [lo, hi) whose prompt takes at most `target` tokens and at least
+// target - slack (or the largest such n when none does), given t_lo =
+// measure(lo) <= target < t_hi = measure(hi). Tokens grow nearly linearly
+// with the haystack, so a probe interpolates between the bracket's ends (2-4
+// encodes of a 128K-token prompt, against ~17 for bisection); after two
+// probes that did not halve the bracket the next one bisects.
+absl::StatusOr<int64_t> fitting_size(const Measure& measure, int64_t target, int64_t slack, int64_t lo,
+                                     int64_t t_lo, int64_t hi, int64_t t_hi) {
+  int slow = 0;
+  while (hi - lo > 1 && t_lo < target - slack) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (slow < 2 && t_hi != kInvalid && t_hi > t_lo) {
+      const double f = static_cast<double>(target - slack / 2 - t_lo) / static_cast<double>(t_hi - t_lo);
+      mid = std::clamp<int64_t>(lo + static_cast<int64_t>(f * static_cast<double>(hi - lo)), lo + 1, hi - 1);
+    }
+    const int64_t before = hi - lo;
+    ROTOR_ASSIGN_OR_RETURN(int64_t t, measure(mid));
+    if (t <= target) {
+      lo = mid;
+      t_lo = t;
+    } else {
+      hi = mid;
+      t_hi = t;
+    }
+    slow = 2 * (hi - lo) > before ? slow + 1 : 0;  // a bisection halves: slow is 0 again
+  }
+  return lo;
+}
+
+// How close to the budget a prompt must come: 0.2% of the length, at least
+// 16 tokens (RULER itself sizes in steps of 500 essay words or 25 sentences).
+int64_t fill_slack(int64_t length) { return std::max<int64_t>(16, length / 500); }
+
 }  // namespace
 
 // ------------------------------------------------------------------ tables
@@ -439,10 +479,15 @@ Generator::Built Generator::build(Task task, int64_t length, int64_t n, uint64_t
   return b;
 }
 
-absl::StatusOr<int64_t> Generator::tokens(const Built& b) const {
+absl::StatusOr<std::vector<int32_t>> Generator::encode(const Built& b) const {
   absl::StatusOr<std::vector<int32_t>> ids = tokenizer_.encode(b.text);
   if (!ids.ok()) return absl::Status(ids.status().code(), absl::StrCat("tokenizer ", tokenizer_.spec(), ": ", ids.status().message()));
-  return static_cast<int64_t>(ids->size());
+  return ids;
+}
+
+absl::StatusOr<int64_t> Generator::tokens(const Built& b) const {
+  ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> ids, encode(b));
+  return static_cast<int64_t>(ids.size());
 }
 
 bool Generator::cwe_small(int64_t length) const {
@@ -513,42 +558,45 @@ absl::StatusOr<int64_t> Generator::minimum_length(Task task) {
 // for sample 0 (the other samples start from it).
 absl::StatusOr<int64_t> Generator::fitted_size(Task task, int64_t length) {
   if (auto it = sizes_.find({task, length}); it != sizes_.end()) return it->second;
-  const int64_t budget = task_info(task).max_new_tokens;
-  const uint64_t seed = sample_seed(task, 0);
-  const double depth = sample_depth(0);
-  auto fits = [&](int64_t n) -> absl::StatusOr<bool> {
-    const Built b = build(task, length, n, seed, depth);
-    if (!b.valid) return false;
-    ROTOR_ASSIGN_OR_RETURN(int64_t t, tokens(b));
-    return t + budget <= length;
+  const int64_t target = length - task_info(task).max_new_tokens;
+  const Measure measure = [&](int64_t n) -> absl::StatusOr<int64_t> {
+    const Built b = build(task, length, n, sample_seed(task, 0), is_niah(task) ? sample_depth(0) : -1);
+    if (!b.valid) return kInvalid;
+    return tokens(b);
   };
   int64_t lo = min_size(task);
   const int64_t cap = max_size(task, resources_);
-  ROTOR_ASSIGN_OR_RETURN(bool ok, fits(lo));
-  if (!ok) {
+  ROTOR_ASSIGN_OR_RETURN(int64_t t_lo, measure(lo));
+  if (t_lo > target) {
     ROTOR_ASSIGN_OR_RETURN(int64_t least, minimum_length(task));
     return absl::InvalidArgumentError(absl::StrCat(
         "length ", length, " is too short for RULER task ", task_info(task).name,
-        ": its template with the smallest haystack and the ", budget,
+        ": its template with the smallest haystack and the ", task_info(task).max_new_tokens,
         "-token answer need lengths of at least ", least));
   }
-  // Grow by doubling steps, then bisect between the last fit and the first miss.
-  int64_t hi = lo, step = 1;
-  for (;;) {
-    hi = std::min(lo + step, cap);
-    if (hi == lo) break;
-    ROTOR_ASSIGN_OR_RETURN(bool more, fits(hi));
-    if (!more) break;
+  // A first miss: extrapolate the tokens per haystack unit, aim 10% past the
+  // target, double while that still fits.
+  int64_t hi = std::min(cap, lo + 64);
+  ROTOR_ASSIGN_OR_RETURN(int64_t t_hi, measure(hi));
+  if (t_hi <= target && t_hi > t_lo) {
+    const double per_unit = static_cast<double>(t_hi - t_lo) / static_cast<double>(hi - lo);
     lo = hi;
-    step *= 2;
+    t_lo = t_hi;
+    hi = std::min<int64_t>(cap, lo + 1 + static_cast<int64_t>(1.1 * static_cast<double>(target - t_lo) / per_unit));
+    ROTOR_ASSIGN_OR_RETURN(t_hi, measure(hi));
   }
-  while (hi - lo > 1) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    ROTOR_ASSIGN_OR_RETURN(bool more, fits(mid));
-    (more ? lo : hi) = mid;
+  while (t_hi <= target && hi < cap) {
+    lo = hi;
+    t_lo = t_hi;
+    hi = std::min(cap, 2 * hi);
+    ROTOR_ASSIGN_OR_RETURN(t_hi, measure(hi));
   }
-  sizes_[{task, length}] = lo;
-  return lo;
+  int64_t n = hi;
+  if (t_hi > target) {
+    ROTOR_ASSIGN_OR_RETURN(n, fitting_size(measure, target, fill_slack(length), lo, t_lo, hi, t_hi));
+  }
+  sizes_[{task, length}] = n;
+  return n;
 }
 
 absl::StatusOr<Sample> Generator::sample(Task task, int64_t length, int64_t index) {
@@ -565,22 +613,32 @@ absl::StatusOr<Sample> Generator::sample(Task task, int64_t length, int64_t inde
   const double depth = is_niah(task) ? sample_depth(index) : -1;
   const int64_t budget = info.max_new_tokens;
   Built b = build(task, length, n, seed, depth);
-  ROTOR_ASSIGN_OR_RETURN(int64_t t, tokens(b));
+  ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> ids, encode(b));
+  int64_t t = static_cast<int64_t>(ids.size());
   if (t + budget > length) {  // this sample's keys are longer: the largest size that fits
-    int64_t lo = min_size(task), hi = n;
-    while (hi - lo > 1) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      const Built m = build(task, length, mid, seed, depth);
-      ROTOR_ASSIGN_OR_RETURN(int64_t tm, tokens(m));
-      (m.valid && tm + budget <= length ? lo : hi) = mid;
+    const Measure measure = [&](int64_t m) -> absl::StatusOr<int64_t> {
+      const Built bm = build(task, length, m, seed, depth);
+      if (!bm.valid) return kInvalid;
+      return tokens(bm);
+    };
+    // Gallop down from n to a fit (the first step twice the overshoot at
+    // this prompt's tokens per unit), then search between.
+    int64_t hi = n, t_hi = t, lo = n, t_lo = t;
+    const int64_t first = std::max<int64_t>(1, 2 * (t - (length - budget)) * n / std::max<int64_t>(t, 1));
+    for (int64_t step = first; t_lo > length - budget; step *= 2) {
+      if (lo == min_size(task)) {
+        return absl::InvalidArgumentError(absl::StrCat("length ", length, " is too short for sample ", index,
+                                                       " of RULER task ", info.name));
+      }
+      hi = lo;
+      t_hi = t_lo;
+      lo = std::max(min_size(task), n - step);
+      ROTOR_ASSIGN_OR_RETURN(t_lo, measure(lo));
     }
-    n = lo;
+    ROTOR_ASSIGN_OR_RETURN(n, fitting_size(measure, length - budget, fill_slack(length), lo, t_lo, hi, t_hi));
     b = build(task, length, n, seed, depth);
-    ROTOR_ASSIGN_OR_RETURN(t, tokens(b));
-    if (!b.valid || t + budget > length) {
-      return absl::InvalidArgumentError(absl::StrCat("length ", length, " is too short for sample ", index,
-                                                     " of RULER task ", info.name));
-    }
+    ROTOR_ASSIGN_OR_RETURN(ids, encode(b));
+    t = static_cast<int64_t>(ids.size());
   }
   if (10 * (t + budget) < 8 * length) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -592,7 +650,7 @@ absl::StatusOr<Sample> Generator::sample(Task task, int64_t length, int64_t inde
   s.length = length;
   s.index = index;
   s.input = std::move(b.text);
-  ROTOR_ASSIGN_OR_RETURN(s.ids, tokenizer_.encode(s.input));
+  s.ids = std::move(ids);
   s.answers = std::move(b.answers);
   s.max_new_tokens = budget;
   s.haystack = n;
