@@ -79,20 +79,6 @@ std::map<std::string, RunSummary::LayerMean> layer_means(const CsvKind& kind, co
   return out;
 }
 
-// Each run's rows at its latest step.
-std::vector<Row> latest_rows(const CsvKind& kind, const std::vector<Row>& rows) {
-  std::map<std::string, int64_t> last;
-  for (const Row& r : rows) {
-    const int64_t s = int_at(kind, r, "step");
-    auto [it, fresh] = last.emplace(r[0], s);
-    if (!fresh) it->second = std::max(it->second, s);
-  }
-  std::vector<Row> out;
-  for (const Row& r : rows)
-    if (int_at(kind, r, "step") == last[r[0]]) out.push_back(r);
-  return out;
-}
-
 RunSummary& summary_of(std::vector<RunSummary>& runs, const std::string& name) {
   for (RunSummary& s : runs)
     if (s.name == name) return s;
@@ -293,6 +279,31 @@ std::string markdown(const std::vector<std::string>& run_dirs, const std::vector
 }
 
 }  // namespace
+
+std::vector<Row> latest_rows(const CsvKind& kind, const std::vector<Row>& rows) {
+  std::map<std::string, int64_t> last;
+  for (const Row& r : rows) {
+    const int64_t s = int_at(kind, r, "step");
+    auto [it, fresh] = last.emplace(r[0], s);
+    if (!fresh) it->second = std::max(it->second, s);
+  }
+  std::vector<Row> out;
+  for (const Row& r : rows)
+    if (int_at(kind, r, "step") == last[r[0]]) out.push_back(r);
+  return out;
+}
+
+double number_at(const CsvKind& kind, const CsvRow& row, const std::string& name) { return num_at(kind, row, name); }
+int64_t integer_at(const CsvKind& kind, const CsvRow& row, const std::string& name) { return int_at(kind, row, name); }
+const std::string& text_at(const CsvKind& kind, const CsvRow& row, const std::string& name) {
+  return row[column(kind, name)];
+}
+
+const CsvKind* csv_kind(const std::string& file) {
+  for (const CsvKind& k : eval_csv_kinds())
+    if (k.file == file) return &k;
+  return nullptr;
+}
 
 const std::vector<CsvKind>& eval_csv_kinds() {
   static const std::vector<CsvKind> kinds = {

@@ -33,10 +33,21 @@ const std::vector<CsvKind>& eval_csv_kinds();
 
 using CsvRow = std::vector<std::string>;
 
+// The kind of eval CSV `file` ("ppl.csv", ...); nullptr when there is none.
+const CsvKind* csv_kind(const std::string& file);
+
 // The rows of `path` (header excluded), every field checked against `kind`.
 // InvalidArgument naming the file and line ("runs/a/eval/ppl.csv:7: column
 // 'ppl': expected a number, got 'x'"); NotFound when it cannot be read.
 absl::StatusOr<std::vector<CsvRow>> read_eval_csv(const std::string& path, const CsvKind& kind);
+
+// Column `name` of a row of `kind` (read_eval_csv validated it): as a number
+// (an empty field is NaN), an integer, or text.
+double number_at(const CsvKind& kind, const CsvRow& row, const std::string& name);
+int64_t integer_at(const CsvKind& kind, const CsvRow& row, const std::string& name);
+const std::string& text_at(const CsvKind& kind, const CsvRow& row, const std::string& name);
+// Each run's rows at its latest step.
+std::vector<CsvRow> latest_rows(const CsvKind& kind, const std::vector<CsvRow>& rows);
 
 // What the table shows of one run.
 struct RunSummary {

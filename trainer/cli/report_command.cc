@@ -12,8 +12,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "eval/findings.h"
 #include "eval/report.h"
 #include "trainer/cli/args.h"
+#include "trainer/loading.h"
+#include "trainer/recipe/recipe.h"
 
 namespace rotor {
 namespace {
@@ -98,6 +102,34 @@ int make_plots(const std::string& script_option, const std::string& out_dir, std
   return 0;
 }
 
+// What findings need of each run: its recipe.yaml (a RUN_DIR without one,
+// e.g. an eval folder, is left out and said on `err`).
+std::vector<eval::RunInfo> run_infos(const std::vector<std::string>& run_dirs, std::ostream& err) {
+  std::vector<eval::RunInfo> infos;
+  for (const std::string& dir : run_dirs) {
+    const fs::path path = fs::path(dir) / "recipe.yaml";
+    if (!fs::exists(path)) {
+      err << "rotor report: " << path.string() << " not found: " << dir << " is left out of findings.md\n";
+      continue;
+    }
+    absl::StatusOr<LoadedRecipe> r = load_recipe(path.string(), {});
+    if (!r.ok()) {
+      err << "rotor report: " << r.status().message() << ": " << dir << " is left out of findings.md\n";
+      continue;
+    }
+    const recipe::Recipe& p = r->proto;
+    eval::RunInfo info;
+    info.name = run_name(p.run().dir());
+    info.rope = absl::StrFormat("%s theta=%g", p.rope().method(), p.rope().theta());
+    if (p.rope().has_factor()) absl::StrAppendFormat(&info.rope, " factor=%g", p.rope().factor());
+    info.logit_scale = p.logit_scale().kind();
+    info.train_length = p.data().sequence_length();
+    info.continued = !p.model().init_from().empty();
+    infos.push_back(info);
+  }
+  return infos;
+}
+
 }  // namespace
 
 int run_report(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -157,6 +189,9 @@ int run_report(const std::vector<std::string>& args, std::ostream& out, std::ost
   } else {
     plots_note = "Plots not made (--no-plots).";
   }
+  const std::vector<eval::Finding> findings = eval::assess_findings(tables, run_infos(run_dirs, err));
+  const fs::path findings_path = fs::path(out_dir) / "findings.md";
+  std::ofstream(findings_path) << eval::findings_markdown(findings);
   const fs::path md_path = fs::path(out_dir) / "report.md";
   std::ofstream md(md_path);
   md << eval::report_markdown(run_dirs, tables, out_dir, plots_note);
@@ -164,6 +199,7 @@ int run_report(const std::vector<std::string>& args, std::ostream& out, std::ost
     err << "rotor report: cannot write " << md_path.string() << "\n";
     return 1;
   }
+  out << "\nFindings (" << findings_path.string() << "):\n" << eval::findings_table(findings);
   out << "rotor report: " << tables.runs.size() << " run(s) -> " << md_path.string() << "\n";
   return status;
 }

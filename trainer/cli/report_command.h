@@ -24,6 +24,11 @@
 //     score (x100) averaged over the tasks per length, a row per run, as
 //     RULER publishes it, then per run a task x length table (rows of one
 //     cell pooled, weighed by samples); then links to the plots;
+//   findings.md: the seed papers' five findings (eval/findings.h) checked on
+//     the runs, each reproduced / not reproduced / not measured with its
+//     numbers; what each run is (base, extension, ablation; its rope and
+//     logit scale) comes from <RUN_DIR>/recipe.yaml (a RUN_DIR without one is
+//     left out, said on stderr); the verdicts are also printed;
 //   the PNGs of eval/plots.py (see that file), unless --no-plots.
 //
 // The plot script is --plots PATH, else $ROTOR_PLOTS, else eval/plots.py found

@@ -132,6 +132,13 @@ TEST_F(ReportCommandTest, MergesRunsAndWritesTable) {
   EXPECT_EQ(count_lines(read(out / "ruler.csv")), 1 + 5);
   EXPECT_NE(err_.str().find("pi/eval/ruler.csv not found"), std::string::npos) << err_.str();
   EXPECT_NE(md.find("## RULER"), std::string::npos) << md;
+  // findings.md: these run dirs hold no recipe.yaml, so no finding can be assessed (said).
+  const std::string findings = read(out / "findings.md");
+  EXPECT_NE(findings.find("| 1 | The base model's perplexity breaks past its training length"), std::string::npos)
+      << findings;
+  EXPECT_NE(findings.find("**not measured** | no base run"), std::string::npos) << findings;
+  EXPECT_NE(err_.str().find("pi/recipe.yaml not found"), std::string::npos) << err_.str();
+  EXPECT_NE(out_.str().find("Findings ("), std::string::npos) << out_.str();
   EXPECT_NE(md.find("| run | 4K | 8K |\n|---|---:|---:|\n| yarn | 68.8 | 37.5 |\n"), std::string::npos) << md;
   EXPECT_NE(md.find("| niah_single_1 | 100.0 | 75.0 |\n| vt | 37.5 | 0.0 |\n| **average** | 68.8 | 37.5 |"),
             std::string::npos)
