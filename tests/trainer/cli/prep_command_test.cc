@@ -2,9 +2,11 @@
 // repeated and inline options, inputs up to the next option, and an error
 // naming what is wrong for every malformed command line.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <sstream>
 
+#include "data/indexed_dataset.h"
 #include "trainer/cli/prep_command.h"
 
 namespace rotor {
@@ -60,6 +62,48 @@ TEST(PrepArgs, CommandExitStatus) {
                              out, err),
             2);
   EXPECT_NE(err.str().find("/nonexistent/in.txt"), std::string::npos) << err.str();
+}
+
+}  // namespace
+}  // namespace rotor
+
+namespace rotor {
+namespace {
+
+// `rotor prep --synthetic`: writes the documents of eval/synthetic.h; bad
+// counts, a missing length and a length too short are named.
+TEST(PrepSynthetic, WritesRetrievalDocumentsAndNamesBadOptions) {
+  const std::string prefix = ::testing::TempDir() + "/prep_synthetic_" + std::to_string(getpid());
+  std::ostringstream out, err;
+  ASSERT_EQ(run_prep_command({"--tokenizer", "bytes", "--output", prefix, "--synthetic", "passkey=3,needle=2",
+                              "--length", "520", "--distractors=1", "--seed", "5"},
+                             out, err),
+            0)
+      << err.str();
+  EXPECT_NE(err.str().find("wrote 3 passkey and 2 needle documents of 520 tokens"), std::string::npos) << err.str();
+  absl::StatusOr<IndexedDataset> ds = IndexedDataset::open(prefix);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ(ds->num_documents(), 5);
+  EXPECT_EQ(ds->num_tokens(), 5 * 520);
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"--tokenizer", "bytes", "--output", prefix, "--synthetic", "passkey=x", "--length", "400"},
+       "--synthetic: 'passkey=x' is not passkey=N or needle=N"},
+      {{"--tokenizer", "bytes", "--output", prefix, "--synthetic", "maze=3", "--length", "400"}, "'maze=3'"},
+      {{"--tokenizer", "bytes", "--output", prefix, "--synthetic", "passkey=3"}, "--length is required"},
+      {{"--tokenizer", "bytes", "--output", prefix, "--synthetic", "passkey=3", "--length", "50"},
+       "use a length of at least"},
+      {{"--tokenizer", "bytes", "--output", prefix, "--synthetic", "passkey=3", "--length", "400", "--input", "a"},
+       "unknown option '--input' (with --synthetic)"},
+  };
+  for (const Case& c : cases) {
+    std::ostringstream o, e;
+    EXPECT_EQ(run_prep_command(c.args, o, e), 2) << c.message;
+    EXPECT_NE(e.str().find(c.message), std::string::npos) << "want '" << c.message << "' in " << e.str();
+  }
 }
 
 }  // namespace
