@@ -35,6 +35,11 @@ class DocumentSource {
   // fit int32 (or a dataset that holds no integer tokens).
   virtual absl::Status read_document(int64_t doc, int64_t offset, int64_t length,
                                      int32_t* out) const = 0;
+  // Where the last sequence of document `doc` starts (a token offset inside
+  // it): 0 for a document of one sequence, and for formats without
+  // sequences. Packing with loss_on_last_sequence counts only the targets
+  // from there on.
+  virtual int64_t last_sequence_start(int64_t /*doc*/) const { return 0; }
 
  protected:
   // OutOfRange naming name(), the document and the range unless 0 <= doc <

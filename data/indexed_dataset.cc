@@ -240,6 +240,13 @@ int64_t IndexedDataset::document_tokens(int64_t doc) const {
   return n;
 }
 
+int64_t IndexedDataset::last_sequence_start(int64_t doc) const {
+  const auto [a, b] = document_range(doc);
+  int64_t n = 0;
+  for (int64_t i = a; i + 1 < b; ++i) n += sequence_length(i);
+  return n;
+}
+
 absl::Status IndexedDataset::read_document(int64_t doc, int64_t offset, int64_t length,
                                            int32_t* out) const {
   ROTOR_RETURN_IF_ERROR(check_range(doc, offset, length));

@@ -91,6 +91,7 @@ class IndexedDataset : public DocumentSource {
   const std::string& name() const override { return prefix_; }
   int64_t num_documents() const override { return num_doc_indices_ - 1; }
   int64_t document_tokens(int64_t doc) const override;
+  int64_t last_sequence_start(int64_t doc) const override;
   absl::Status read_document(int64_t doc, int64_t offset, int64_t length,
                              int32_t* out) const override;
   // Total tokens over all sequences.

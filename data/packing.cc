@@ -34,6 +34,7 @@ absl::StatusOr<PackedSampler> PackedSampler::create(const DocumentSource* datase
     const int64_t n = dataset->document_tokens(d);
     s.doc_tokens_.push_back(n);
     s.total_tokens_ += n;
+    if (options.loss_on_last_sequence) s.loss_from_.push_back(dataset->last_sequence_start(d));
   }
   const int64_t L = options.sequence_length;
   if (s.total_tokens_ < L + 1) {
@@ -112,6 +113,13 @@ absl::StatusOr<PackedSample> PackedSampler::sample(int64_t index) {
     s.segments[t] = segment;
     s.positions[t] = position++;
     if (doc[t + 1] != doc[t]) s.targets[t] = -1;  // next token belongs to another document
+  }
+  if (options_.loss_on_last_sequence) {
+    for (int64_t t = 0; t < L; ++t) {  // target t is stream token j L + t + 1
+      const size_t k = static_cast<size_t>(doc[t + 1]);
+      const int64_t offset = j * L + t + 1 - doc_start_[k];
+      if (offset < loss_from_[static_cast<size_t>(doc_order_[k])]) s.targets[t] = -1;
+    }
   }
   return s;
 }

@@ -21,6 +21,8 @@
 //              already running when the sample starts counts from 0 there)
 //   segments   all 0; with document_masking, 0, 1, 2, ... per document in the
 //              sample, so attention stays inside a document
+// With loss_on_last_sequence, a target before its document's last sequence
+// is -1 too.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +40,11 @@ struct PackingOptions {
   // false: documents and samples in dataset order (sample j = stream tokens
   // [jL, jL + L]), for evaluation windows that cover the same text at every L.
   bool shuffle = true;
+  // Count only the targets inside each document's last sequence
+  // (DocumentSource::last_sequence_start): the others are -1, their tokens
+  // are context only (prompt/completion data, the answer of a synthetic
+  // retrieval document).
+  bool loss_on_last_sequence = false;
 };
 
 struct PackedSample {
@@ -65,6 +72,7 @@ class PackedSampler {
   const DocumentSource* dataset_;
   PackingOptions options_;
   std::vector<int64_t> doc_tokens_;   // tokens per document (dataset order)
+  std::vector<int64_t> loss_from_;    // loss_on_last_sequence: last_sequence_start per document
   int64_t total_tokens_ = 0;
   int64_t samples_per_epoch_ = 0;
   int64_t epoch_ = -1;

@@ -24,7 +24,7 @@ absl::Status too_short(const char* kind, int64_t length, int64_t fixed) {
                                                  " (use a length of at least ", fixed + 1, ")"));
 }
 
-absl::StatusOr<std::vector<int32_t>> passkey_document(const Tokenizer& t, int64_t length, ruler::Rng& rng) {
+absl::StatusOr<SyntheticDocument> passkey_document(const Tokenizer& t, int64_t length, ruler::Rng& rng) {
   const int64_t key = rng.between(10000, 99999);
   const double depth = static_cast<double>(rng.below(1001)) / 1000.0;
   ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> answer, encode(t, absl::StrCat(" ", key, ".")));
@@ -36,13 +36,13 @@ absl::StatusOr<std::vector<int32_t>> passkey_document(const Tokenizer& t, int64_
                                                                                "12345 is the pass key. ")));
     return too_short("passkey", length, static_cast<int64_t>(fixed.size() + answer.size()) + 2);
   }
-  std::vector<int32_t> doc = std::move(p->ids);
-  doc.insert(doc.end(), answer.begin(), answer.end());
-  doc.push_back(t.eos_id());
+  SyntheticDocument doc{.ids = std::move(p->ids), .answer_start = prompt};
+  doc.ids.insert(doc.ids.end(), answer.begin(), answer.end());
+  doc.ids.push_back(t.eos_id());
   return doc;
 }
 
-absl::StatusOr<std::vector<int32_t>> needle_document(const Tokenizer& t, const std::vector<std::string>& words,
+absl::StatusOr<SyntheticDocument> needle_document(const Tokenizer& t, const std::vector<std::string>& words,
                                                      int64_t length, int64_t distractors, ruler::Rng& rng) {
   if (words.empty()) return absl::InvalidArgumentError("synthetic needle documents need the word list");
   auto key_of = [&] { return absl::StrCat(words[rng.below(words.size())], "-", words[rng.below(words.size())]); };
@@ -61,7 +61,9 @@ absl::StatusOr<std::vector<int32_t>> needle_document(const Tokenizer& t, const s
                                                              "afterwards.\n"));
   ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> tail, encode(t, absl::StrCat(
       "\nWhat is the special magic number for ", key, " mentioned in the provided text? The special magic number for ",
-      key, " mentioned in the provided text is ", value, ".")));
+      key, " mentioned in the provided text is")));
+  ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> answer, encode(t, absl::StrCat(" ", value, ".")));
+  tail.insert(tail.end(), answer.begin(), answer.end());
   ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> noise, encode(t, absl::StrCat("The grass is green. The sky is blue. The sun is "
                                                                               "yellow. Here we go. There and back again.\n")));
   std::vector<std::vector<int32_t>> needle_ids;
@@ -90,22 +92,22 @@ absl::StatusOr<std::vector<int32_t>> needle_document(const Tokenizer& t, const s
   doc.insert(doc.end(), filler.begin() + done, filler.end());
   doc.insert(doc.end(), tail.begin(), tail.end());
   doc.push_back(t.eos_id());
-  return doc;
+  return SyntheticDocument{.ids = std::move(doc), .answer_start = length - 1 - static_cast<int64_t>(answer.size())};
 }
 
 }  // namespace
 
-absl::StatusOr<std::vector<int32_t>> synthetic_document(const Tokenizer& tokenizer, const std::vector<std::string>& words,
-                                                        const SyntheticOptions& options, int64_t index) {
+absl::StatusOr<SyntheticDocument> synthetic_document(const Tokenizer& tokenizer, const std::vector<std::string>& words,
+                                                     const SyntheticOptions& options, int64_t index) {
   if (tokenizer.eos_id() < 0) return absl::InvalidArgumentError(absl::StrCat("tokenizer ", tokenizer.spec(), " has no eos token"));
   ruler::Rng rng(mix64(options.seed ^ mix64(static_cast<uint64_t>(index))));
-  std::vector<int32_t> doc;
+  SyntheticDocument doc;
   if (index < options.passkey) {
     ROTOR_ASSIGN_OR_RETURN(doc, passkey_document(tokenizer, options.length, rng));
   } else {
     ROTOR_ASSIGN_OR_RETURN(doc, needle_document(tokenizer, words, options.length, options.distractors, rng));
   }
-  ROTOR_CHECK_EQ(static_cast<int64_t>(doc.size()), options.length) << "synthetic document " << index;
+  ROTOR_CHECK_EQ(static_cast<int64_t>(doc.ids.size()), options.length) << "synthetic document " << index;
   return doc;
 }
 
@@ -117,8 +119,10 @@ absl::Status write_synthetic_dataset(const Tokenizer& tokenizer, const std::vect
   ROTOR_ASSIGN_OR_RETURN(IndexedDatasetWriter w, IndexedDatasetWriter::create(prefix, dtype));
   for (int64_t i = 0; i < options.passkey + options.needle; ++i) {
     // An error returns before finalize: the writer leaves no dataset behind.
-    ROTOR_ASSIGN_OR_RETURN(std::vector<int32_t> doc, synthetic_document(tokenizer, words, options, i));
-    ROTOR_RETURN_IF_ERROR(w.add_sequence(std::vector<int64_t>(doc.begin(), doc.end())));
+    ROTOR_ASSIGN_OR_RETURN(SyntheticDocument doc, synthetic_document(tokenizer, words, options, i));
+    const auto answer = doc.ids.begin() + doc.answer_start;
+    ROTOR_RETURN_IF_ERROR(w.add_sequence(std::vector<int64_t>(doc.ids.begin(), answer)));
+    ROTOR_RETURN_IF_ERROR(w.add_sequence(std::vector<int64_t>(answer, doc.ids.end())));
     w.end_document();
   }
   return w.finalize();

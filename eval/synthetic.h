@@ -41,14 +41,21 @@ struct SyntheticOptions {
   uint64_t seed = 0;
 };
 
+struct SyntheticDocument {
+  std::vector<int32_t> ids;  // exactly `length` tokens
+  int64_t answer_start = 0;  // ids[answer_start..] = the answer and eos
+};
+
 // Document `index` of the dataset `options` describes. InvalidArgument when
 // `length` cannot hold the prompt's fixed text and answer (naming the minimum).
-absl::StatusOr<std::vector<int32_t>> synthetic_document(const Tokenizer& tokenizer,
-                                                        const std::vector<std::string>& words,
-                                                        const SyntheticOptions& options, int64_t index);
+absl::StatusOr<SyntheticDocument> synthetic_document(const Tokenizer& tokenizer,
+                                                     const std::vector<std::string>& words,
+                                                     const SyntheticOptions& options, int64_t index);
 
-// Writes every document to the indexed dataset `prefix` (one sequence and one
-// document each), atomically. `words`: ruler::load_word_list() (needle keys).
+// Writes every document to the indexed dataset `prefix`, atomically: one
+// document of two sequences each, the prompt and the answer with eos, so
+// that a recipe's `loss: last_sequence` (data/packing.h) trains on the answer
+// alone. `words`: ruler::load_word_list() (needle keys).
 absl::Status write_synthetic_dataset(const Tokenizer& tokenizer, const std::vector<std::string>& words,
                                      const SyntheticOptions& options, const std::string& prefix);
 

@@ -25,7 +25,8 @@ absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r) {
     absl::StatusOr<PackedSampler> sampler = PackedSampler::create(
         s.datasets.back().get(), {.sequence_length = r.data().sequence_length(),
                                   .seed = dataset_seed,
-                                  .document_masking = r.data().document_masking()});
+                                  .document_masking = r.data().document_masking(),
+                                  .loss_on_last_sequence = d.loss() == recipe::Dataset::last_sequence});
     if (!sampler.ok()) return with_context(sampler.status(), absl::StrCat(d.path(), ": "));
     samplers.push_back(std::move(*sampler));
     weights.push_back(d.weight());

@@ -121,6 +121,39 @@ TEST(Packing, UnshuffledSamplesFollowTheDataset) {
   }
 }
 
+// loss_on_last_sequence: a target counts only inside its document's last
+// sequence (the second half here: offset >= (3 + d) / 2 of document d, whose
+// token values say which document and offset they are; the eos 9 always
+// counts), shuffled or not, with document masking or not; otherwise the
+// targets are those of the sampler without it.
+TEST(Packing, LossOnLastSequenceCountsOnlyTheLastSequence) {
+  IndexedDataset ds = make_dataset("pack_last_sequence");
+  EXPECT_EQ(ds.last_sequence_start(0), 1);  // 100 | 101 9
+  EXPECT_EQ(ds.last_sequence_start(4), 3);  // 500 501 502 | 503 504 505 9
+  for (bool shuffle : {false, true})
+    for (bool masking : {false, true}) {
+      auto plain = PackedSampler::create(&ds, {.sequence_length = 4, .seed = 3, .document_masking = masking,
+                                               .shuffle = shuffle});
+      auto last = PackedSampler::create(&ds, {.sequence_length = 4, .seed = 3, .document_masking = masking,
+                                              .shuffle = shuffle, .loss_on_last_sequence = true});
+      ASSERT_TRUE(plain.ok() && last.ok());
+      int kept = 0, dropped = 0;
+      for (int64_t j = 0; j < 2 * plain->samples_per_epoch(); ++j) {
+        const PackedSample a = *plain->sample(j), b = *last->sample(j);
+        EXPECT_EQ(a.ids, b.ids);
+        EXPECT_EQ(a.positions, b.positions);
+        for (int t = 0; t < 4; ++t) {
+          const int32_t v = a.targets[t];
+          const bool counts = v == 9 || (v > 0 && v % 100 >= (3 + v / 100 - 1) / 2);
+          EXPECT_EQ(b.targets[t], counts ? v : -1) << "sample " << j << " target " << t << " (" << v << ")";
+          (counts ? kept : dropped) += v >= 0;
+        }
+      }
+      EXPECT_GT(kept, 0);
+      EXPECT_GT(dropped, 0);
+    }
+}
+
 TEST(Packing, TooFewTokensIsAnError) {
   IndexedDataset ds = make_dataset("pack_small");
   auto s = PackedSampler::create(&ds, {.sequence_length = 25, .seed = 1});

@@ -44,12 +44,14 @@ TEST(Synthetic, PasskeyDocumentsAnswerTheirKey) {
   const SyntheticOptions o{.passkey = 20, .needle = 0, .length = 400, .distractors = 0, .seed = 3};
   std::set<std::string> keys;
   for (int64_t i = 0; i < o.passkey; ++i) {
-    const std::vector<int32_t> doc = *synthetic_document(bytes(), words(), o, i);
+    const SyntheticDocument d = *synthetic_document(bytes(), words(), o, i);
+    const std::vector<int32_t>& doc = d.ids;
     ASSERT_EQ(static_cast<int64_t>(doc.size()), o.length);
     EXPECT_EQ(doc.back(), bytes().eos_id());
     const std::string text = text_of(doc);
     const std::string key = between(text, "The pass key is ", ". Remember it.");
     ASSERT_EQ(key.size(), 5u) << text;
+    EXPECT_EQ(text_of(std::vector<int32_t>(doc.begin() + d.answer_start, doc.end())), " " + key + ".");
     EXPECT_EQ(text.substr(text.size() - std::string(kPasskeyQuestion).size() - 7),
               std::string(kPasskeyQuestion) + " " + key + ".");
     keys.insert(key);
@@ -60,7 +62,8 @@ TEST(Synthetic, PasskeyDocumentsAnswerTheirKey) {
 TEST(Synthetic, NeedleDocumentsAnswerTheAskedKeyAmongDistractors) {
   const SyntheticOptions o{.passkey = 0, .needle = 20, .length = 600, .distractors = 2, .seed = 4};
   for (int64_t i = 0; i < o.needle; ++i) {
-    const std::vector<int32_t> doc = *synthetic_document(bytes(), words(), o, i);
+    const SyntheticDocument d = *synthetic_document(bytes(), words(), o, i);
+    const std::vector<int32_t>& doc = d.ids;
     ASSERT_EQ(static_cast<int64_t>(doc.size()), o.length);
     EXPECT_EQ(doc.back(), bytes().eos_id());
     const std::string text = text_of(doc);
@@ -79,18 +82,20 @@ TEST(Synthetic, NeedleDocumentsAnswerTheAskedKeyAmongDistractors) {
     ASSERT_EQ(value.size(), 7u) << text;
     const std::string ending = " mentioned in the provided text is " + value + ".";
     EXPECT_EQ(text.substr(text.size() - ending.size()), ending);
+    EXPECT_EQ(text_of(std::vector<int32_t>(doc.begin() + d.answer_start, doc.end())), " " + value + ".");
   }
 }
 
 TEST(Synthetic, PureFunctionOfTheOptionsAndTooShortNamesTheMinimum) {
   const SyntheticOptions o{.passkey = 2, .needle = 2, .length = 500, .distractors = 1, .seed = 9};
-  for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(*synthetic_document(bytes(), words(), o, i), *synthetic_document(bytes(), words(), o, i));
+  for (int64_t i = 0; i < 4; ++i)
+    EXPECT_EQ(synthetic_document(bytes(), words(), o, i)->ids, synthetic_document(bytes(), words(), o, i)->ids);
   SyntheticOptions other = o;
   other.seed = 10;
-  EXPECT_NE(*synthetic_document(bytes(), words(), o, 3), *synthetic_document(bytes(), words(), other, 3));
+  EXPECT_NE(synthetic_document(bytes(), words(), o, 3)->ids, synthetic_document(bytes(), words(), other, 3)->ids);
   SyntheticOptions tiny = o;
   tiny.length = 100;
-  absl::StatusOr<std::vector<int32_t>> s = synthetic_document(bytes(), words(), tiny, 0);
+  absl::StatusOr<SyntheticDocument> s = synthetic_document(bytes(), words(), tiny, 0);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("synthetic passkey documents of 100 tokens"), std::string::npos) << s.status();
   EXPECT_NE(s.status().message().find("use a length of at least"), std::string::npos) << s.status();
@@ -104,9 +109,13 @@ TEST(Synthetic, WritesADatasetOfWholeDocuments) {
   ASSERT_TRUE(ds.ok()) << ds.status();
   ASSERT_EQ(ds->num_documents(), 5);
   for (int64_t d = 0; d < 5; ++d) {
+    const SyntheticDocument want = *synthetic_document(bytes(), words(), o, d);
     std::vector<int32_t> ids(450);
-    ASSERT_TRUE(ds->read(d, 0, 450, ids.data()).ok());
-    EXPECT_EQ(ids, *synthetic_document(bytes(), words(), o, d));
+    ASSERT_TRUE(ds->read_document(d, 0, 450, ids.data()).ok());
+    EXPECT_EQ(ids, want.ids);
+    // Two sequences: the prompt, then the answer with eos (for `loss: last_sequence`).
+    EXPECT_EQ(ds->document_range(d).second - ds->document_range(d).first, 2);
+    EXPECT_EQ(ds->last_sequence_start(d), want.answer_start);
   }
 }
 
