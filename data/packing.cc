@@ -37,12 +37,17 @@ absl::StatusOr<PackedSampler> PackedSampler::create(const DocumentSource* datase
     if (options.loss_on_last_sequence) s.loss_from_.push_back(dataset->last_sequence_start(d));
   }
   const int64_t L = options.sequence_length;
-  if (s.total_tokens_ < L + 1) {
+  if (s.total_tokens_ < (options.whole_documents ? 1 : L + 1)) {
     return absl::InvalidArgumentError(absl::StrCat(
         dataset->name(), ": ", s.total_tokens_, " tokens cannot fill one sample of ",
-        "data.sequence_length + 1 = ", L + 1, " tokens"));
+        options.whole_documents ? std::string("one document") : absl::StrCat("data.sequence_length + 1 = ", L + 1, " tokens")));
   }
   s.samples_per_epoch_ = (s.total_tokens_ - 1) / L;
+  if (options.whole_documents) {
+    for (int64_t d = 0; d < dataset->num_documents(); ++d)
+      if (s.doc_tokens_[static_cast<size_t>(d)] > 0) s.nonempty_.push_back(d);
+    s.samples_per_epoch_ = static_cast<int64_t>(s.nonempty_.size());
+  }
   return s;
 }
 
@@ -87,11 +92,32 @@ absl::Status PackedSampler::read_stream(int64_t start, int64_t count, std::vecto
   return absl::OkStatus();
 }
 
+absl::StatusOr<PackedSample> PackedSampler::whole_document(int64_t doc) const {
+  const int64_t L = options_.sequence_length;
+  const int64_t n = std::min(doc_tokens_[static_cast<size_t>(doc)], L + 1);  // inputs and the last target
+  std::vector<int32_t> tokens(static_cast<size_t>(n));
+  ROTOR_RETURN_IF_ERROR(dataset_->read_document(doc, 0, n, tokens.data()));
+  PackedSample s;
+  s.ids.assign(static_cast<size_t>(L), 0);
+  s.targets.assign(static_cast<size_t>(L), -1);
+  s.positions.assign(static_cast<size_t>(L), 0);
+  s.segments.assign(static_cast<size_t>(L), 1);
+  const int64_t from = options_.loss_on_last_sequence ? loss_from_[static_cast<size_t>(doc)] : 0;
+  for (int64_t t = 0; t < std::min(n, L); ++t) {
+    s.ids[t] = tokens[static_cast<size_t>(t)];
+    s.positions[t] = static_cast<int32_t>(t);
+    s.segments[t] = 0;
+    if (t + 1 < n && t + 1 >= from) s.targets[t] = tokens[static_cast<size_t>(t + 1)];
+  }
+  return s;
+}
+
 absl::StatusOr<PackedSample> PackedSampler::sample(int64_t index) {
   if (index < 0) return absl::InvalidArgumentError("sample index must be >= 0");
   prepare_epoch(index / samples_per_epoch_);
   const int64_t L = options_.sequence_length;
   const int64_t j = sample_order_[static_cast<size_t>(index % samples_per_epoch_)];
+  if (options_.whole_documents) return whole_document(nonempty_[static_cast<size_t>(j)]);
   std::vector<int32_t> tokens;
   std::vector<int64_t> doc;
   ROTOR_RETURN_IF_ERROR(read_stream(j * L, L + 1, tokens, doc));

@@ -45,6 +45,13 @@ struct PackingOptions {
   // are context only (prompt/completion data, the answer of a synthetic
   // retrieval document).
   bool loss_on_last_sequence = false;
+  // One whole document per sample instead of the concatenated stream: sample
+  // j is document j of the epoch's order, its first L tokens (a longer one is
+  // cut), padded after its end with id 0, target -1, segment 1, position 0;
+  // an epoch has one sample per non-empty document. For documents whose
+  // position in the sample must not depend on their neighbours (synthetic
+  // retrieval documents of varied length).
+  bool whole_documents = false;
 };
 
 struct PackedSample {
@@ -68,6 +75,9 @@ class PackedSampler {
   // Reads stream tokens [start, start + count) of the current epoch.
   absl::Status read_stream(int64_t start, int64_t count, std::vector<int32_t>& tokens,
                            std::vector<int64_t>& doc_of_token);
+  // whole_documents: the sample of document `doc`.
+  absl::StatusOr<PackedSample> whole_document(int64_t doc) const;
+  std::vector<int64_t> nonempty_;     // whole_documents: the documents with tokens
 
   const DocumentSource* dataset_;
   PackingOptions options_;

@@ -101,13 +101,16 @@ absl::StatusOr<SyntheticDocument> synthetic_document(const Tokenizer& tokenizer,
                                                      const SyntheticOptions& options, int64_t index) {
   if (tokenizer.eos_id() < 0) return absl::InvalidArgumentError(absl::StrCat("tokenizer ", tokenizer.spec(), " has no eos token"));
   ruler::Rng rng(mix64(options.seed ^ mix64(static_cast<uint64_t>(index))));
+  if (options.min_length > options.length)
+    return absl::InvalidArgumentError(absl::StrCat("synthetic: length range ", options.min_length, "-", options.length, " is empty"));
+  const int64_t length = options.min_length > 0 ? rng.between(options.min_length, options.length) : options.length;
   SyntheticDocument doc;
   if (index < options.passkey) {
-    ROTOR_ASSIGN_OR_RETURN(doc, passkey_document(tokenizer, options.length, rng));
+    ROTOR_ASSIGN_OR_RETURN(doc, passkey_document(tokenizer, length, rng));
   } else {
-    ROTOR_ASSIGN_OR_RETURN(doc, needle_document(tokenizer, words, options.length, options.distractors, rng));
+    ROTOR_ASSIGN_OR_RETURN(doc, needle_document(tokenizer, words, length, options.distractors, rng));
   }
-  ROTOR_CHECK_EQ(static_cast<int64_t>(doc.ids.size()), options.length) << "synthetic document " << index;
+  ROTOR_CHECK_EQ(static_cast<int64_t>(doc.ids.size()), length) << "synthetic document " << index;
   return doc;
 }
 

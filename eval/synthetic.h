@@ -36,7 +36,9 @@ namespace rotor {
 struct SyntheticOptions {
   int64_t passkey = 0;      // documents of each kind (passkey ones first)
   int64_t needle = 0;
-  int64_t length = 0;       // tokens per document
+  int64_t length = 0;       // tokens per document (the longest, with min_length)
+  int64_t min_length = 0;   // > 0: lengths drawn uniformly from [min_length, length], for
+                            // packing: whole (data/packing.h), so the question moves
   int64_t distractors = 0;  // needle documents: needles of other keys
   uint64_t seed = 0;
 };

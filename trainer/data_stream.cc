@@ -26,7 +26,8 @@ absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r) {
         s.datasets.back().get(), {.sequence_length = r.data().sequence_length(),
                                   .seed = dataset_seed,
                                   .document_masking = r.data().document_masking(),
-                                  .loss_on_last_sequence = d.loss() == recipe::Dataset::last_sequence});
+                                  .loss_on_last_sequence = d.loss() == recipe::Dataset::last_sequence,
+                                  .whole_documents = d.packing() == recipe::Dataset::whole});
     if (!sampler.ok()) return with_context(sampler.status(), absl::StrCat(d.path(), ": "));
     samplers.push_back(std::move(*sampler));
     weights.push_back(d.weight());

@@ -154,6 +154,38 @@ TEST(Packing, LossOnLastSequenceCountsOnlyTheLastSequence) {
     }
 }
 
+// whole_documents: one document per sample from position 0, cut at L, padded
+// (id 0, target -1, segment 1); every document once per epoch, in a seeded
+// order; loss_on_last_sequence still applies.
+TEST(Packing, WholeDocumentsOnePerSamplePadded) {
+  IndexedDataset ds = make_dataset("pack_whole");  // documents of 3..7 tokens
+  for (bool last : {false, true}) {
+    auto s = PackedSampler::create(&ds, {.sequence_length = 5, .seed = 2, .document_masking = true,
+                                         .loss_on_last_sequence = last, .whole_documents = true});
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_EQ(s->samples_per_epoch(), 5);
+    std::set<int> seen;
+    for (int64_t j = 0; j < 5; ++j) {
+      const PackedSample x = *s->sample(j);
+      const int d = x.ids[0] / 100 - 1;  // the document, from its first token
+      seen.insert(d);
+      const int n = 3 + d;  // its tokens: 100(d+1)+k for k < 2+d, then 9
+      std::vector<int32_t> doc;
+      for (int k = 0; k < 2 + d; ++k) doc.push_back(100 * (d + 1) + k);
+      doc.push_back(9);
+      for (int t = 0; t < 5; ++t) {
+        const bool real = t < n;
+        EXPECT_EQ(x.ids[t], real ? doc[t] : 0) << "doc " << d << " t " << t;
+        EXPECT_EQ(x.positions[t], real ? t : 0);
+        EXPECT_EQ(x.segments[t], real ? 0 : 1);
+        const bool counted = t + 1 < n && (!last || t + 1 >= n / 2);
+        EXPECT_EQ(x.targets[t], counted ? doc[t + 1] : -1) << "doc " << d << " t " << t;
+      }
+    }
+    EXPECT_EQ(seen.size(), 5u);
+  }
+}
+
 TEST(Packing, TooFewTokensIsAnError) {
   IndexedDataset ds = make_dataset("pack_small");
   auto s = PackedSampler::create(&ds, {.sequence_length = 25, .seed = 1});

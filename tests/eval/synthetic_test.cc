@@ -101,6 +101,22 @@ TEST(Synthetic, PureFunctionOfTheOptionsAndTooShortNamesTheMinimum) {
   EXPECT_NE(s.status().message().find("use a length of at least"), std::string::npos) << s.status();
 }
 
+TEST(Synthetic, ALengthRangeVariesTheLengths) {
+  const SyntheticOptions o{.passkey = 30, .needle = 10, .length = 700, .min_length = 500, .distractors = 1, .seed = 6};
+  std::set<size_t> lengths;
+  for (int64_t i = 0; i < 40; ++i) {
+    const SyntheticDocument d = *synthetic_document(bytes(), words(), o, i);
+    EXPECT_GE(d.ids.size(), 500u);
+    EXPECT_LE(d.ids.size(), 700u);
+    EXPECT_EQ(d.ids.back(), bytes().eos_id());
+    lengths.insert(d.ids.size());
+  }
+  EXPECT_GT(lengths.size(), 30u);
+  SyntheticOptions empty = o;
+  empty.min_length = 800;
+  EXPECT_FALSE(synthetic_document(bytes(), words(), empty, 0).ok());
+}
+
 TEST(Synthetic, WritesADatasetOfWholeDocuments) {
   const std::string prefix = ::testing::TempDir() + "/synthetic_test_" + std::to_string(getpid());
   const SyntheticOptions o{.passkey = 3, .needle = 2, .length = 450, .distractors = 0, .seed = 1};

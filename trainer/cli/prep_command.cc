@@ -21,7 +21,7 @@ constexpr char kUsage[] =
     "usage: rotor prep --tokenizer {spm:PATH|bytes} --input FILE... --output PREFIX\n"
     "                  [--jsonl-key KEY]\n"
     "       rotor prep --tokenizer SPEC --output PREFIX --synthetic passkey=N,needle=M\n"
-    "                  --length L [--distractors D] [--seed S]\n"
+    "                  --length L|MIN-MAX [--distractors D] [--seed S]\n"
     "\n"
     "Tokenizes text or JSONL into a Megatron indexed dataset (PREFIX.bin, PREFIX.idx).\n"
     "  --tokenizer SPEC  'bytes' (260 ids: bytes, <bos>, <eos>, <pad>, <unk>) or\n"
@@ -35,7 +35,8 @@ constexpr char kUsage[] =
     "\n"
     "--synthetic writes retrieval documents for pretraining data instead (eval/synthetic.h):\n"
     "N passkey prompts and M RULER single-needle prompts with their answers, each exactly\n"
-    "L tokens (prompt, answer, eos), so that packed at length L a sample is one document.\n"
+    "L tokens (prompt, answer, eos), so that packed at length L a sample is one document;\n"
+    "with --length MIN-MAX the lengths vary (train them with the dataset's packing: whole).\n"
     "  --distractors D   needle documents: D more needles of other keys (default 0)\n"
     "  --seed S          keys, values and depths (default 1)\n";
 
@@ -71,6 +72,11 @@ absl::StatusOr<SyntheticArgs> parse_synthetic_args(const std::vector<std::string
       a.output = v;
     } else if (w.name == "--synthetic") {
       ROTOR_RETURN_IF_ERROR(synthetic_counts(v, a.options));
+    } else if (w.name == "--length" && v.find('-') != std::string::npos) {
+      const std::vector<std::string> ab = absl::StrSplit(v, absl::MaxSplits('-', 1));
+      if (!absl::SimpleAtoi(ab[0], &a.options.min_length) || !absl::SimpleAtoi(ab[1], &a.options.length) ||
+          a.options.min_length < 1 || a.options.min_length > a.options.length)
+        return absl::InvalidArgumentError(absl::StrCat("--length: '", v, "' is not N or MIN-MAX (1 <= MIN <= MAX)"));
     } else if (w.name == "--length" || w.name == "--distractors" || w.name == "--seed") {
       if (!number) return absl::InvalidArgumentError(absl::StrCat(w.name, ": '", v, "' is not a non-negative integer"));
       if (w.name == "--length") a.options.length = n;
@@ -107,7 +113,8 @@ int run_synthetic(const std::vector<std::string>& args, std::ostream& err) {
     return 2;
   }
   err << "rotor prep: wrote " << a->options.passkey << " passkey and " << a->options.needle << " needle documents of "
-      << a->options.length << " tokens to " << a->output << "\n";
+      << (a->options.min_length > 0 ? absl::StrCat(a->options.min_length, "-") : "") << a->options.length
+      << " tokens to " << a->output << "\n";
   return 0;
 }
 

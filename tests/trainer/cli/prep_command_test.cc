@@ -85,6 +85,13 @@ TEST(PrepSynthetic, WritesRetrievalDocumentsAndNamesBadOptions) {
   ASSERT_TRUE(ds.ok()) << ds.status();
   EXPECT_EQ(ds->num_documents(), 5);
   EXPECT_EQ(ds->num_tokens(), 5 * 520);
+  std::ostringstream o2, e2;
+  ASSERT_EQ(run_prep_command({"--tokenizer", "bytes", "--output", prefix + "_range", "--synthetic", "passkey=4",
+                              "--length", "450-600"},
+                             o2, e2),
+            0)
+      << e2.str();
+  EXPECT_NE(e2.str().find("documents of 450-600 tokens"), std::string::npos) << e2.str();
   struct Case {
     std::vector<std::string> args;
     std::string message;
@@ -96,6 +103,8 @@ TEST(PrepSynthetic, WritesRetrievalDocumentsAndNamesBadOptions) {
       {{"--tokenizer", "bytes", "--output", prefix, "--synthetic", "passkey=3"}, "--length is required"},
       {{"--tokenizer", "bytes", "--output", prefix, "--synthetic", "passkey=3", "--length", "50"},
        "use a length of at least"},
+      {{"--tokenizer", "bytes", "--output", prefix, "--synthetic", "passkey=3", "--length", "500-400"},
+       "--length: '500-400' is not N or MIN-MAX"},
       {{"--tokenizer", "bytes", "--output", prefix, "--synthetic", "passkey=3", "--length", "400", "--input", "a"},
        "unknown option '--input' (with --synthetic)"},
   };

@@ -194,6 +194,8 @@ TEST_F(RecipeTest, BadRecipesGiveExactMessages) {
       {g + "device: tpu\n", 20, 9, "device: expected one of cpu, cuda, sim, got 'tpu'"},
       {edit("{path: data/b}", "{path: data/b, loss: answer}"), 11, 28,
        "data.datasets[1].loss: expected one of all, last_sequence, got 'answer'"},
+      {edit("{path: data/b}", "{path: data/b, packing: padded}"), 11, 31,
+       "data.datasets[1].packing: expected one of concatenate, whole, got 'padded'"},
       {g + "  seed: 1\n  seed: 2\n", 21, 3, "duplicate key 'train.seed'"},
       {edit("steps: 100", "steps: 0"), 14, 10, "train.steps must be >= 1, got 0"},
       {g + "  beta2: 1\n", 20, 10, "train.beta2 must be in [0, 1)"},
