@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "eval/csv.h"
 #include "kernels/status.h"
 #include "nlohmann/json.hpp"
@@ -33,15 +34,29 @@ double string_match_all(const std::vector<std::string>& expected, const std::str
   return static_cast<double>(found) / static_cast<double>(expected.size());
 }
 
+absl::StatusOr<std::vector<CellKey>> planned_cells(Generator& generator, const Options& options) {
+  std::vector<CellKey> cells;
+  for (Task t : options.tasks) {
+    int64_t least = 0;
+    if (options.fitting_only) {
+      ROTOR_ASSIGN_OR_RETURN(least, generator.minimum_length(t));
+    }
+    for (int64_t length : options.lengths)
+      if (length >= least) cells.push_back({t, length});
+  }
+  return cells;
+}
+
 absl::Status check_options(Generator& generator, const Options& options) {
   if (options.tasks.empty()) return absl::InvalidArgumentError("no RULER tasks to evaluate");
   if (options.lengths.empty()) return absl::InvalidArgumentError("no lengths to evaluate");
   if (options.samples < 1) return absl::InvalidArgumentError(absl::StrCat("samples must be >= 1, got ", options.samples));
-  for (Task t : options.tasks)
-    for (int64_t length : options.lengths) {
-      if (length < 1) return absl::InvalidArgumentError(absl::StrCat("length must be >= 1, got ", length));
-      ROTOR_RETURN_IF_ERROR(generator.sample(t, length, 0).status());
-    }
+  for (int64_t length : options.lengths)
+    if (length < 1) return absl::InvalidArgumentError(absl::StrCat("length must be >= 1, got ", length));
+  ROTOR_ASSIGN_OR_RETURN(const std::vector<CellKey> cells, planned_cells(generator, options));
+  if (cells.empty())
+    return absl::InvalidArgumentError(absl::StrCat("no RULER task fits the lengths ", absl::StrJoin(options.lengths, ",")));
+  for (const CellKey& c : cells) ROTOR_RETURN_IF_ERROR(generator.sample(c.task, c.length, 0).status());
   return absl::OkStatus();
 }
 
@@ -85,33 +100,34 @@ absl::StatusOr<std::vector<Cell>> run(Generator& generator, const Tokenizer& tok
                                       const Options& options, const std::function<void(const Record&)>& record,
                                       const std::function<void(const Cell&)>& progress, Communicator* replicas) {
   ROTOR_RETURN_IF_ERROR(check_options(generator, options));
+  ROTOR_ASSIGN_OR_RETURN(const std::vector<CellKey> planned, planned_cells(generator, options));
   std::vector<Cell> cells;
-  for (Task task : options.tasks) {
-    for (int64_t length : options.lengths) {
-      Cell cell{.task = task, .length = length, .samples = options.samples};
-      std::vector<Sample> samples;
-      for (int64_t i = 0; i < options.samples; ++i) {
-        ROTOR_ASSIGN_OR_RETURN(Sample s, generator.sample(task, length, i));
-        samples.push_back(std::move(s));
-      }
-      const std::vector<Answer> answers = answer_cell(answer, samples, replicas);
-      double score_sum = 0, entropy_sum = 0;
-      int64_t answer_tokens = 0;
-      for (size_t i = 0; i < samples.size(); ++i) {
-        const Answer& a = answers[i];
-        Record r{.sample = &samples[i], .output = answer_text(tokenizer, a.ids)};
-        r.score = string_match_all(samples[i].answers, r.output);
-        score_sum += r.score;
-        cell.passed += r.score == 1.0;
-        entropy_sum += a.mean_entropy * static_cast<double>(a.ids.size());
-        answer_tokens += static_cast<int64_t>(a.ids.size());
-        if (record) record(r);
-      }
-      cell.pass_rate = score_sum / static_cast<double>(cell.samples);
-      cell.mean_entropy = answer_tokens ? entropy_sum / static_cast<double>(answer_tokens) : 0.0;
-      cells.push_back(cell);
-      if (progress) progress(cell);
+  for (const CellKey& key : planned) {
+    const Task task = key.task;
+    const int64_t length = key.length;
+    Cell cell{.task = task, .length = length, .samples = options.samples};
+    std::vector<Sample> samples;
+    for (int64_t i = 0; i < options.samples; ++i) {
+      ROTOR_ASSIGN_OR_RETURN(Sample s, generator.sample(task, length, i));
+      samples.push_back(std::move(s));
     }
+    const std::vector<Answer> answers = answer_cell(answer, samples, replicas);
+    double score_sum = 0, entropy_sum = 0;
+    int64_t answer_tokens = 0;
+    for (size_t i = 0; i < samples.size(); ++i) {
+      const Answer& a = answers[i];
+      Record r{.sample = &samples[i], .output = answer_text(tokenizer, a.ids)};
+      r.score = string_match_all(samples[i].answers, r.output);
+      score_sum += r.score;
+      cell.passed += r.score == 1.0;
+      entropy_sum += a.mean_entropy * static_cast<double>(a.ids.size());
+      answer_tokens += static_cast<int64_t>(a.ids.size());
+      if (record) record(r);
+    }
+    cell.pass_rate = score_sum / static_cast<double>(cell.samples);
+    cell.mean_entropy = answer_tokens ? entropy_sum / static_cast<double>(answer_tokens) : 0.0;
+    cells.push_back(cell);
+    if (progress) progress(cell);
   }
   return cells;
 }

@@ -39,7 +39,21 @@ struct Options {
   std::vector<Task> tasks;      // default: every task
   std::vector<int64_t> lengths;  // tokens
   int64_t samples = 20;          // per (task, length)
+  // Leave out the (task, length) cells whose length is below the task's
+  // Generator::minimum_length instead of failing on them (`rotor eval ruler`
+  // without --tasks: every task that fits each length).
+  bool fitting_only = false;
 };
+
+// One (task, length) cell of the grid.
+struct CellKey {
+  Task task = Task::kNiahSingle1;
+  int64_t length = 0;
+};
+
+// The cells `options` asks for, tasks outer, lengths inner: the whole grid,
+// or with fitting_only the cells whose length holds the task.
+absl::StatusOr<std::vector<CellKey>> planned_cells(Generator& generator, const Options& options);
 
 struct Cell {
   Task task = Task::kNiahSingle1;
@@ -57,11 +71,12 @@ struct Record {
   double score = 0;
 };
 
-// Checks every (task, length) before any answering: sample 0 of each is
-// generated (a length too short for a task fails here, with the minimum).
+// Checks every planned cell before any answering: sample 0 of each is
+// generated (a length too short for a task fails here, with the minimum;
+// with fitting_only, no cell at all fails).
 absl::Status check_options(Generator& generator, const Options& options);
 
-// Runs the grid, tasks outer, lengths inner. `record` (optional) sees every
+// Runs the planned cells, tasks outer, lengths inner. `record` (optional) sees every
 // answered sample, in order, once its cell is done; `progress` (optional)
 // every finished cell. With `replicas` (the data-parallel group of a
 // layout; size > 1) the samples are spread over it, sample i answered by

@@ -371,6 +371,38 @@ TEST(Ruler, ScoresOneForTheRightAnswersZeroForNoneOrWrongPartialForHalf) {
   }
 }
 
+// Without fitting_only a length too short for a named task is an error; with
+// it (`rotor eval ruler` without --tasks) that cell is left out and the rest
+// run in order.
+TEST(Ruler, FittingOnlyLeavesOutTheCellsBelowATasksMinimum) {
+  Generator gen(bytes(), resources(), 3);
+  const int64_t vt = *gen.minimum_length(Task::kVt);
+  ASSERT_LT(*gen.minimum_length(Task::kNiahSingle1), vt - 1) << "niah_single_1 fits where vt does not";
+  Options o{.tasks = {Task::kNiahSingle1, Task::kVt}, .lengths = {vt - 1, vt}, .samples = 1};
+  const absl::Status strict = check_options(gen, o);
+  EXPECT_NE(strict.message().find("too short for RULER task vt"), std::string::npos) << strict;
+  EXPECT_FALSE(run(gen, bytes(), answerer(bytes(), Says::kRight), o).ok());
+
+  o.fitting_only = true;
+  absl::StatusOr<std::vector<CellKey>> planned = planned_cells(gen, o);
+  ASSERT_TRUE(planned.ok()) << planned.status();
+  ASSERT_EQ(planned->size(), 3u);
+  EXPECT_EQ((*planned)[0].task, Task::kNiahSingle1);
+  EXPECT_EQ((*planned)[1].length, vt);
+  EXPECT_EQ((*planned)[2].task, Task::kVt);
+  EXPECT_EQ((*planned)[2].length, vt);
+  absl::StatusOr<std::vector<Cell>> cells = run(gen, bytes(), answerer(bytes(), Says::kRight), o);
+  ASSERT_TRUE(cells.ok()) << cells.status();
+  ASSERT_EQ(cells->size(), 3u);
+  EXPECT_EQ((*cells)[0].length, vt - 1);
+  EXPECT_EQ((*cells)[2].task, Task::kVt);
+  for (const Cell& c : *cells) EXPECT_EQ(c.pass_rate, 1.0) << task_info(c.task).name << " " << c.length;
+
+  o.lengths = {10};
+  const absl::Status none = check_options(gen, o);
+  EXPECT_NE(none.message().find("no RULER task fits the lengths 10"), std::string::npos) << none;
+}
+
 TEST(Ruler, WritesTheCsv) {
   const std::string path = ::testing::TempDir() + "/ruler_test_" + std::to_string(getpid()) + "/ruler.csv";
   ASSERT_TRUE(write_csv(path, "run,a", 30, {{Task::kVt, 2048, 4, 3, 0.875, 1.25}}).ok());

@@ -168,8 +168,8 @@ TEST(Train, SimDeviceMatchesCpuBitForBitAndResumes) {
 }
 
 // train.precision: bf16 (bf16 working weights and activations, f32 masters,
-// moments, gradients and statistics) on the demo's model sizes (recipes/demo/
-// base.yaml: hidden 128, 4 layers) for 40 steps: the final loss is within 3%
+// moments, gradients and statistics) on a model of the old byte demo's size
+// (hidden 128, 4 layers) for 40 steps: the final loss is within 3%
 // of the f32 run's (bf16 rounds each activation by up to 2^-9 relative; the
 // runs drift apart, not away: measured 0.1% on the demo data); the checkpoint
 // holds f32 masters; a bf16 run killed at step 20 resumes to the same losses

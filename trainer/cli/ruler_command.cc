@@ -44,7 +44,8 @@ std::string usage() {
       "  --checkpoint DIR  checkpoint or run directory (default: the latest of run.dir)\n"
       "  --set KEY=VALUE   recipe override (repeatable), e.g. rope.method=dynamic\n"
       "  --out DIR         output directory (default <run.dir>/eval), writes ruler.csv\n"
-      "  --tasks T,...     tasks (default all): ", absl::StrJoin(names, ","), "\n",
+      "  --tasks T,...     tasks (default: every task that fits each length; a named task\n"
+      "                    must fit every length): ", absl::StrJoin(names, ","), "\n",
       "  --lengths L,...   prompt lengths in tokens (default eval.lengths or data.sequence_length)\n"
       "  --samples N       samples per task and length (default 20)\n"
       "  --seed N          seed of the keys, values and words (default 42)\n"
@@ -56,6 +57,7 @@ struct RulerArgs {
   std::string recipe, checkpoint, out, dump;
   std::vector<std::string> sets;
   std::vector<ruler::Task> tasks;
+  bool tasks_named = false;  // --tasks given: a length too short for one is an error
   std::optional<std::vector<int64_t>> lengths;
   int64_t samples = 20;
   uint64_t seed = 42;
@@ -83,6 +85,7 @@ absl::Status apply_option(const std::string& name, const std::string& v, RulerAr
     a.dump = v;
   } else if (name == "--tasks") {
     ROTOR_ASSIGN_OR_RETURN(a.tasks, ruler::parse_tasks(v));
+    a.tasks_named = true;
   } else if (name == "--lengths") {
     ROTOR_ASSIGN_OR_RETURN(std::vector<int64_t> l, parse_positive(name, v));
     a.lengths = std::move(l);
@@ -156,6 +159,7 @@ absl::Status read_inputs(const RulerArgs& a, Inputs& in, std::ostream& err) {
   in.options.tasks = a.tasks;
   in.options.lengths = a.lengths ? *a.lengths : default_eval_lengths(in.recipe);
   in.options.samples = a.samples;
+  in.options.fitting_only = !a.tasks_named;
   ROTOR_ASSIGN_OR_RETURN(in.checkpoint, eval_checkpoint_dir(in.recipe, a.checkpoint));
   ROTOR_ASSIGN_OR_RETURN(in.tokenizer, checkpoint_tokenizer(in.checkpoint, in.recipe));
   ROTOR_RETURN_IF_ERROR(check_tokenizer_fits(*in.tokenizer, in.recipe));
@@ -216,9 +220,21 @@ int run_eval_ruler(const std::vector<std::string>& args, std::ostream& out, std:
     dump.open(a->dump, std::ios::trunc);
     if (!dump) return fail_all(absl::PermissionDeniedError(absl::StrCat(a->dump, ": cannot open for writing")), 1);
   }
+  absl::StatusOr<std::vector<ruler::CellKey>> planned = ruler::planned_cells(*in.generator, in.options);
+  if (!planned.ok()) return fail_all(planned.status(), 1);
   rank0.get() << absl::StrFormat("ruler: run %s, checkpoint %s (step %d), %d tasks x %d lengths x %d samples\n", run,
                                  in.checkpoint, m->step, in.options.tasks.size(), in.options.lengths.size(),
                                  in.options.samples);
+  for (ruler::Task t : in.options.tasks) {  // what fitting_only left out
+    std::vector<int64_t> skipped;
+    for (int64_t length : in.options.lengths)
+      if (std::none_of(planned->begin(), planned->end(),
+                       [&](const ruler::CellKey& c) { return c.task == t && c.length == length; }))
+        skipped.push_back(length);
+    if (!skipped.empty())
+      rank0.get() << absl::StrFormat("ruler: %s skipped at %s: shorter than the task's minimum\n",
+                                     ruler::task_info(t).name, absl::StrJoin(skipped, ","));
+  }
   absl::StatusOr<std::vector<ruler::Cell>> cells = ruler::run(
       *in.generator, *in.tokenizer, *answer, in.options,
       [&](const ruler::Record& r) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "data/indexed_dataset.h"
+#include "eval/ruler_tasks.h"
 #include "nlohmann/json.hpp"
 #include "tests/trainer/tiny_checkpoint.h"
 #include "trainer/cli/ruler_command.h"
@@ -129,6 +130,20 @@ TEST(RulerCommand, WithoutReadableDataTheEssayIsThePackagedTextAndOutputGoesToTh
   const std::vector<std::string> lines = lines_of(s.run_dir + "/eval/ruler.csv");
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[1].rfind("tiny,7,niah_single_3,1024,1,", 0), 0u) << lines[1];
+}
+
+// Without --tasks every task that fits each length runs; the ones that do
+// not are named on stdout, not an error (a named task must fit: see below).
+TEST(RulerCommand, WithoutTasksEveryTaskThatFitsRuns) {
+  const Saved& s = saved();
+  const std::string out_dir = s.dir + "/fitting";
+  const Result r = run({s.recipe, "--out", out_dir, "--lengths", "1100", "--samples", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("ruler: cwe skipped at 1100: shorter than the task's minimum"), std::string::npos) << r.out;
+  const std::vector<std::string> lines = lines_of(out_dir + "/ruler.csv");
+  ASSERT_EQ(lines.size(), 1 + ruler::all_tasks().size() - 1) << "every task but cwe";
+  for (const std::string& line : lines) EXPECT_EQ(line.find(",cwe,"), std::string::npos) << line;
+  EXPECT_EQ(lines[10].rfind("tiny,7,fwe,1100,1,", 0), 0u) << lines[10];
 }
 
 TEST(RulerCommand, ErrorsNameTheTaskLengthOrOption) {

@@ -105,6 +105,7 @@ TEST_F(RecipeTest, DemoRecipesLoad) {
   const LoadedRecipe base = load_or_fail((demo / "base.yaml").string());
   EXPECT_EQ(base.proto.data().sequence_length(), 128);
   EXPECT_GE(base.model.vocab_size, 256);
+  EXPECT_EQ(base.proto.data().tokenizer(), "spm:runs/demo/data/tokenizer.model");
   EXPECT_TRUE(base.model.validate().ok());
   EXPECT_EQ(base.proto.run().dir(), "runs/demo/base");
   EXPECT_FALSE(base.proto.model().has_init_from()) << "the base model trains from scratch";
@@ -132,12 +133,39 @@ TEST_F(RecipeTest, DemoRecipesLoad) {
     direct.mutable_run()->clear_dir();
     EXPECT_EQ(recipe_to_yaml(common), recipe_to_yaml(direct));
   }
+  // Every training blend holds real text and answer-only retrieval documents.
+  for (const char* name : {"base", "direct", "abf-256"}) {
+    SCOPED_TRACE(name);
+    const recipe::DataSection data = load_or_fail((demo / (std::string(name) + ".yaml")).string()).proto.data();
+    ASSERT_EQ(data.datasets_size(), 2);
+    EXPECT_EQ(data.datasets(0).path(), "runs/demo/data/sotu");
+    EXPECT_EQ(data.datasets(1).path(), absl::StrCat("runs/demo/data/retrieval-", data.sequence_length()));
+    EXPECT_EQ(data.datasets(1).loss(), recipe::Dataset::last_sequence);
+    EXPECT_EQ(data.datasets(1).packing(), recipe::Dataset::whole);
+  }
+  // The length ablation: ABF at 2x instead of 4x, the same tokens per step,
+  // otherwise abf.yaml.
+  const LoadedRecipe abf = load_or_fail((demo / "abf.yaml").string());
+  const LoadedRecipe abf256 = load_or_fail((demo / "abf-256.yaml").string());
+  EXPECT_EQ(abf256.proto.data().sequence_length(), 2 * base.proto.data().sequence_length());
+  EXPECT_EQ(abf256.proto.run().dir(), "runs/demo/abf-256");
+  EXPECT_EQ(abf256.proto.train().global_batch_size() * abf256.proto.data().sequence_length(),
+            abf.proto.train().global_batch_size() * abf.proto.data().sequence_length());
+  auto without_length = [](recipe::Recipe r) {
+    r.mutable_data()->clear_datasets();
+    r.mutable_data()->clear_sequence_length();
+    r.mutable_train()->clear_global_batch_size();
+    r.mutable_train()->clear_micro_batch_size();
+    r.mutable_run()->clear_dir();
+    return recipe_to_yaml(r);
+  };
+  EXPECT_EQ(without_length(abf256.proto), without_length(abf.proto));
   absl::StatusOr<std::vector<NamedRun>> grid = expand_sweep(load_or_fail((demo / "ablation.yaml").string()));
   ASSERT_TRUE(grid.ok()) << grid.status();
   ASSERT_EQ(grid->size(), 6u);
-  EXPECT_EQ((*grid)[0].name, "ablation-data.sequence_length=256-rope.theta=10000");
+  EXPECT_EQ((*grid)[0].name, "ablation-train.steps=75-rope.theta=10000");
   EXPECT_EQ((*grid)[5].recipe.proto.run().dir(),
-            "runs/demo/ablation/ablation-data.sequence_length=512-rope.theta=500000");
+            "runs/demo/ablation/ablation-train.steps=150-rope.theta=500000");
 }
 
 TEST_F(RecipeTest, RopeAndLogitScaleUseRotorRopeConversion) {
