@@ -102,9 +102,7 @@ absl::StatusOr<std::vector<Cell>> run(Generator& generator, const Tokenizer& tok
   ROTOR_RETURN_IF_ERROR(check_options(generator, options));
   ROTOR_ASSIGN_OR_RETURN(const std::vector<CellKey> planned, planned_cells(generator, options));
   std::vector<Cell> cells;
-  for (const CellKey& key : planned) {
-    const Task task = key.task;
-    const int64_t length = key.length;
+  for (const auto& [task, length] : planned) {
     Cell cell{.task = task, .length = length, .samples = options.samples};
     std::vector<Sample> samples;
     for (int64_t i = 0; i < options.samples; ++i) {

@@ -526,6 +526,7 @@ absl::StatusOr<int64_t> Generator::minimum_length(Task task) {
   // The smallest L at which the smallest haystack of samples 0-7 fits (their
   // keys differ in length): the format depends on L (cwe's repeats, fwe's
   // vocabulary), so search L itself.
+  if (auto it = minimums_.find(task); it != minimums_.end()) return it->second;
   if (task == Task::kVt) vt_example_noise();
   const int64_t budget = task_info(task).max_new_tokens;
   auto fits_at = [&](int64_t length) -> absl::StatusOr<bool> {
@@ -551,6 +552,7 @@ absl::StatusOr<int64_t> Generator::minimum_length(Task task) {
     ROTOR_ASSIGN_OR_RETURN(bool ok, fits_at(mid));
     (ok ? hi : lo) = mid;
   }
+  minimums_[task] = hi;
   return hi;
 }
 

@@ -144,6 +144,7 @@ class Generator {
   Resources resources_;
   uint64_t seed_;
   std::map<std::pair<Task, int64_t>, int64_t> sizes_;  // haystack size of sample 0
+  std::map<Task, int64_t> minimums_;                  // minimum_length, once per task
   int64_t vt_example_noise_ = -1;                       // noise sentences of vt's example
   std::map<int64_t, bool> cwe_small_;                   // length -> cwe's smaller repeats
 };

@@ -39,18 +39,13 @@ def ppl_table(report):
     return ppl, train
 
 
-def layer_mean(report, metric):
-    """run -> (length, mean over layers) of `metric` (heads -1, bucket all) at
-    the run's longest attention length."""
+def layer_means(report, metric):
+    """(run, length) -> the mean over layers of `metric` (heads -1, bucket all)."""
     by = {}
     for r in rows(report, "attention.csv"):
         if r["metric"] == metric and r["head"] == "-1" and r["bucket"] == "all":
-            by.setdefault(r["run"], {}).setdefault(int(r["length"]), []).append(float(r["value"]))
-    out = {}
-    for run, lengths in by.items():
-        longest = max(lengths)
-        out[run] = (longest, sum(lengths[longest]) / len(lengths[longest]))
-    return out
+            by.setdefault((r["run"], int(r["length"])), []).append(float(r["value"]))
+    return {key: sum(v) / len(v) for key, v in by.items()}
 
 
 def ranks(values):
@@ -103,9 +98,10 @@ def decide(report, base, extensions, ablations, eabf):
     verdicts[1] = breaks and holds
     # 2. The largest JS divergence from the base has the worst ppl at the
     #    longest length every extension run was evaluated at.
-    js = layer_mean(report, "js_divergence")
+    js_all = layer_means(report, "js_divergence")
+    js = {r: js_all[(r, max(n for (run, n) in js_all if run == r))] for r in extensions}  # at its longest
     longest = max(set.intersection(*(set(ppl[r]) for r in extensions)))
-    most_moved = max(extensions, key=lambda r: js[r][1])
+    most_moved = max(extensions, key=lambda r: js[r])
     worst = max(extensions, key=lambda r: ppl[r][longest])
     verdicts[2] = most_moved == worst
     # 3. Entropy against pass rate over the passkey/needle cells.
@@ -118,15 +114,11 @@ def decide(report, base, extensions, ablations, eabf):
     # 4. Each (shorter, longer) pair of one method: the longer has the lower
     #    entropy at the common attention length and the higher mean score over
     #    the cells both have.
-    entropy = {}
-    for r in rows(report, "attention.csv"):
-        if r["metric"] == "entropy" and r["head"] == "-1" and r["bucket"] == "all":
-            entropy.setdefault((r["run"], int(r["length"])), []).append(float(r["value"]))
+    entropy = layer_means(report, "entropy")
     ok = bool(ablations)
     for short, long in ablations:
         common = max(n for (run, n) in entropy if run == short and (long, n) in entropy)
-        e_short = sum(entropy[(short, common)]) / len(entropy[(short, common)])
-        e_long = sum(entropy[(long, common)]) / len(entropy[(long, common)])
+        e_short, e_long = entropy[(short, common)], entropy[(long, common)]
         s_short, s_long = scores(report, short), scores(report, long)
         keys = set(s_short) & set(s_long)
         if not keys:
@@ -143,7 +135,7 @@ def decide(report, base, extensions, ablations, eabf):
     verdicts[5] = min(extensions, key=lambda r: ppl[r][at]) == eabf
     print(f"  1: base x{max(past) / ppl[base][lb]:.2f} past {lb}; "
           + ", ".join(f"{r} {ppl[r][train[r]] / ppl[r][lb]:.3f}" for r in extensions))
-    print(f"  2: largest JS {most_moved} ({js[most_moved][1]:.4f}), worst ppl@{longest} {worst}")
+    print(f"  2: largest JS {most_moved} ({js[most_moved]:.4f}), worst ppl@{longest} {worst}")
     print(f"  3: rho {rho:.3f} over {len(cells)} cells, one-sided p {p:.3g}")
     print(f"  5: lowest ppl@{at}: {min(extensions, key=lambda r: ppl[r][at])}")
     return verdicts
