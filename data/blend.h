@@ -25,8 +25,12 @@ namespace rotor {
 class BlendedSampler {
  public:
   // Errors: no samplers, a weight count that differs, a weight <= 0.
+  // `first_samples` (empty: all 0): dataset d's sample number n is its
+  // sampler's sample first_samples[d] + n (a stage that goes on where the
+  // previous one stopped, trainer/data_stream.h).
   static absl::StatusOr<BlendedSampler> create(std::vector<PackedSampler> samplers,
-                                               std::vector<double> weights);
+                                               std::vector<double> weights,
+                                               std::vector<int64_t> first_samples = {});
 
   // Blend sample `index` (>= 0).
   absl::StatusOr<PackedSample> sample(int64_t index);
@@ -36,9 +40,14 @@ class BlendedSampler {
  private:
   BlendedSampler() = default;
   std::vector<PackedSampler> samplers_;
+  std::vector<int64_t> first_samples_;
   std::vector<double> weights_;  // normalised
   std::vector<int64_t> drawn_;   // n_d(next_)
   int64_t next_ = 0;             // the next blend index to assign
 };
+
+// How many of blend samples [0, n) each dataset supplies (n_d(n) above), for
+// weights `weights` (> 0, any scale).
+std::vector<int64_t> blend_counts(const std::vector<double>& weights, int64_t n);
 
 }  // namespace rotor

@@ -12,6 +12,14 @@
 // sample's contents depend only on (dataset, L, seed, global index): resuming
 // needs nothing but the index of the next sample.
 //
+// Blocks (PackingOptions::block_length B, a multiple of L; default L): the
+// second permutation orders blocks of B stream tokens, and the B / L samples
+// of a block are visited one after another. The first k B / L samples of
+// an epoch then cover exactly k blocks at every L dividing B, so a run whose
+// sequence length changes (multi-stage recipes, trainer/data_stream.h) goes
+// on at the next block without reading a token twice in the epoch. An epoch
+// holds floor((tokens - 1) / B) blocks. B = L is the scheme above.
+//
 // Per sample (all [L] i32):
 //   ids        input tokens
 //   targets    next tokens; with document_masking, the target that would cross
@@ -23,6 +31,14 @@
 //              sample, so attention stays inside a document
 // With loss_on_last_sequence, a target before its document's last sequence
 // is -1 too.
+//
+// PoSE (pose_target_length N > 0; arXiv 2309.10400, its code's 2023-10
+// revision): each piece of the sample with its own positions 0..l-1 (the
+// whole sample, or with document_masking each document's part) keeps
+// positions 0..r1-1 for its first r1 tokens, r1 uniform in [1, (l + 1) / 2],
+// and shifts the others by u uniform in [0, N - l], so they read
+// r1 + u .. l - 1 + u < N. r1 and u come from (seed, the sample's index):
+// pose_positions below.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +68,11 @@ struct PackingOptions {
   // position in the sample must not depend on their neighbours (synthetic
   // retrieval documents of varied length).
   bool whole_documents = false;
+  // Stream tokens per shuffled block (see above): a multiple of
+  // sequence_length; 0: sequence_length.
+  int64_t block_length = 0;
+  // PoSE's target length N (see above); 0: off. >= sequence_length.
+  int64_t pose_target_length = 0;
 };
 
 struct PackedSample {
@@ -88,8 +109,16 @@ class PackedSampler {
   int64_t epoch_ = -1;
   std::vector<int64_t> doc_order_;    // permutation of documents for epoch_
   std::vector<int64_t> doc_start_;    // stream offset of doc_order_[i]; size docs + 1
-  std::vector<int64_t> sample_order_; // permutation of the epoch's samples
+  int64_t block_ = 0;                 // block_length (B)
+  std::vector<int64_t> block_order_;  // permutation of the epoch's blocks
 };
+
+// PoSE's position ids in place: every run of equal `segments` among the
+// first `length` entries (positions 0, 1, ... inside it) is cut and skipped
+// as described above, drawing r1 and u from (seed, index) (two draws per
+// piece). Positions past `length` (padding) are left alone.
+void pose_positions(std::vector<int32_t>& positions, const std::vector<int32_t>& segments, int64_t length,
+                    int64_t target_length, uint64_t seed, int64_t index);
 
 // The permutation of [0, n) drawn from (seed, stream) by Fisher-Yates with
 // counter-based random numbers (kernels/random.h): the same on every machine.

@@ -115,6 +115,15 @@ std::string first_nonfinite(const std::vector<NamedTensor>& tensors) {
 
 }  // namespace
 
+std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
+  return (fs::path(run_dir) / "checkpoints" / step_dir_name(step)).string();
+}
+
+int64_t checkpoint_dir_step(const std::string& dir) {
+  const std::string name = fs::path(dir).filename().string();
+  return is_step_dir_name(name) ? std::stoll(name.substr(5)) : -1;
+}
+
 std::vector<std::string> resume_candidates(const std::string& run_dir) {
   std::vector<std::string> out;
   for (const fs::path& d : complete_checkpoints(fs::path(run_dir) / "checkpoints")) out.push_back(d.string());

@@ -7,7 +7,12 @@
 //     tokenizer.model        the SentencePiece model of data.tokenizer (spm: only),
 //                            so the checkpoint scores text on its own
 //     state.json             {"step", "optimizer_steps", "sampler": {...},
-//                             "files": {name: {"bytes", "crc32"}}}
+//                             "files": {name: {"bytes", "crc32"}}}; a staged
+//                             run's sampler names the stage: {"stage",
+//                             "stage_index", "stage_step", "next_sample"}
+//                             (next_sample: of the stage's stream), and its
+//                             recipe.yaml is the stage's recipe (the rope and
+//                             length the weights were trained with)
 //   <run_dir>/checkpoints/latest   name of the newest complete checkpoint
 //
 // A checkpoint is written into "step_<N>.tmp-<pid>" and renamed into place
@@ -82,6 +87,12 @@ absl::Status save_checkpoint(const std::string& run_dir, const CheckpointInfo& i
 // resume tries in turn when the newest fails verification. It may be newer
 // than `latest` (a save killed between its rename and the update of latest).
 std::vector<std::string> resume_candidates(const std::string& run_dir);
+
+// <run_dir>/checkpoints/step_<8 digits>, the directory of step `step`.
+std::string checkpoint_dir(const std::string& run_dir, int64_t step);
+
+// The step of a checkpoint directory named step_<N> (any parent), or -1.
+int64_t checkpoint_dir_step(const std::string& dir);
 
 // The directory named by <run_dir>/checkpoints/latest, or "" when the run has
 // no checkpoint yet.

@@ -45,9 +45,11 @@ Checkpointer::Checkpointer(const CheckpointerSettings& settings, Communicator& w
       out_(out),
       observer_(observer != nullptr ? observer : &no_observer_) {}
 
-absl::StatusOr<RunStart> Checkpointer::restore(LlamaModel& model, Optimizer& optimizer) {
+absl::StatusOr<RunStart> Checkpointer::restore(LlamaModel& model, Optimizer& optimizer, int64_t max_step) {
   RunStart start;
-  const std::vector<std::string> candidates = resume_candidates(settings_.run_dir);
+  std::vector<std::string> candidates;
+  for (const std::string& dir : resume_candidates(settings_.run_dir))
+    if (checkpoint_dir_step(dir) <= max_step) candidates.push_back(dir);
   std::string unusable;
   for (const std::string& dir : candidates) {
     absl::StatusOr<CheckpointInfo> info = optimizer.load(dir, model.parameters(), par_.tp_rank());
@@ -73,6 +75,16 @@ absl::StatusOr<RunStart> Checkpointer::restore(LlamaModel& model, Optimizer& opt
   return start;
 }
 
+absl::Status Checkpointer::load_step(LlamaModel& model, Optimizer& optimizer, int64_t step) {
+  const std::string dir = checkpoint_dir(settings_.run_dir, step);
+  absl::StatusOr<CheckpointInfo> info = optimizer.load(dir, model.parameters(), par_.tp_rank());
+  const std::string why = info.ok() ? "" : std::string(info.status().message());
+  if (max_over(world_, info.ok() ? 0 : 1) != 0)
+    return absl::DataLossError(absl::StrCat("stage ", settings_.stage, ": cannot load the previous stage's last checkpoint ",
+                                            dir, ": ", why.empty() ? "unusable on another rank" : why));
+  return absl::OkStatus();
+}
+
 absl::Status Checkpointer::init_from(LlamaModel& model) {
   // A checkpoint directory, or a run directory whose latest is taken; the
   // weights only.
@@ -93,8 +105,13 @@ absl::Status Checkpointer::after_step(int64_t step, LlamaModel& model, const Opt
   const CheckpointTensors tensors = optimizer.checkpoint_tensors(model.parameters(), par_.tp);
   if (world_.rank() == 0) {
     CheckpointInfo ck{.step = step,
-                      .sampler = {{"next_sample", step * settings_.samples_per_step}},
+                      .sampler = {{"next_sample", (step - settings_.first_step + 1) * settings_.samples_per_step}},
                       .recipe_yaml = settings_.recipe_yaml};
+    if (!settings_.stage.empty()) {
+      ck.sampler["stage"] = settings_.stage;
+      ck.sampler["stage_index"] = settings_.stage_index;
+      ck.sampler["stage_step"] = step - settings_.first_step + 1;
+    }
     ck.after_stage = [this, step](int stage) { observer_->at_checkpoint_stage(step, stage); };
     if (!settings_.tokenizer_model.empty()) ck.extra_files["tokenizer.model"] = settings_.tokenizer_model;
     ROTOR_RETURN_IF_ERROR(save_checkpoint(settings_.run_dir, ck, tensors, settings_.keep));

@@ -8,13 +8,14 @@
 //            optimizer state and schedule); with neither, the initialised
 //            model as it is.
 //   save     after step S when S is a multiple of checkpoint.interval or the
-//            last step: whole tensors (the tp ranks gather their shards
+//            last step of the run or of a stage: whole tensors (the tp ranks gather their shards
 //            collectively, ZeRO-1 its moments), written by world rank 0 with
 //            data.tokenizer's SentencePiece model, the oldest beyond
 //            checkpoint.keep removed; the other ranks wait for the write at a
 //            barrier.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -34,10 +35,13 @@ struct CheckpointerSettings {
   std::string init_from = {};  // model.init_from: a checkpoint or a run directory; "" none
   int64_t interval = 0;        // checkpoint.interval; <= 0: the last step only
   int keep = 0;                // checkpoint.keep; <= 0: all
-  int64_t steps = 0;           // train.steps
+  int64_t steps = 0;           // the last step of the stage (of the run without stages): always saved
   int64_t samples_per_step = 0;  // the global batch, for the sampler position
   std::string recipe_yaml = {};  // the resolved recipe, stored in each checkpoint
   std::string tokenizer_model = {};  // data.tokenizer's SentencePiece model file (spm:); "" none
+  std::string stage = {};      // the stage's name ("" without stages), recorded in state.json
+  int stage_index = 0;
+  int64_t first_step = 1;      // the stage's first step
 
   static CheckpointerSettings of(const recipe::Recipe& r, int64_t samples_per_step, const std::string& recipe_yaml);
 };
@@ -58,9 +62,14 @@ class Checkpointer {
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
 
-  // Loads the run's newest usable checkpoint, or model.init_from, into the
-  // model (and, resuming, the optimizer). Collective over the world.
-  absl::StatusOr<RunStart> restore(LlamaModel& model, Optimizer& optimizer);
+  // Loads the run's newest usable checkpoint of step <= max_step, or
+  // model.init_from, into the model (and, resuming, the optimizer).
+  // Collective over the world.
+  absl::StatusOr<RunStart> restore(LlamaModel& model, Optimizer& optimizer, int64_t max_step = INT64_MAX);
+
+  // Loads the checkpoint of step `step` (a stage's last, just saved) into the
+  // model and optimizer: a stage's start. Collective over the world.
+  absl::Status load_step(LlamaModel& model, Optimizer& optimizer, int64_t step);
 
   // Saves step `step` when it is due (see above). Collective over the world.
   absl::Status after_step(int64_t step, LlamaModel& model, const Optimizer& optimizer);

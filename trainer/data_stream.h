@@ -4,6 +4,23 @@
 // of the run is a function of (recipe, i) and resuming needs only the step.
 // Step s (1-based) takes samples [(s - 1) * G, s * G) for a global batch of G
 // sequences.
+//
+// Stages (trainer/recipe/recipe.h): each stage's stream is its own recipe's
+// blend, every dataset starting where the earlier stages left it
+// (stage_data_starts), so the data goes on instead of starting over:
+//   - a dataset's shuffles keep one seed over the run: that of its index in
+//     the first stage that lists it (dataset 0: train.seed, dataset i:
+//     mix64(seed ^ mix64(i)), as without stages);
+//   - a concatenated dataset is cut in blocks of B = the least common
+//     multiple of the sequence lengths of the stages that read it
+//     (data/packing.h), so a stage that ends inside a block leaves the rest
+//     of that block (< B tokens) unread and the next stage starts at the next
+//     block, at whatever length: within an epoch no token is read twice;
+//   - a whole-document dataset goes on at its next document;
+//   - how many samples a dataset supplied in a stage is blend_counts of the
+//     stage's weights over its steps x global batch (data/blend.h).
+// So stage k's stream, like a single stage's, is a function of (recipe, k,
+// index): resuming anywhere needs only the step.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +32,7 @@
 #include "data/documents.h"
 #include "eval/batch.h"
 #include "parallel/context.h"
+#include "trainer/recipe/recipe.h"
 #include "trainer/recipe/recipe.pb.h"
 
 namespace rotor {
@@ -28,7 +46,21 @@ struct DataStream {
   absl::StatusOr<PackedSample> sample(int64_t index) { return blend->sample(index); }
 };
 
-absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r);
+// Where one dataset of a stage's blend starts.
+struct DatasetStart {
+  uint64_t seed = 0;          // its shuffles' seed
+  int64_t block_length = 0;   // PackingOptions::block_length (0: the sequence length)
+  int64_t first_sample = 0;   // its first sample, in the stage's samples
+};
+
+// For each stage, a DatasetStart per dataset of its data.datasets (see above).
+// Errors: a block length past 2^40 tokens (sequence lengths without a
+// reasonable common multiple).
+absl::StatusOr<std::vector<std::vector<DatasetStart>>> stage_data_starts(const std::vector<LoadedStage>& stages);
+
+// The recipe's blend; `starts` (empty: every dataset from its first sample,
+// seeds as above, blocks of one sequence) from stage_data_starts.
+absl::StatusOr<DataStream> open_stream(const recipe::Recipe& r, const std::vector<DatasetStart>& starts = {});
 
 // Stacks samples [first, first + count) of the stream into a [count, len] batch.
 absl::StatusOr<Batch> make_batch(DataStream& stream, int64_t first, int64_t count, int64_t len, bool masking);

@@ -59,7 +59,8 @@ MetricsSettings MetricsSettings::of(const recipe::Recipe& r, const LlamaConfig& 
           .peak_tflops = r.run().has_peak_tflops() ? r.run().peak_tflops() : 0.0,
           .log_every = r.run().log_interval(),
           .world_size = world_size,
-          .eval_lengths = {r.eval().lengths().begin(), r.eval().lengths().end()}};
+          .eval_lengths = {r.eval().lengths().begin(), r.eval().lengths().end()},
+          .sequence_length = r.data().sequence_length()};
 }
 
 absl::Status truncate_metrics(const std::string& path, int64_t last_step) {
@@ -94,6 +95,14 @@ absl::StatusOr<Metrics> Metrics::open(const MetricsSettings& settings, bool rank
   return m;
 }
 
+void Metrics::begin_stage(const MetricsSettings& settings, int64_t last_step) {
+  const int64_t steps = settings_.steps;
+  settings_ = settings;
+  settings_.steps = steps;
+  pace_from_ = last_step;
+  t0_ = Clock::now();
+}
+
 void Metrics::begin_step() { step_start_ = Clock::now(); }
 
 void Metrics::end_step() {
@@ -111,7 +120,11 @@ absl::Status Metrics::log(const TrainStepResult& result, bool evaluated, const S
   const double tps = static_cast<double>(settings_.tokens_per_step) / step_seconds_;
   // Model FLOPs per second per rank (see LlamaConfig), the numerator of MFU.
   const double tflops = tps * settings_.flops_per_token / 1e12 / static_cast<double>(settings_.world_size);
-  nlohmann::json rec = {{"step", step}, {"lr", result.lr}, {"tokens_per_s", tps}, {"tflops", tflops}};
+  nlohmann::json rec = {{"step", step}, {"sequence_length", settings_.sequence_length}};
+  if (!settings_.stage.empty()) rec["stage"] = settings_.stage;
+  rec["lr"] = result.lr;
+  rec["tokens_per_s"] = tps;
+  rec["tflops"] = tflops;
   if (result.applied()) {
     rec["loss"] = result.loss.mean();
     rec["grad_norm"] = result.grad_norm;
@@ -131,13 +144,15 @@ absl::Status Metrics::log(const TrainStepResult& result, bool evaluated, const S
   if (tb_) {
     ROTOR_RETURN_IF_ERROR(tb_->add_scalars(step, scalars_of(rec), wall));
   }
-  const bool due = step == start_step_ + 1 || step == settings_.steps || step % settings_.log_every == 0;
+  const bool due = step == pace_from_ + 1 || step == settings_.steps || step % settings_.log_every == 0;
   if (!result.applied() || !(due || evaluated)) return absl::OkStatus();
-  *out_ << absl::StrFormat("step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | %.3g TFLOP/s", step,
-                           settings_.steps, result.loss.mean(), result.lr, result.grad_norm, tps, tflops);
+  *out_ << "step " << step << "/" << settings_.steps;
+  if (!settings_.stage.empty()) *out_ << " | stage " << settings_.stage;
+  *out_ << absl::StrFormat(" | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | %.3g TFLOP/s",
+                           result.loss.mean(), result.lr, result.grad_norm, tps, tflops);
   if (settings_.peak_tflops > 0) *out_ << absl::StrFormat(" | MFU %.1f%%", 100 * tflops / settings_.peak_tflops);
   *out_ << " | ETA "
-        << duration(elapsed_seconds_ / static_cast<double>(step - start_step_) *
+        << duration(elapsed_seconds_ / static_cast<double>(step - pace_from_) *
                     static_cast<double>(settings_.steps - step));
   for (int64_t l : settings_.eval_lengths)
     if (rec.contains(absl::StrCat("eval_loss_", l)))

@@ -1,7 +1,8 @@
 // What a run reports, written by world rank 0 (the other ranks compute the
 // same numbers and write nothing):
 //
-//   metrics.jsonl  one JSON object per step: step, lr, tokens_per_s, tflops
+//   metrics.jsonl  one JSON object per step: step, sequence_length, stage
+//                  (staged recipes only: the stage's name), lr, tokens_per_s, tflops
 //                  (model FLOPs per second per rank,
 //                  LlamaConfig::training_flops_per_token), mfu (with
 //                  run.peak_tflops), then loss and grad_norm, or for a skipped
@@ -14,11 +15,12 @@
 //   tb/            TensorBoard events (trainer/tensorboard.h), one events file
 //                  per (re)start: the record's numbers as train/<key> and
 //                  eval/<key without "eval_">.
-//   progress       "step S/N | loss L | lr R | grad norm G | T tok/s | F TFLOP/s
-//                  [| MFU M%] | ETA 1m02s [| eval@<length> E ...]" for the first
-//                  step of the (re)start, the last, every run.log_interval-th
-//                  and every evaluated one; "step S/N | skipped: <event>" for a
-//                  skipped step.
+//   progress       "step S/N [| stage NAME] | loss L | lr R | grad norm G | T tok/s
+//                  | F TFLOP/s [| MFU M%] | ETA 1m02s [| eval@<length> E ...]" for
+//                  the first step of the (re)start and of each stage, the last,
+//                  every run.log_interval-th and every evaluated one; "step S/N
+//                  | skipped: <event>" for a skipped step. The ETA is the
+//                  current stage's pace times the run's remaining steps.
 #pragma once
 
 #include <chrono>
@@ -48,6 +50,8 @@ struct MetricsSettings {
   int64_t log_every = 1;         // run.log_interval
   int world_size = 1;            // tflops are per rank
   std::vector<int64_t> eval_lengths = {};  // eval.lengths, the progress line's order
+  int64_t sequence_length = 0;   // data.sequence_length
+  std::string stage = {};        // the stage's name; "" without stages
 
   static MetricsSettings of(const recipe::Recipe& r, const LlamaConfig& model, int64_t tokens_per_step,
                             int world_size);
@@ -70,6 +74,10 @@ class Metrics {
   static absl::StatusOr<Metrics> open(const MetricsSettings& settings, bool rank0, std::ostream& out,
                                       int64_t start_step, bool resumed);
 
+  // From here on the steps are a (new) stage's: its settings (`steps` stays
+  // the run's); `last_step`: the step before its first.
+  void begin_stage(const MetricsSettings& settings, int64_t last_step);
+
   // The step's clock: begin_step at its start (after the observer's
   // at_step_start), end_step after the optimizer update, before evaluation.
   void begin_step();
@@ -85,12 +93,12 @@ class Metrics {
  private:
   using Clock = std::chrono::steady_clock;
   Metrics(const MetricsSettings& settings, bool rank0, std::ostream& out, int64_t start_step)
-      : settings_(settings), rank0_(rank0), out_(&out), start_step_(start_step) {}
+      : settings_(settings), rank0_(rank0), out_(&out), pace_from_(start_step) {}
 
   MetricsSettings settings_;
   bool rank0_;
   std::ostream* out_;
-  int64_t start_step_;
+  int64_t pace_from_;  // the step before the current stage's first logged one (ETA, first line)
   std::ofstream jsonl_;                  // rank 0 only
   std::optional<TensorBoardWriter> tb_;  // rank 0 only
   Clock::time_point t0_ = Clock::now(), step_start_ = t0_;

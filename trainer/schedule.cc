@@ -12,7 +12,8 @@ LrSchedule LrSchedule::of(const recipe::TrainSection& t) {
   return s;
 }
 
-double LrSchedule::at(int64_t step) const {
+double LrSchedule::at(int64_t run_step) const {
+  const int64_t step = run_step - first_step + 1;
   const int64_t warmup = warmup_steps, total = steps;
   if (warmup > 0 && step <= warmup) return lr * static_cast<double>(step) / static_cast<double>(warmup);
   if (shape == Shape::kConstant || total <= warmup) return lr;

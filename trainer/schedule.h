@@ -1,6 +1,7 @@
 // The learning-rate schedule: linear warmup from 0 over warmup_steps, then
 // cosine, linear or constant from lr down to min_lr at `steps` (min_lr after
-// that).
+// that), counted from the run's step `first_step` (a stage's first step: each
+// stage of a staged recipe runs its own schedule over its own steps).
 #pragma once
 
 #include <cstdint>
@@ -16,11 +17,12 @@ struct LrSchedule {
   int64_t warmup_steps = 0;
   int64_t steps = 0;  // the decay ends here
   Shape shape = Shape::kCosine;
+  int64_t first_step = 1;  // the run's step that is the schedule's step 1
 
   // train.lr, train.min_lr, train.warmup_steps, train.steps, train.schedule.
   static LrSchedule of(const recipe::TrainSection& train);
 
-  // The learning rate at 1-based `step`.
+  // The learning rate at the run's 1-based `step` (>= first_step).
   double at(int64_t step) const;
 };
 

@@ -11,6 +11,7 @@
 #include "eval/heldout.h"
 #include "kernels/memory.h"
 #include "model/llama.h"
+#include "trainer/checkpoint.h"
 #include "trainer/checkpointer.h"
 #include "trainer/data_stream.h"
 #include "trainer/metrics.h"
@@ -25,54 +26,68 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// What one iteration of the loop uses; built by train().
-struct Loop {
-  const recipe::Recipe& r;
-  TrainObserver& observer;
-  int world_rank;
-  DataStream& stream;
+// One stage of the run (the whole run without stages): what its steps use,
+// built from the stage's recipe by build_stage. Heap-allocated: the pieces
+// point at each other.
+struct StageRun {
+  const LoadedStage& stage;
+  int index = 0;
+  RecipeLayout layout;
+  std::unique_ptr<LlamaModel> model;
+  DataStream stream;
+  std::unique_ptr<IndexedDataset> heldout;
   BatchShape shape;
-  const IndexedDataset* heldout;  // data.heldout; null: none
-  TrainStep& train_step;
-  NonfinitePolicy& nonfinite;
-  Metrics& metrics;
-  Checkpointer& checkpointer;
+  std::unique_ptr<TrainStep> train_step;
+  std::unique_ptr<Checkpointer> checkpointer;
+  NonfinitePolicy nonfinite;
+
+  const recipe::Recipe& r() const { return stage.recipe.proto; }
 };
 
-// The held-out evaluation at every eval.interval-th step and the last one.
-bool evaluation_due(const Loop& loop, int64_t step) {
-  const recipe::EvalSection& e = loop.r.eval();
-  return loop.heldout != nullptr && e.interval() > 0 && (step % e.interval() == 0 || step == loop.r.train().steps());
+// What every step uses besides its stage's pieces.
+struct Loop {
+  TrainObserver& observer;
+  int world_rank;
+  Metrics& metrics;
+};
+
+// The held-out evaluation at every eval.interval-th step and the stage's last one.
+bool evaluation_due(const StageRun& run, int64_t step) {
+  const recipe::EvalSection& e = run.r().eval();
+  return run.heldout != nullptr && e.interval() > 0 && (step % e.interval() == 0 || step == run.stage.last_step());
 }
 
-absl::StatusOr<StepEvals> evaluate(const Loop& loop) {
+absl::StatusOr<StepEvals> evaluate(StageRun& run) {
   StepEvals evals;
-  for (int64_t l : loop.r.eval().lengths()) {
-    ROTOR_ASSIGN_OR_RETURN(HeldoutEval e, heldout_eval(loop.train_step.model(), *loop.heldout, l, loop.r.eval().tokens(),
-                                                 loop.train_step.parallel()));
+  for (int64_t l : run.r().eval().lengths()) {
+    ROTOR_ASSIGN_OR_RETURN(HeldoutEval e, heldout_eval(*run.model, *run.heldout, l, run.r().eval().tokens(),
+                                                       run.train_step->parallel()));
     evals.emplace_back(l, std::move(e));
   }
   return evals;
 }
 
-// Step `step`: its data, the optimizer step, the non-finite policy, the
-// evaluation when due, the logs and the checkpoint when due.
-absl::Status iterate(Loop& loop, int64_t step) {
+// Step `step` of the run: its data (the stage's stream from the stage's
+// first step on), the optimizer step, the non-finite policy, the evaluation
+// when due, the logs and the checkpoint when due.
+absl::Status iterate(Loop& loop, StageRun& run, int64_t step) {
   ROTOR_RETURN_IF_ERROR(loop.observer.at_step_start(step, loop.world_rank));
   loop.metrics.begin_step();
-  ROTOR_ASSIGN_OR_RETURN(std::vector<Batch> batches, step_batches(loop.stream, loop.shape, step, loop.train_step.parallel()));
-  ROTOR_ASSIGN_OR_RETURN(TrainStepResult result, loop.train_step.step(step, batches));
-  ROTOR_RETURN_IF_ERROR(loop.nonfinite.after_step(result.nonfinite));
+  const int64_t stage_step = step - run.stage.first_step + 1;
+  ROTOR_ASSIGN_OR_RETURN(std::vector<Batch> batches,
+                         step_batches(run.stream, run.shape, stage_step, run.train_step->parallel()));
+  ROTOR_ASSIGN_OR_RETURN(TrainStepResult result, run.train_step->step(step, batches));
+  ROTOR_RETURN_IF_ERROR(run.nonfinite.after_step(result.nonfinite));
   if (!result.applied()) loop.metrics.report_skipped(result);
   loop.metrics.end_step();
-  const bool evaluated = evaluation_due(loop, step);
+  const bool evaluated = evaluation_due(run, step);
   StepEvals evals;
   if (evaluated) {
-    ROTOR_ASSIGN_OR_RETURN(StepEvals e, evaluate(loop));
+    ROTOR_ASSIGN_OR_RETURN(StepEvals e, evaluate(run));
     evals = std::move(e);
   }
   ROTOR_RETURN_IF_ERROR(loop.metrics.log(result, evaluated, evals));
-  return loop.checkpointer.after_step(step, loop.train_step.model(), loop.train_step.optimizer());
+  return run.checkpointer->after_step(step, *run.model, run.train_step->optimizer());
 }
 
 // After this process's first step: its device's tensor memory by tag at the
@@ -112,6 +127,75 @@ absl::Status check_batch_layout(const recipe::Recipe& r, const BatchShape& shape
       ")) * train.micro_batch_size (", shape.micro, ")"));
 }
 
+// The stage that holds `step` (the last stage past the end).
+int stage_of(const std::vector<LoadedStage>& stages, int64_t step) {
+  for (size_t k = 0; k < stages.size(); ++k)
+    if (step <= stages[k].last_step()) return static_cast<int>(k);
+  return static_cast<int>(stages.size()) - 1;
+}
+
+// The step of the run's newest complete checkpoint (0: none), the largest
+// any rank sees.
+int64_t newest_checkpoint_step(const std::string& run_dir, Communicator& world) {
+  const std::vector<std::string> dirs = resume_candidates(run_dir);
+  const int64_t step = dirs.empty() ? 0 : std::max<int64_t>(0, checkpoint_dir_step(dirs.front()));
+  Tensor t = Tensor::from_vector({static_cast<double>(step)}, {1}, DType::kF64);
+  world.all_reduce(t, ReduceOp::kMax);
+  return static_cast<int64_t>(t.item());
+}
+
+// The stage's metrics settings; `steps`: the run's.
+MetricsSettings metrics_settings(const StageRun& run, int64_t steps, int world_size) {
+  MetricsSettings m = MetricsSettings::of(run.r(), run.stage.recipe.model,
+                                          run.shape.global * run.shape.sequence_length, world_size);
+  m.stage = run.stage.name;
+  m.steps = steps;
+  return m;
+}
+
+// Stage k's pieces: the process grid of its layout, the model (initialised
+// from train.seed; restore or load_step then replaces the weights), its data
+// from `starts`, the step with the stage's schedule, the checkpointer.
+absl::StatusOr<std::unique_ptr<StageRun>> build_stage(const std::vector<LoadedStage>& stages, int k,
+                                                      const std::vector<DatasetStart>& starts, Device device,
+                                                      Communicator& world, std::ostream& out,
+                                                      TrainObserver* observer) {
+  const LoadedStage& stage = stages[static_cast<size_t>(k)];
+  const recipe::Recipe& r = stage.recipe.proto;
+  ROTOR_ASSIGN_OR_RETURN(RecipeLayout layout, recipe_layout(r, world));
+  ROTOR_ASSIGN_OR_RETURN(DataStream stream, open_stream(r, starts));
+  ROTOR_ASSIGN_OR_RETURN(std::unique_ptr<IndexedDataset> heldout, open_heldout(r));
+  auto run = std::unique_ptr<StageRun>(new StageRun{.stage = stage,
+                                                    .index = k,
+                                                    .layout = std::move(layout),
+                                                    .model = nullptr,
+                                                    .stream = std::move(stream),
+                                                    .heldout = std::move(heldout),
+                                                    .shape = BatchShape::of(r),
+                                                    .train_step = nullptr,
+                                                    .checkpointer = nullptr,
+                                                    .nonfinite = NonfinitePolicy::of(r.train())});
+  const ParallelContext& par = run->layout.par;
+  ROTOR_RETURN_IF_ERROR(check_batch_layout(r, run->shape, par, world.size()));
+  LlamaOptions opts = stage.recipe.training_options();
+  opts.parallel = par;
+  opts.device = device;
+  ROTOR_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::create(stage.recipe.model, opts));
+  run->model = std::make_unique<LlamaModel>(std::move(model));
+  run->model->init_weights(static_cast<uint64_t>(r.train().seed()));
+  TrainStepSettings settings = TrainStepSettings::of(r);
+  settings.schedule.first_step = stage.first_step;
+  Communicator& run_world = run->layout.grid->world();
+  run->train_step = std::make_unique<TrainStep>(*run->model, settings, par, &run_world, observer);
+  CheckpointerSettings ck = CheckpointerSettings::of(r, run->shape.global, recipe_to_yaml(r));
+  ck.steps = stage.last_step();
+  ck.stage = stage.name;
+  ck.stage_index = k;
+  ck.first_step = stage.first_step;
+  run->checkpointer = std::make_unique<Checkpointer>(ck, run_world, par, out, observer);
+  return run;
+}
+
 }  // namespace
 
 absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communicator& world,
@@ -120,9 +204,6 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   if (observer == nullptr) observer = &no_observer;
   const recipe::Recipe& r = loaded.proto;
   ROTOR_ASSIGN_OR_RETURN(const Device device, recipe_device(r));
-  ROTOR_ASSIGN_OR_RETURN(RecipeLayout layout, recipe_layout(r, world));
-  const ParallelContext& par = layout.par;
-  Communicator& run_world = layout.grid->world();
   const bool rank0 = world.rank() == 0;
   std::ostringstream discard;
   std::ostream& out = rank0 ? rank0_out : discard;
@@ -132,44 +213,51 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
         "model.init_from currently needs the model sizes in the recipe too (inherit them from "
         "the base model's recipe with base:)");
   }
-  const std::string recipe_yaml = recipe_to_yaml(r);
-  ROTOR_RETURN_IF_ERROR(prepare_run_dir(r, recipe_yaml, rank0));
+  ROTOR_RETURN_IF_ERROR(prepare_run_dir(r, recipe_to_yaml(r), rank0));
+  const std::vector<LoadedStage> stages = training_stages(loaded);
+  ROTOR_ASSIGN_OR_RETURN(const std::vector<std::vector<DatasetStart>> starts, stage_data_starts(stages));
+  const auto build = [&](int k) -> absl::StatusOr<std::unique_ptr<StageRun>> {
+    absl::StatusOr<std::unique_ptr<StageRun>> run = build_stage(stages, k, starts[static_cast<size_t>(k)], device,
+                                                                world, out, observer);
+    if (!run.ok() && !stages[static_cast<size_t>(k)].name.empty())
+      return with_context(run.status(), absl::StrCat("stage ", stages[static_cast<size_t>(k)].name, ": "));
+    return run;
+  };
 
-  LlamaOptions opts = loaded.training_options();
-  opts.parallel = par;
-  opts.device = device;
-  ROTOR_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::create(loaded.model, opts));
-  model.init_weights(static_cast<uint64_t>(r.train().seed()));
-  ROTOR_ASSIGN_OR_RETURN(DataStream stream, open_stream(r));
-  ROTOR_ASSIGN_OR_RETURN(std::unique_ptr<IndexedDataset> heldout, open_heldout(r));
-  const BatchShape shape = BatchShape::of(r);
-  ROTOR_RETURN_IF_ERROR(check_batch_layout(r, shape, par, world.size()));
-
-  TrainStep train_step(model, TrainStepSettings::of(r), par, &run_world, observer);
-  Checkpointer checkpointer(CheckpointerSettings::of(r, shape.global, recipe_yaml), run_world, par, out, observer);
-  ROTOR_ASSIGN_OR_RETURN(RunStart start, checkpointer.restore(model, train_step.optimizer()));
-  ROTOR_ASSIGN_OR_RETURN(
-      Metrics metrics,
-      Metrics::open(MetricsSettings::of(r, loaded.model, shape.global * shape.sequence_length, world.size()),
-                    rank0, out, start.step, !start.resumed_from.empty()));
-  NonfinitePolicy nonfinite = NonfinitePolicy::of(r.train());
-  Loop loop{.r = r,
-            .observer = *observer,
-            .world_rank = world.rank(),
-            .stream = stream,
-            .shape = shape,
-            .heldout = heldout.get(),
-            .train_step = train_step,
-            .nonfinite = nonfinite,
-            .metrics = metrics,
-            .checkpointer = checkpointer};
+  // Resume: the stage of the step after the newest checkpoint; if that one
+  // does not verify and an older one of an earlier stage is used instead,
+  // that stage is built and restored from it.
+  int k = stage_of(stages, newest_checkpoint_step(r.run().dir(), world) + 1);
+  ROTOR_ASSIGN_OR_RETURN(std::unique_ptr<StageRun> run, build(k));
+  ROTOR_ASSIGN_OR_RETURN(RunStart start, run->checkpointer->restore(*run->model, run->train_step->optimizer()));
+  if (const int at = stage_of(stages, start.step + 1); at != k) {
+    k = at;
+    run.reset();
+    ROTOR_ASSIGN_OR_RETURN(run, build(k));
+    ROTOR_ASSIGN_OR_RETURN(start, run->checkpointer->restore(*run->model, run->train_step->optimizer(), start.step));
+  }
+  ROTOR_ASSIGN_OR_RETURN(Metrics metrics, Metrics::open(metrics_settings(*run, r.train().steps(), world.size()), rank0, out, start.step,
+                                                        !start.resumed_from.empty()));
+  Loop loop{.observer = *observer, .world_rank = world.rank(), .metrics = metrics};
   for (int64_t step = start.step + 1; step <= r.train().steps(); ++step) {
-    const bool first = step == start.step + 1;
+    if (step > run->stage.last_step()) {
+      // The next stage: its pieces, the weights and moments of the previous
+      // stage's last checkpoint (saved after its last step).
+      run.reset();
+      ROTOR_ASSIGN_OR_RETURN(run, build(++k));
+      ROTOR_RETURN_IF_ERROR(run->checkpointer->load_step(*run->model, run->train_step->optimizer(), step - 1));
+      metrics.begin_stage(metrics_settings(*run, r.train().steps(), world.size()), step - 1);
+    }
+    const bool first = step == start.step + 1 || step == run->stage.first_step;
     if (first) {
+      if (!run->stage.name.empty())
+        out << "stage " << run->stage.name << " (" << k + 1 << " of " << stages.size() << "): steps "
+            << run->stage.first_step << "-" << run->stage.last_step() << ", sequence length "
+            << run->shape.sequence_length << "\n";
       reset_memory_peak(device);
       if (!device.is_cpu()) reset_memory_peak(Device::cpu());
     }
-    ROTOR_RETURN_IF_ERROR(iterate(loop, step));
+    ROTOR_RETURN_IF_ERROR(iterate(loop, *run, step));
     if (first) log_memory(out, device, step);
   }
   return absl::OkStatus();

@@ -44,7 +44,8 @@ absl::StatusOr<int64_t> parse_layers(absl::string_view text) {
 }
 
 constexpr const char* kUsage =
-    "usage: rotor rope [RECIPE.yaml] [--set KEY=VALUE ...] [--positions P1,P2,...] [--layers N]\n"
+    "usage: rotor rope [RECIPE.yaml] [--set KEY=VALUE ...] [--stage NAME] [--positions P1,P2,...]\n"
+    "                  [--layers N]\n"
     "\n"
     "Prints a recipe's RoPE inverse frequencies, attention factor and logit scalars as JSON:\n"
     "  {\"inv_freq\": [...], \"attention_factor\": A,\n"
@@ -55,6 +56,7 @@ constexpr const char* kUsage =
     "  RECIPE.yaml          optional recipe (any rotor recipe; model.head_dim, rope and\n"
     "                       logit_scale are read, nothing else is required)\n"
     "  --set KEY=VALUE      override a key (VALUE is YAML, lists as [a, b]); repeatable\n"
+    "  --stage NAME         a staged recipe: the settings of its stage NAME (required there)\n"
     "  --positions P,...    default 0,1023,2047,4095,8191,16383,32767,65535,131071\n"
     "  --layers N           default max(logit_scale.skip_layers) + 2, or 1\n"
     "\n"
@@ -65,6 +67,7 @@ struct RopeArgs {
   std::vector<std::string> overrides;
   std::optional<std::vector<int64_t>> positions;
   std::optional<int64_t> layers;
+  std::string stage;
   bool help = false;
 };
 
@@ -83,7 +86,7 @@ absl::StatusOr<RopeArgs> parse_rope_args(const std::vector<std::string>& args) {
       flag = arg.substr(0, arg.find('='));
       value = arg.substr(arg.find('=') + 1);
     }
-    if (flag == "--set" || flag == "--positions" || flag == "--layers") {
+    if (flag == "--set" || flag == "--positions" || flag == "--layers" || flag == "--stage") {
       if (!value) {
         if (i + 1 >= args.size())
           return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
@@ -91,6 +94,8 @@ absl::StatusOr<RopeArgs> parse_rope_args(const std::vector<std::string>& args) {
       }
       if (flag == "--set") {
         parsed.overrides.push_back(*value);
+      } else if (flag == "--stage") {
+        parsed.stage = *value;
       } else if (flag == "--positions") {
         ROTOR_ASSIGN_OR_RETURN(std::vector<int64_t> p, parse_positions(*value));
         parsed.positions = std::move(p);
@@ -124,7 +129,7 @@ int run_rope_command(const std::vector<std::string>& args, std::ostream& out, st
     return 0;
   }
   absl::StatusOr<RopeSettings> settings =
-      load_rope_settings(parsed->recipe_path, parsed->overrides);
+      load_rope_settings(parsed->recipe_path, parsed->overrides, parsed->stage);
   if (!settings.ok()) return fail(settings.status());
   const std::vector<int64_t> positions = parsed->positions.value_or(default_rope_positions());
   const int64_t layers = parsed->layers.value_or(default_rope_layers(settings->logit_scale));

@@ -6,14 +6,17 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "model/config.h"
 #include "trainer/recipe/convert.h"
+#include "trainer/recipe/stages.h"
 #include "kernels/status.h"
 
 namespace rotor {
@@ -77,6 +80,8 @@ absl::Status load_file(const std::string& path, std::vector<std::string>& chain,
     chain.pop_back();
     if (!s.ok()) return invalid(loc, absl::StrCat("base: ", s.message()));
   }
+  if (const YAML::Node stages = root["stages"]; stages)
+    ROTOR_RETURN_IF_ERROR(recipe_internal::parse_stages(stages, path, out, where));
   for (const auto& entry : root) {
     const std::string name = entry.first.IsScalar() ? entry.first.Scalar() : "";
     if (name == "base") continue;
@@ -89,9 +94,11 @@ absl::Status load_file(const std::string& path, std::vector<std::string>& chain,
         const std::string axis_loc = mark_text(path, axis.first.Mark());
         if (!axis.second.IsSequence() || axis.second.size() == 0)
           return invalid(axis_loc, absl::StrCat("sweep.", key, ": expected a non-empty list"));
-        // The key must exist (checked with a null value) and each value must have its type.
+        // The key must exist (checked with a null value) and each value must
+        // have its type; a stage key needs the stages read so far.
         {
           Recipe probe;
+          *probe.mutable_stages() = out.stages();
           RecipeSourceMap ignored;
           if (auto s = recipe_internal::set_path(probe, key, YAML::Node(YAML::NodeType::Null),
                                                  axis_loc, ignored);
@@ -100,6 +107,7 @@ absl::Status load_file(const std::string& path, std::vector<std::string>& chain,
         }
         for (const auto& value : axis.second) {
           Recipe probe;
+          *probe.mutable_stages() = out.stages();
           RecipeSourceMap ignored;
           if (auto s = recipe_internal::set_path(probe, key, value,
                                                  mark_text(path, value.Mark()), ignored);
@@ -123,7 +131,7 @@ absl::Status load_file(const std::string& path, std::vector<std::string>& chain,
   YAML::Node body(YAML::NodeType::Map);
   for (const auto& entry : root) {
     const std::string name = entry.first.IsScalar() ? entry.first.Scalar() : "";
-    if (name != "base" && name != "sweep") body.force_insert(entry.first, entry.second);
+    if (name != "base" && name != "sweep" && name != "stages") body.force_insert(entry.first, entry.second);
   }
   return recipe_internal::apply_yaml(body, out, "", path, where);
 }
@@ -245,9 +253,16 @@ struct Checker {
   const RecipeSourceMap* where = nullptr;
   const std::string* file = nullptr;
   absl::Status first;
+  std::string context = {};  // "stage NAME: " for a stage's recipe
+  std::vector<std::string> stage_keys = {};  // the keys the stage sets: their locations first
 
   std::string locate(std::initializer_list<std::string> keys) const {
     if (where != nullptr) {
+      for (const std::string& k : keys)
+        for (const std::string& s : stage_keys)
+          if (k == s || absl::StartsWith(k, s + ".")) {
+            if (auto it = where->find(k); it != where->end()) return it->second;
+          }
       for (const std::string& k : keys) {
         if (auto it = where->find(k); it != where->end()) return it->second;
       }
@@ -255,7 +270,7 @@ struct Checker {
     return file != nullptr ? *file : "";
   }
   void fail(std::initializer_list<std::string> keys, const std::string& message) {
-    if (first.ok()) first = invalid(locate(keys), message);
+    if (first.ok()) first = invalid(locate(keys), context + message);
   }
   void require(bool ok, std::initializer_list<std::string> keys, const std::string& message) {
     if (!ok) fail(keys, message);
@@ -303,6 +318,15 @@ void check_data(const Recipe& r, bool training, Checker& c) {
               absl::StrCat(k, ".weight must be > 0"));
   }
   check_positive(c, d.has_sequence_length(), d.sequence_length(), "data.sequence_length", training);
+  if (d.has_pose_target_length()) {
+    c.require(d.pose_target_length() >= 0, {"data.pose_target_length"},
+              absl::StrCat("data.pose_target_length must be >= 0 (0: off), got ", d.pose_target_length()));
+    if (d.pose_target_length() > 0 && d.has_sequence_length())
+      c.require(d.pose_target_length() >= d.sequence_length(), {"data.pose_target_length", "data.sequence_length"},
+                absl::StrCat("data.pose_target_length (", d.pose_target_length(),
+                             ") must be >= data.sequence_length (", d.sequence_length(),
+                             "): PoSE spreads a sample's positions over the longer target"));
+  }
   if (d.has_tokenizer()) {
     const bool spm = absl::StartsWith(d.tokenizer(), "spm:") && d.tokenizer().size() > 4;
     c.require(d.tokenizer() == "bytes" || spm, {"data.tokenizer"},
@@ -489,25 +513,30 @@ std::string locate_message(const std::string& message, const RecipeSourceMap& wh
 // given -> LoadedRecipe: defaults, validation, typed configs.
 // The model's sizes against LlamaConfig::validate, the error located at the
 // model key it names.
-absl::Status check_model_config(const LoadedRecipe& out) {
+absl::Status check_model_config(const LoadedRecipe& out, const std::string& context) {
   const absl::Status s = out.model.validate();
   if (s.ok()) return s;
   const std::string msg = absl::StrCat("model: ", s.message());
   RecipeSourceMap model_keys;
   for (const auto& [key, location] : out.where)
     if (absl::StartsWith(key, "model.")) model_keys[key.substr(6)] = location;
-  return invalid(locate_message(msg, model_keys, out.path), msg);
+  return invalid(locate_message(msg, model_keys, out.path), context + msg);
 }
 
 // given -> LoadedRecipe: defaults, validation, typed configs.
+absl::Status finish_stages(LoadedRecipe& out, RecipeMode mode);
+
+// `context`: "stage NAME: " when `given` is a stage's recipe.
 absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, RecipeSourceMap where,
-                                    RecipeMode mode) {
+                                    RecipeMode mode, const std::string& context = "",
+                                    std::vector<std::string> stage_keys = {}) {
   LoadedRecipe out;
   out.path = path;
   out.proto = with_defaults(given, path);
+  const bool staged = given.stages_size() > 0;
   out.given = std::move(given);
   out.where = std::move(where);
-  Checker c{&out.where, &out.path, absl::OkStatus()};
+  Checker c{&out.where, &out.path, absl::OkStatus(), context, std::move(stage_keys)};
   const auto& gm = out.given.model();
   if (!gm.has_init_from() && !gm.has_head_dim() && gm.has_num_attention_heads() &&
       gm.num_attention_heads() > 0 && gm.has_hidden_size())
@@ -516,14 +545,21 @@ absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, Recip
               absl::StrCat("model.hidden_size (", gm.hidden_size(),
                            ") must be a multiple of model.num_attention_heads (",
                            gm.num_attention_heads(), ") when model.head_dim is not given"));
-  check_recipe(out.proto, mode == RecipeMode::kTrain, c);
+  // A staged recipe's own keys need not make a training run (a stage may
+  // give data.sequence_length, say): each stage is checked as one below.
+  check_recipe(out.proto, mode == RecipeMode::kTrain && !staged, c);
   if (!c.first.ok()) return c.first;
+  if (staged && !out.given.train().has_steps()) {  // after the checks: the schedule is the stages'
+    int64_t total = 0;
+    for (const recipe::Stage& stage : out.given.stages()) total += stage.steps();
+    out.proto.mutable_train()->set_steps(total);
+  }
 
   const auto& m = out.proto.model();
   out.model = llama_config(m);
   // Without init_from a training recipe has the sizes (checked above).
   if (m.has_hidden_size()) {
-    ROTOR_RETURN_IF_ERROR(check_model_config(out));
+    ROTOR_RETURN_IF_ERROR(check_model_config(out, context));
   }
   out.head_dim_known = m.has_head_dim();
   int64_t head_dim = m.head_dim();
@@ -538,10 +574,56 @@ absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, Recip
   }
   if (absl::Status s = convert_rope(out.proto, head_dim, out.rope, out.logit_scale); !s.ok()) {
     const std::string msg(s.message());
-    return invalid(locate_message(msg, out.where, out.path), msg);
+    return invalid(locate_message(msg, out.where, out.path), context + msg);
   }
   out.model.rope_theta = out.rope.theta;
+  if (staged) ROTOR_RETURN_IF_ERROR(finish_stages(out, mode));
   return out;
+}
+
+// The run's steps against the stages', then each stage as a recipe of its own.
+absl::Status finish_stages(LoadedRecipe& out, RecipeMode mode) {
+  const Recipe& given = out.given;
+  int64_t total = 0;
+  for (const recipe::Stage& stage : given.stages()) total += stage.steps();
+  if (given.train().has_steps() && given.train().steps() != total) {
+    const auto it = out.where.find("train.steps");
+    return invalid(it != out.where.end() ? it->second : out.path,
+                   absl::StrCat("train.steps (", given.train().steps(), ") must equal the sum of the stages' steps (",
+                                total, "), or be left out"));
+  }
+  int64_t first = 1;
+  for (int i = 0; i < given.stages_size(); ++i) {
+    const recipe::Stage& stage = given.stages(i);
+    RecipeSourceMap where = out.where;
+    ROTOR_ASSIGN_OR_RETURN(Recipe r, recipe_internal::stage_recipe(given, i, where));
+    std::vector<std::string> keys;
+    for (const recipe::StageSet& e : stage.set()) keys.push_back(e.key());
+    ROTOR_ASSIGN_OR_RETURN(LoadedRecipe loaded, finish(std::move(r), out.path, std::move(where), mode,
+                                                       absl::StrCat("stage ", stage.name(), ": "), std::move(keys)));
+    out.stages.push_back(LoadedStage{stage.name(), first, stage.steps(), std::move(loaded)});
+    first += stage.steps();
+  }
+  // A dataset's data position carries over between stages in the unit of its
+  // packing (trainer/data_plan.h), so its packing cannot change.
+  std::map<std::string, std::pair<std::string, recipe::Dataset::Packing>> packing;  // path -> (stage, packing)
+  for (const LoadedStage& stage : out.stages) {
+    const auto& datasets = stage.recipe.proto.data().datasets();
+    for (int d = 0; d < datasets.size(); ++d) {
+      const recipe::Dataset& ds = datasets[d];
+      const auto p = ds.packing() == recipe::Dataset::whole ? recipe::Dataset::whole : recipe::Dataset::concatenate;
+      const auto [it, inserted] = packing.emplace(ds.path(), std::make_pair(stage.name, p));
+      if (inserted || it->second.second == p) continue;
+      const std::string key = absl::StrCat("data.datasets[", d, "].packing");
+      const auto loc = stage.recipe.where.find(key);
+      return invalid(loc != stage.recipe.where.end() ? loc->second : out.path,
+                     absl::StrCat("stage ", stage.name, ": ", key, " of ", ds.path(), " (",
+                                  recipe::Dataset::Packing_Name(p), ") differs from stage ", it->second.first, "'s (",
+                                  recipe::Dataset::Packing_Name(it->second.second),
+                                  "): a dataset keeps its packing across stages, so that its data continues"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::string sanitize(const std::string& s) {
@@ -571,7 +653,28 @@ absl::StatusOr<LoadedRecipe> load_recipe(const std::string& path,
   for (const std::string& assignment : overrides) {
     ROTOR_RETURN_IF_ERROR(apply_override(assignment, given, where));
   }
+  // A --set of a key that a stage sets would not reach that stage.
+  for (const std::string& assignment : overrides) {
+    const std::string key(absl::StripAsciiWhitespace(absl::string_view(assignment).substr(0, assignment.find('='))));
+    if (!absl::StartsWith(key, "stages."))
+      ROTOR_RETURN_IF_ERROR(recipe_internal::check_not_staged(given, key, absl::StrCat("--set ", key), "--set"));
+  }
   return finish(std::move(given), path, std::move(where), mode);
+}
+
+std::vector<LoadedStage> training_stages(const LoadedRecipe& recipe) {
+  if (!recipe.stages.empty()) return recipe.stages;
+  return {LoadedStage{"", 1, recipe.proto.train().steps(), recipe}};
+}
+
+absl::StatusOr<const LoadedStage*> find_stage(const LoadedRecipe& recipe, const std::string& name) {
+  std::vector<std::string> names;
+  for (const LoadedStage& s : recipe.stages) {
+    if (s.name == name) return &s;
+    names.push_back(s.name);
+  }
+  if (names.empty()) return absl::NotFoundError(absl::StrCat("no stage '", name, "': the recipe has no stages"));
+  return absl::NotFoundError(absl::StrCat("no stage '", name, "' (stages: ", absl::StrJoin(names, ", "), ")"));
 }
 
 absl::Status validate(const Recipe& resolved) {
@@ -607,6 +710,12 @@ absl::StatusOr<std::vector<NamedRun>> expand_sweep(const LoadedRecipe& recipe) {
                      absl::StrCat("sweep: the grid has more than ", kMaxSweepRuns,
                                   " runs (the product of the axis lengths)"));
     }
+  }
+  for (const auto& axis : axes) {
+    if (absl::StartsWith(axis.key(), "stages.")) continue;
+    const auto it = recipe.where.find(absl::StrCat("sweep.", axis.key()));
+    ROTOR_RETURN_IF_ERROR(recipe_internal::check_not_staged(
+        recipe.given, axis.key(), it != recipe.where.end() ? it->second : recipe.path, "sweep"));
   }
   std::vector<int> index(axes.size(), 0);
   while (true) {

@@ -34,6 +34,21 @@
 // warmup_steps <= steps; data.tokenizer bytes needs vocab_size >= 256.
 // Checks that need the world size (dp dividing the batch) belong to the trainer.
 //
+// Stages: `stages: [{name, steps, set: {dotted.key: VALUE, ...}}, ...]`
+// (trainer/recipe/stages.cc). Each stage is the recipe's given keys (after
+// base: and --set, before the defaults) with the stage's own `set` applied in
+// order (not the previous stage's), and its train.steps the stage's steps;
+// it is validated as a
+// training recipe of its own, errors reading "LOC: stage NAME: ..." with LOC
+// the set value's location for a key the stage sets. The run's train.steps
+// is the sum of the stages' steps (given, it must equal it). A stage cannot
+// set model.*, train.steps, train.seed, run.dir or device (the model, the
+// data order and the run are the run's). `--set stages.NAME.KEY=VALUE` and
+// `sweep: {stages.NAME.KEY: [...]}` change one stage's key
+// (stages.NAME.steps its steps); a --set or sweep of a key that a stage sets
+// is an error (the stage would silently override it). Names are unique,
+// [A-Za-z0-9_-]+.
+//
 // With model.init_from and no head_dim (nor hidden_size and
 // num_attention_heads) in the recipe, RoPE cannot be checked against the head
 // size here: LoadedRecipe::head_dim_known is false and the trainer must call
@@ -74,6 +89,8 @@ enum class RecipeMode {
            // no data or train section; the callers check the model sizes
 };
 
+struct LoadedStage;
+
 struct LoadedRecipe {
   recipe::Recipe given;   // what the files and overrides said (no defaults, no base)
   recipe::Recipe proto;   // resolved: `given` plus every default; what recipe_to_yaml writes
@@ -83,6 +100,9 @@ struct LoadedRecipe {
   bool head_dim_known = true;  // false: see the header comment (init_from)
   std::string path;            // the recipe file as given to load_recipe
   RecipeSourceMap where;
+  // A recipe with `stages:`: each stage resolved and validated on its own
+  // (see "Stages" above); empty without stages.
+  std::vector<LoadedStage> stages;
 
   // The model options the recipe sets (rope, logit_scale); the caller adds
   // recompute, parallel layout and dtype.
@@ -110,6 +130,25 @@ struct LoadedRecipe {
     return o;
   }
 };
+
+// One stage of a staged recipe: the recipe's keys with the stage's `set`
+// applied, train.steps = the stage's steps, no stages.
+struct LoadedStage {
+  std::string name;
+  int64_t first_step = 1;  // the run's step that begins the stage (1-based)
+  int64_t steps = 0;
+  LoadedRecipe recipe;
+
+  int64_t last_step() const { return first_step + steps - 1; }
+};
+
+// The stages a run trains: the recipe's stages, or for a recipe without
+// stages one stage named "" that is the recipe itself (steps 1..train.steps).
+std::vector<LoadedStage> training_stages(const LoadedRecipe& recipe);
+
+// The stage named `name`; NotFound lists the stage names (or says the recipe
+// has none).
+absl::StatusOr<const LoadedStage*> find_stage(const LoadedRecipe& recipe, const std::string& name);
 
 struct NamedRun {
   std::string name;  // "<stem>-<key>=<value>-..." (sanitized), or "<stem>" without a sweep
@@ -143,10 +182,12 @@ std::string recipe_stem(const std::string& path);
 
 namespace recipe_internal {
 // The reflection walker (schema.cc). `key` is the dotted path of `node`.
-// apply_yaml sets the fields of `message` named by the keys of the mapping `node`;
+// apply_yaml sets the fields of `message` named by the keys of the mapping `node`
+// (`file` "": a value of --set or a stage's set, every location `location`);
 // set_path sets one dotted key to `value`. Both record locations in `where`.
 absl::Status apply_yaml(const YAML::Node& node, google::protobuf::Message& message,
-                        const std::string& key, const std::string& file, RecipeSourceMap& where);
+                        const std::string& key, const std::string& file, RecipeSourceMap& where,
+                        const std::string& location = "");
 absl::Status set_path(google::protobuf::Message& message, const std::string& dotted,
                       const YAML::Node& value, const std::string& location,
                       RecipeSourceMap& where);

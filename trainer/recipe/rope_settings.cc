@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "trainer/recipe/recipe.h"
 #include "kernels/status.h"
 
@@ -22,12 +23,23 @@ std::vector<std::string> rope_setting_keys() {
 }
 
 absl::StatusOr<RopeSettings> load_rope_settings(const std::string& recipe_path,
-                                                const std::vector<std::string>& overrides) {
-  ROTOR_ASSIGN_OR_RETURN(LoadedRecipe r, load_recipe(recipe_path, overrides, RecipeMode::kRope));
+                                                const std::vector<std::string>& overrides,
+                                                const std::string& stage) {
+  ROTOR_ASSIGN_OR_RETURN(LoadedRecipe loaded, load_recipe(recipe_path, overrides, RecipeMode::kRope));
+  const LoadedRecipe* r = &loaded;
+  if (!stage.empty()) {
+    ROTOR_ASSIGN_OR_RETURN(const LoadedStage* s, find_stage(loaded, stage));
+    r = &s->recipe;
+  } else if (!loaded.stages.empty()) {
+    std::vector<std::string> names;
+    for (const LoadedStage& s : loaded.stages) names.push_back(s.name);
+    return absl::InvalidArgumentError(absl::StrCat(recipe_path, " has stages (", absl::StrJoin(names, ", "),
+                                                   "), each with its own RoPE: name one with --stage NAME"));
+  }
   RopeSettings s;
-  s.head_dim = r.proto.model().head_dim();
-  s.rope = std::move(r.rope);
-  s.logit_scale = std::move(r.logit_scale);
+  s.head_dim = r->proto.model().head_dim();
+  s.rope = r->rope;
+  s.logit_scale = r->logit_scale;
   return s;
 }
 

@@ -1,7 +1,7 @@
 // `rotor rope`: prints what a recipe's RoPE and logit-scale sections mean as
 // numbers, without building a model:
 //
-//   rotor rope [RECIPE.yaml] [--set KEY=VALUE ...] [--positions P1,P2,...] [--layers N]
+//   rotor rope [RECIPE.yaml] [--set KEY=VALUE ...] [--stage NAME] [--positions P1,P2,...] [--layers N]
 //
 // prints one JSON object
 //   {"inv_freq": [head_dim/2 floats],
@@ -49,9 +49,12 @@ struct RopeSettings {
 std::vector<std::string> rope_setting_keys();
 
 // load_recipe(recipe_path, overrides, RecipeMode::kRope) (recipe_path empty:
-// the overrides alone), validated (validate_rope, validate_logit_scale).
+// the overrides alone), validated (validate_rope, validate_logit_scale). A
+// staged recipe needs `stage`, the name of the stage whose settings are
+// wanted (an error lists the names); "" for a recipe without stages.
 absl::StatusOr<RopeSettings> load_rope_settings(const std::string& recipe_path,
-                                                const std::vector<std::string>& overrides);
+                                                const std::vector<std::string>& overrides,
+                                                const std::string& stage = "");
 
 // --positions and --layers when not given (see the header comment).
 std::vector<int64_t> default_rope_positions();

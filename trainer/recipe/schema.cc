@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -16,6 +17,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "trainer/recipe/recipe.h"
+#include "trainer/recipe/stages.h"
 #include "kernels/status.h"
 
 namespace rotor {
@@ -193,7 +195,7 @@ absl::Status set_field(Message& m, const FieldDescriptor* f, const YAML::Node& n
       if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
         Message* element = r->AddMessage(&m, f);
         if (!node[i].IsMap()) return wrong_type(element_loc, element_key, "a mapping", node[i]);
-        ROTOR_RETURN_IF_ERROR(apply_yaml(node[i], *element, element_key, file, where));
+        ROTOR_RETURN_IF_ERROR(apply_yaml(node[i], *element, element_key, file, where, element_loc));
       } else {
         ROTOR_RETURN_IF_ERROR(set_scalar(m, f, node[i], element_key, element_loc));
       }
@@ -202,7 +204,7 @@ absl::Status set_field(Message& m, const FieldDescriptor* f, const YAML::Node& n
   }
   if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
     if (!node.IsMap()) return wrong_type(location, key, "a mapping (section)", node);
-    return apply_yaml(node, *r->MutableMessage(&m, f), key, file, where);
+    return apply_yaml(node, *r->MutableMessage(&m, f), key, file, where, location);
   }
   return set_scalar(m, f, node, key, location);
 }
@@ -329,18 +331,19 @@ std::string closest(const std::string& word, const std::vector<std::string>& can
 }
 
 absl::Status apply_yaml(const YAML::Node& node, Message& message, const std::string& key,
-                        const std::string& file, RecipeSourceMap& where) {
+                        const std::string& file, RecipeSourceMap& where, const std::string& location) {
   const Descriptor* d = message.GetDescriptor();
   std::set<std::string> seen;
   for (const auto& entry : node) {
     const std::string name = entry.first.IsScalar() ? entry.first.Scalar() : describe(entry.first);
     const std::string full = key.empty() ? name : absl::StrCat(key, ".", name);
-    const std::string key_loc = mark_text(file, entry.first.Mark());
+    const std::string key_loc = file.empty() ? location : mark_text(file, entry.first.Mark());
     if (!seen.insert(name).second) return error_at(key_loc, absl::StrCat("duplicate key '", full, "'"));
     const FieldDescriptor* f = d->FindFieldByName(name);
-    if (f == nullptr || (key.empty() && name == "sweep")) return unknown_key(key_loc, full, d, key);
+    if (f == nullptr || (key.empty() && (name == "sweep" || name == "stages")))
+      return unknown_key(key_loc, full, d, key);
     const std::string value_loc =
-        entry.second.IsNull() ? key_loc : mark_text(file, entry.second.Mark());
+        entry.second.IsNull() || file.empty() ? key_loc : mark_text(file, entry.second.Mark());
     if (auto s = set_field(message, f, entry.second, full, file, value_loc, where); !s.ok())
       return s;
   }
@@ -349,13 +352,15 @@ absl::Status apply_yaml(const YAML::Node& node, Message& message, const std::str
 
 absl::Status set_path(Message& message, const std::string& dotted, const YAML::Node& value,
                       const std::string& location, RecipeSourceMap& where) {
+  if (absl::StartsWith(dotted, "stages.") && message.GetDescriptor() == recipe::Recipe::descriptor())
+    return set_stage_path(static_cast<recipe::Recipe&>(message), dotted, value, location, where);
   Message* m = &message;
   std::string prefix;
   const std::vector<std::string> parts = absl::StrSplit(dotted, '.');
   for (size_t i = 0; i < parts.size(); ++i) {
     const std::string full = prefix.empty() ? parts[i] : absl::StrCat(prefix, ".", parts[i]);
     const FieldDescriptor* f = m->GetDescriptor()->FindFieldByName(parts[i]);
-    if (f == nullptr || (i == 0 && parts[i] == "sweep"))
+    if (f == nullptr || (i == 0 && (parts[i] == "sweep" || parts[i] == "stages")))
       return unknown_key(location, dotted, m->GetDescriptor(), prefix);
     if (i + 1 == parts.size()) return set_field(*m, f, value, full, "", location, where);
     if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE || f->is_repeated()) {
@@ -373,9 +378,14 @@ absl::Status set_path(Message& message, const std::string& dotted, const YAML::N
 std::string recipe_to_yaml(const recipe::Recipe& recipe) {
   recipe::Recipe body = recipe;
   body.clear_sweep();
+  body.clear_stages();
   YAML::Emitter out;
   recipe_internal::emit_message(out, body);
   std::string text = body.ByteSizeLong() == 0 ? "" : out.c_str();
+  if (const std::string stages = recipe_internal::stages_yaml(recipe); !stages.empty()) {
+    if (!text.empty()) text += "\n";
+    text += stages;
+  }
   if (recipe.sweep_size() > 0) {
     YAML::Emitter sweep;
     sweep << YAML::BeginMap << YAML::Key << "sweep" << YAML::Value << YAML::BeginMap;
