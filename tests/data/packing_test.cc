@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <algorithm>
 #include <set>
 
 #include "data/indexed_dataset.h"
@@ -191,6 +192,138 @@ TEST(Packing, TooFewTokensIsAnError) {
   auto s = PackedSampler::create(&ds, {.sequence_length = 25, .seed = 1});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("cannot fill one sample"), std::string::npos) << s.status();
+}
+
+// Blocks of B = 2 L: the B / L samples of a block come one after another,
+// the blocks in a shuffled order, and the first k blocks' samples at L tile
+// the same tokens as their samples at B (so a length change goes on at a
+// block boundary).
+TEST(Packing, BlocksKeepTheirSamplesTogether) {
+  IndexedDataset ds = make_dataset("pack_blocks");  // 25 tokens: 3 blocks of 8
+  auto at4 = PackedSampler::create(&ds, {.sequence_length = 4, .seed = 3, .block_length = 8});
+  auto at8 = PackedSampler::create(&ds, {.sequence_length = 8, .seed = 3});
+  ASSERT_TRUE(at4.ok() && at8.ok());
+  EXPECT_EQ(at4->samples_per_epoch(), 6);
+  EXPECT_EQ(at8->samples_per_epoch(), 3);
+  for (int64_t b = 0; b < 3; ++b) {
+    const PackedSample whole = *at8->sample(b);
+    const PackedSample first = *at4->sample(2 * b), second = *at4->sample(2 * b + 1);
+    std::vector<int32_t> joined = first.ids;
+    joined.insert(joined.end(), second.ids.begin(), second.ids.end());
+    EXPECT_EQ(joined, whole.ids) << "block " << b;
+  }
+  auto bad = PackedSampler::create(&ds, {.sequence_length = 4, .seed = 3, .block_length = 6});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("not a multiple of the sequence length"), std::string::npos);
+}
+
+// PoSE (arXiv 2309.10400; its train_pose.py, 2023-10 revision): a piece of
+// length l keeps positions 0..r1-1, r1 = randint(1, (l + 1) // 2), and the rest
+// read t + u, u = randint(0, N - l) (both bounds inclusive). Checked on 4000
+// samples: the shape exactly, and r1 and u spread uniformly over their
+// ranges (mean within 3%, every eighth of the range within 15% of its
+// expected count: 500 draws a bin, a standard deviation of ~21 = 4%).
+TEST(Pose, PositionsFollowPosesDefinition) {
+  const int64_t l = 128, n = 1024, samples = 4000;
+  const std::vector<int32_t> one_piece(static_cast<size_t>(l), 0);
+  std::vector<int64_t> r1_bins(8, 0), u_bins(8, 0);
+  double r1_sum = 0, u_sum = 0;
+  int64_t r1_min = l, r1_max = 0, u_min = n, u_max = -1;
+  for (int64_t index = 0; index < samples; ++index) {
+    std::vector<int32_t> pos(static_cast<size_t>(l));
+    for (int64_t t = 0; t < l; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(t);
+    pose_positions(pos, one_piece, l, n, /*seed=*/11, index);
+    // r1: the first position that is not t (l when u = 0: r1 is then unseen).
+    int64_t r1 = 0;
+    while (r1 < l && pos[static_cast<size_t>(r1)] == r1) ++r1;
+    if (r1 == l) continue;  // u = 0
+    const int64_t u = pos[static_cast<size_t>(r1)] - r1;
+    ASSERT_GE(r1, 1);
+    ASSERT_LE(r1, (l + 1) / 2);
+    ASSERT_GE(u, 1);
+    ASSERT_LE(u, n - l);
+    for (int64_t t = r1; t < l; ++t) ASSERT_EQ(pos[static_cast<size_t>(t)], t + u) << "index " << index;
+    ASSERT_LT(pos.back(), n);
+    r1_sum += static_cast<double>(r1);
+    u_sum += static_cast<double>(u);
+    r1_min = std::min(r1_min, r1), r1_max = std::max(r1_max, r1);
+    u_min = std::min(u_min, u), u_max = std::max(u_max, u);
+    ++r1_bins[static_cast<size_t>((r1 - 1) * 8 / ((l + 1) / 2))];
+    ++u_bins[static_cast<size_t>(u * 8 / (n - l + 1))];
+  }
+  EXPECT_EQ(r1_min, 1);
+  EXPECT_EQ(r1_max, (l + 1) / 2);
+  EXPECT_LE(u_min, 3);
+  EXPECT_GE(u_max, n - l - 3);
+  EXPECT_NEAR(r1_sum / samples, (1.0 + (l + 1) / 2) / 2, 0.03 * 32.5);
+  EXPECT_NEAR(u_sum / samples, (n - l) / 2.0, 0.03 * 448);
+  for (int b = 0; b < 8; ++b) {
+    EXPECT_NEAR(r1_bins[static_cast<size_t>(b)], samples / 8.0, 0.15 * samples / 8) << "r1 bin " << b;
+    EXPECT_NEAR(u_bins[static_cast<size_t>(b)], samples / 8.0, 0.15 * samples / 8) << "u bin " << b;
+  }
+  // A pure function of (seed, index), different between samples.
+  std::vector<int32_t> a(static_cast<size_t>(l), 0), b(static_cast<size_t>(l), 0), c(static_cast<size_t>(l), 0);
+  pose_positions(a, one_piece, l, n, 11, 7);
+  pose_positions(b, one_piece, l, n, 11, 7);
+  pose_positions(c, one_piece, l, n, 11, 8);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+}
+
+// With document masking each document's piece gets its own cut and skip; a
+// one-token piece stays at 0; padding past `length` is left alone.
+TEST(Pose, EachDocumentPieceIsSkippedOnItsOwn) {
+  const std::vector<int32_t> segments = {0, 0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3};
+  std::vector<int32_t> pos = {0, 1, 2, 3, 4, 5, 0, 0, 1, 2, 3, 4, 5, 6, 7, 0, 0};
+  pose_positions(pos, segments, 15, 64, 5, 3);
+  EXPECT_EQ(pos[6], 0) << "a one-token piece";
+  EXPECT_EQ(pos[15], 0);
+  EXPECT_EQ(pos[16], 0) << "past length";
+  for (const auto [begin, end] : {std::pair{0, 6}, std::pair{7, 15}}) {
+    const int l = end - begin;
+    int r1 = 0;
+    while (r1 < l && pos[static_cast<size_t>(begin + r1)] == r1) ++r1;
+    ASSERT_GE(r1, 1);
+    ASSERT_LE(r1, std::max(1, (l + 1) / 2) + (r1 == l ? l : 0));
+    for (int t = r1; t < l; ++t) {
+      EXPECT_EQ(pos[static_cast<size_t>(begin + t)], t + pos[static_cast<size_t>(begin + r1)] - r1);
+      EXPECT_LT(pos[static_cast<size_t>(begin + t)], 64);
+    }
+  }
+}
+
+// Through the sampler: the ids and targets are those without PoSE, the
+// positions PoSE's (below N); whole documents keep their padding at 0; a
+// target below the length is refused.
+TEST(Pose, SamplerAppliesItToEverySample) {
+  IndexedDataset ds = make_dataset("pack_pose");
+  for (bool whole : {false, true}) {
+    auto plain = PackedSampler::create(&ds, {.sequence_length = 6, .seed = 4, .document_masking = true,
+                                             .whole_documents = whole});
+    auto pose = PackedSampler::create(&ds, {.sequence_length = 6, .seed = 4, .document_masking = true,
+                                            .whole_documents = whole, .pose_target_length = 40});
+    ASSERT_TRUE(plain.ok() && pose.ok());
+    bool skipped = false;
+    for (int64_t i = 0; i < 8; ++i) {
+      const PackedSample a = *plain->sample(i), b = *pose->sample(i);
+      EXPECT_EQ(a.ids, b.ids);
+      EXPECT_EQ(a.targets, b.targets);
+      EXPECT_EQ(a.segments, b.segments);
+      for (size_t t = 0; t < 6; ++t) {
+        EXPECT_LT(b.positions[t], 40);
+        EXPECT_GE(b.positions[t], a.positions[t]);
+        if (a.segments[t] == 1 && whole) EXPECT_EQ(b.positions[t], 0) << "padding";
+        skipped |= b.positions[t] != a.positions[t];
+      }
+      std::vector<int32_t> expected = a.positions;
+      pose_positions(expected, a.segments, whole ? std::count(a.segments.begin(), a.segments.end(), 0) : 6, 40, 4, i);
+      EXPECT_EQ(b.positions, expected) << "sample " << i;
+    }
+    EXPECT_TRUE(skipped);
+  }
+  auto bad = PackedSampler::create(&ds, {.sequence_length = 6, .seed = 4, .pose_target_length = 5});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "data.pose_target_length (5) must be >= data.sequence_length (6)");
 }
 
 }  // namespace

@@ -642,12 +642,44 @@ def on_sim(test):
     return run
 
 
+def test_stages_layouts(e):
+    """A staged recipe (trainer/recipe/recipe.h: stages) whose second stage
+    doubles the length, raises theta and turns PoSE on (positions spread over
+    [0, 512): the logit scale and ring attention must use the skipped
+    positions carried with each cp shard), also changing the layout at the
+    stage boundary (dp 4, then tp 2 x cp 2: the boundary checkpoint's whole
+    tensors resharded), gives the single rank's staged run (RTOL); and a
+    4-rank run killed at the boundary resumes on 1 rank to the same numbers."""
+    staged = os.path.join(e.tmp, "staged.yaml")
+    with open(staged, "w") as f:
+        f.write("base: tiny.yaml\n"
+                "stages:\n"
+                "  - {name: short, steps: 5}\n"
+                "  - {name: long, steps: 5, set: {data.sequence_length: 128, rope.theta: 40000,\n"
+                "                                 data.pose_target_length: 512}}\n")
+    e.recipe = staged
+    steps = list(range(1, 11))
+    ref = metrics(e.train("single staged", 0))
+    if [m.get("stage") for m in ref] != ["short"] * 5 + ["long"] * 5:
+        raise Fail(f"single staged run: stages {[m.get('stage') for m in ref]}")
+    if [m["sequence_length"] for m in ref] != [64] * 5 + [128] * 5:
+        raise Fail(f"single staged run: lengths {[m['sequence_length'] for m in ref]}")
+    layout = ["stages.long.parallel.tp=2", "stages.long.parallel.cp=2"]
+    full = e.train("dp4 then tp2xcp2", 4, layout, expect=r"stage long \(2 of 2\)")
+    compare("dp4 then tp2xcp2", ref, metrics(full), steps)
+    # Killed at the boundary (the checkpoint of step 5, saved by the dp 4
+    # stage) and resumed on one rank.
+    cut = cut_to_step5(full, os.path.join(e.tmp, "runs", "staged-to-single"))
+    e.train("staged step 5 -> 1 rank", 0, [], run_dir=cut, expect=r"resumed from \S*step_00000005")
+    compare("staged step 5 -> 1 rank", ref, metrics(cut), steps[5:], "the uninterrupted single-rank run")
+
+
 TESTS = {"eval_layouts": test_eval_layouts, "layouts": test_layouts, "reshard_resume": test_reshard_resume,
          "bad_layout": test_bad_layout, "eval_ppl": test_eval_ppl, "layouts_sim": test_layouts_sim,
          "reshard_resume_sim": on_sim(test_reshard_resume), "eval_ppl_sim": on_sim(test_eval_ppl),
          "eval_layouts_sim": on_sim(test_eval_layouts), "layouts_bf16": test_layouts_bf16,
          "memory_plan": test_memory_plan, "layouts_ulysses": test_layouts_ulysses,
-         "eval_ruler": test_eval_ruler}
+         "eval_ruler": test_eval_ruler, "stages_layouts": test_stages_layouts}
 
 
 def main(argv, tests=None):
