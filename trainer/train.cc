@@ -127,6 +127,28 @@ absl::Status check_batch_layout(const recipe::Recipe& r, const BatchShape& shape
       ")) * train.micro_batch_size (", shape.micro, ")"));
 }
 
+// Every stage's layout against the world size, before anything trains: a
+// later stage that cannot run on this world must not end the run after the
+// earlier ones (the same messages as at the stage's start).
+absl::Status check_stage_layouts(const std::vector<LoadedStage>& stages, int world_size) {
+  for (const LoadedStage& stage : stages) {
+    const recipe::Recipe& r = stage.recipe.proto;
+    const int64_t tp = r.parallel().tp(), cp = r.parallel().cp();
+    const std::string context = stage.name.empty() ? "" : absl::StrCat("stage ", stage.name, ": ");
+    if (world_size % (tp * cp) != 0)
+      return absl::InvalidArgumentError(absl::StrCat(context, "world size ", world_size,
+                                                     " is not a multiple of tp * cp = ", tp * cp, " (tp ", tp,
+                                                     ", cp ", cp, ")"));
+    const BatchShape shape = BatchShape::of(r);
+    const int64_t dp = world_size / (tp * cp);
+    if (shape.global % (dp * shape.micro) != 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          context, "the global batch (", shape.global, " sequences) must be a multiple of data-parallel size (", dp,
+          " = world ", world_size, " / (tp ", tp, " * cp ", cp, ")) * train.micro_batch_size (", shape.micro, ")"));
+  }
+  return absl::OkStatus();
+}
+
 // The stage that holds `step` (the last stage past the end).
 int stage_of(const std::vector<LoadedStage>& stages, int64_t step) {
   for (size_t k = 0; k < stages.size(); ++k)
@@ -215,6 +237,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
   }
   ROTOR_RETURN_IF_ERROR(prepare_run_dir(r, recipe_to_yaml(r), rank0));
   const std::vector<LoadedStage> stages = training_stages(loaded);
+  ROTOR_RETURN_IF_ERROR(check_stage_layouts(stages, world.size()));
   ROTOR_ASSIGN_OR_RETURN(const std::vector<std::vector<DatasetStart>> starts, stage_data_starts(stages));
   const auto build = [&](int k) -> absl::StatusOr<std::unique_ptr<StageRun>> {
     absl::StatusOr<std::unique_ptr<StageRun>> run = build_stage(stages, k, starts[static_cast<size_t>(k)], device,

@@ -15,7 +15,8 @@
 // (recipe, i) and resuming needs only the step.
 //
 // Run directory (run.dir): recipe.yaml (resolved), metrics.jsonl (one JSON
-// object per step: step, loss, lr, grad_norm, tokens_per_s, tflops (model
+// object per step: step, sequence_length, stage (staged recipes), loss, lr,
+// grad_norm, tokens_per_s, tflops (model
 // FLOPs, LlamaConfig::training_flops_per_token), mfu (with run.peak_tflops),
 // and, when evaluated, eval_loss_<length>, eval_entropy_<length> (mean
 // attention entropy over layers, heads and held-out rows) and
@@ -25,6 +26,17 @@
 // If the run directory holds a checkpoint, training continues from the newest
 // one that verifies (trainer/checkpoint.h); a corrupt one is reported by name
 // and the previous one used.
+//
+// Stages (a recipe's `stages:`, trainer/recipe/recipe.h): the run's steps are
+// the stages' in order. Each stage builds its own pieces from its recipe
+// (layout, model, data stream continuing the earlier stages' datasets
+// (trainer/data_stream.h), TrainStep with the stage's schedule counted from
+// its first step, checkpointer, non-finite policy); its last step always
+// saves a checkpoint, and the next stage starts by loading it (weights, AdamW
+// moments and step count), which is what a resume at the boundary does too.
+// Resume picks the stage of the step after the newest checkpoint. Every
+// stage's layout is checked against the world size before training starts.
+// A recipe without stages is one stage, named "".
 //
 // Non-finite values: a step whose loss or gradient norm is NaN or inf is never
 // applied. The event names the step and where the values began (the first

@@ -672,6 +672,17 @@ def test_stages_layouts(e):
     cut = cut_to_step5(full, os.path.join(e.tmp, "runs", "staged-to-single"))
     e.train("staged step 5 -> 1 rank", 0, [], run_dir=cut, expect=r"resumed from \S*step_00000005")
     compare("staged step 5 -> 1 rank", ref, metrics(cut), steps[5:], "the uninterrupted single-rank run")
+    # A later stage's layout that this world cannot hold fails before the
+    # first stage trains, naming the stage.
+    bad_dir = os.path.join(e.tmp, "runs", "staged-bad-world")
+    cmd = e.mpirun_cmd(2, ["train", staged, "--set", f"run.dir={bad_dir}", "--set", "stages.long.parallel.cp=4"])
+    r = subprocess.run(cmd, env=e.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    want = "stage long: world size 2 is not a multiple of tp * cp = 4"
+    if r.returncode == 0 or want not in r.stdout:
+        raise Fail(f"world 2 with stage long at cp 4: exit {r.returncode}, output lacks '{want}':\n{r.stdout}")
+    if os.path.exists(os.path.join(bad_dir, "metrics.jsonl")):
+        raise Fail("world 2 with stage long at cp 4: trained before failing")
+    log(f"  world 2, stage long at cp 4: exit {r.returncode}, '{want}'")
 
 
 TESTS = {"eval_layouts": test_eval_layouts, "layouts": test_layouts, "reshard_resume": test_reshard_resume,

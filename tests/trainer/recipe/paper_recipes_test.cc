@@ -46,7 +46,7 @@ TEST(PaperRecipesTest, EveryRecipeLoadsAndExpands) {
   for (const fs::path& f : files) {
     SCOPED_TRACE(f.string());
     const LoadedRecipe r = load_or_fail(f);
-    EXPECT_FALSE(r.proto.model().init_from().empty()) << "paper runs start from Llama-2-7B";
+    EXPECT_FALSE(r.proto.model().init_from().empty()) << "paper runs start from a pretrained checkpoint";
     EXPECT_EQ(r.proto.device(), recipe::Recipe::cuda);
     EXPECT_EQ(r.model.num_attention_heads % r.proto.parallel().tp(), 0);
     EXPECT_GT(r.proto.parallel().tp() * r.proto.parallel().cp(), 1) << "a GPU-cluster layout";
@@ -94,6 +94,26 @@ TEST(PaperRecipesTest, ZhongMethods) {
 }
 
 // Zhang et al.: entropy-aware ABF at 16K, the paper's 6 steps of 32 at lr 2e-5.
+// ProLong's two stages (arXiv 2410.02660): 64K at theta 8e6, lr 1e-5, 5000 x
+// 4M tokens; then 512K at theta 1.28e8, lr 5e-6, 2500 x 8M, on cp 8.
+TEST(PaperRecipesTest, ProlongStages) {
+  const LoadedRecipe r = load_or_fail(paper_dir() / "prolong_llama3_8b.yaml");
+  ASSERT_EQ(r.stages.size(), 2u);
+  EXPECT_EQ(r.proto.train().steps(), 7500);
+  const LoadedStage& a = r.stages[0];
+  const LoadedStage& b = r.stages[1];
+  EXPECT_EQ(a.recipe.rope.theta, 8e6);
+  EXPECT_EQ(b.recipe.rope.theta, 1.28e8);
+  EXPECT_EQ(a.steps * a.recipe.proto.train().global_batch_tokens(), 5000LL * 4194304);
+  EXPECT_EQ(b.steps * b.recipe.proto.train().global_batch_tokens(), 2500LL * 8388608);
+  EXPECT_EQ(a.recipe.proto.data().sequence_length(), 65536);
+  EXPECT_EQ(b.recipe.proto.data().sequence_length(), 524288);
+  EXPECT_EQ(a.recipe.proto.train().lr(), 1e-5);
+  EXPECT_EQ(b.recipe.proto.train().lr(), 5e-6);
+  EXPECT_EQ(b.recipe.proto.parallel().cp(), 8);
+  EXPECT_EQ(b.first_step, 5001);
+}
+
 TEST(PaperRecipesTest, ZhangEntropyAwareAbf) {
   const LoadedRecipe r = load_or_fail(paper_dir() / "zhang_eabf.yaml");
   EXPECT_EQ(r.proto.data().sequence_length(), 16384);
