@@ -1,6 +1,9 @@
 #include "trainer/loading.h"
 
 #include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/status.h"
@@ -125,6 +128,21 @@ std::string run_name(const std::string& run_dir) {
 
 absl::StatusOr<std::string> eval_checkpoint_dir(const LoadedRecipe& recipe, const std::string& checkpoint) {
   return resolve_checkpoint_dir(checkpoint.empty() ? recipe.proto.run().dir() : checkpoint);
+}
+
+absl::StatusOr<LoadedRecipe> checkpoint_stage_recipe(const LoadedRecipe& recipe, const std::string& dir) {
+  if (recipe.stages.empty()) return recipe;
+  std::string stage = recipe.stages.back().name;
+  std::ifstream in(fs::path(dir) / "state.json");
+  const nlohmann::json state = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!state.is_discarded() && state.contains("sampler") && state["sampler"].is_object() &&
+      state["sampler"].contains("stage") && state["sampler"]["stage"].is_string())
+    stage = state["sampler"]["stage"].get<std::string>();
+  absl::StatusOr<const LoadedStage*> found = find_stage(recipe, stage);
+  if (!found.ok())
+    return absl::NotFoundError(absl::StrCat(dir, " was saved in stage '", stage, "' of another recipe: ",
+                                            found.status().message()));
+  return (*found)->recipe;
 }
 
 std::string eval_out_dir(const LoadedRecipe& recipe, const std::string& out) {

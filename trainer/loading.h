@@ -97,6 +97,14 @@ std::string run_name(const std::string& run_dir);
 // Errors as resolve_checkpoint_dir.
 absl::StatusOr<std::string> eval_checkpoint_dir(const LoadedRecipe& recipe, const std::string& checkpoint);
 
+// What an evaluation of checkpoint `dir` of a staged recipe's run uses: the
+// recipe of the stage that checkpoint was saved in (its state.json's
+// sampler.stage: the RoPE, logit scale and length its weights were trained
+// with), or the last stage when the checkpoint names none. A recipe without
+// stages is returned as it is. NotFound when the named stage is not the
+// recipe's.
+absl::StatusOr<LoadedRecipe> checkpoint_stage_recipe(const LoadedRecipe& recipe, const std::string& dir);
+
 // The evaluations' output directory: `out` when not empty, else <run.dir>/eval.
 std::string eval_out_dir(const LoadedRecipe& recipe, const std::string& out);
 

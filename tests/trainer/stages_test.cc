@@ -15,6 +15,7 @@
 
 #include "data/indexed_dataset.h"
 #include "trainer/checkpoint.h"
+#include "trainer/cli/eval_command.h"
 #include "trainer/cli/sweep_command.h"
 #include "trainer/cli/train_command.h"
 #include "trainer/data_stream.h"
@@ -118,6 +119,27 @@ TEST(Stages, RunRecordsStagesAndResumesAnywhereBitForBit) {
   ASSERT_TRUE(top.ok()) << top.status();
   EXPECT_EQ(top->stages.size(), 2u);
 
+  // Evaluating the run (its staged recipe.yaml) uses the settings of the
+  // stage that saved the checkpoint: the same numbers as the checkpoint's own
+  // recipe, and not those of the recipe's top level (theta 10000).
+  {
+    const std::string ck12 = checkpoint_dir(run_a, 12);
+    const auto ppl = [&](std::vector<std::string> args, const std::string& name) {
+      const std::string out_dir = dir + "/eval_" + name;
+      args.insert(args.begin(), "ppl");
+      args.insert(args.end(), {"--checkpoint", ck12, "--out", out_dir});
+      std::ostringstream eval_out, eval_err;
+      EXPECT_EQ(run_eval_command(args, eval_out, eval_err), 0) << eval_err.str();
+      return read(fs::path(out_dir) / "ppl.csv");
+    };
+    const std::string staged = ppl({run_a + "/recipe.yaml"}, "staged");
+    const std::string own = ppl({ck12 + "/recipe.yaml"}, "own");
+    const std::string top = ppl({ck12 + "/recipe.yaml", "--set", "rope.theta=10000"}, "top");
+    EXPECT_FALSE(staged.empty());
+    EXPECT_EQ(staged, own);
+    EXPECT_NE(staged, top) << "theta 10000 scores the long stage's weights differently";
+  }
+
   // Killed after step 4 (inside short), 6 (the boundary) or 8 (inside long):
   // the resumed run gives the same numbers bit for bit.
   for (int killed : {4, 6, 8}) {
@@ -140,6 +162,17 @@ TEST(Stages, RunRecordsStagesAndResumesAnywhereBitForBit) {
       EXPECT_EQ(b[i]["grad_norm"].get<double>(), a[i]["grad_norm"].get<double>()) << "step " << i + 1;
       EXPECT_EQ(b[i]["stage"], a[i]["stage"]);
     }
+  }
+  // --memory plans every stage: the long stage's step (about 1.8 MB) does
+  // not fit 1.5 MB, the short one's (1.2 MB) would; refused before training.
+  {
+    std::ostringstream mem_out, mem_err;
+    EXPECT_EQ(run_train_command({recipe, "--set", "run.dir=" + dir + "/memory", "--memory", "1500000"}, mem_out,
+                                mem_err),
+              2);
+    EXPECT_NE(mem_err.str().find("rotor train: stage long: the step does not fit --memory"), std::string::npos)
+        << mem_err.str();
+    EXPECT_FALSE(fs::exists(dir + "/memory/metrics.jsonl"));
   }
   // A staged recipe through rotor sweep: a sweep of the long stage's length.
   const std::string swept = dir + "/swept.yaml";

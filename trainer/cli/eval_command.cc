@@ -129,6 +129,10 @@ absl::StatusOr<Setup> setup(const EvalArgs& a) {
                                             dir.status().message()));
   }
   s.checkpoint = *dir;
+  // A staged run: the settings of the stage that saved the checkpoint.
+  absl::StatusOr<LoadedRecipe> staged = checkpoint_stage_recipe(s.recipe, s.checkpoint);
+  if (!staged.ok()) return staged.status();
+  s.recipe = *std::move(staged);
   s.out = eval_out_dir(s.recipe, a.out);
   absl::StatusOr<std::unique_ptr<IndexedDataset>> heldout = open_heldout(s.recipe);
   if (!heldout.ok()) return heldout.status();

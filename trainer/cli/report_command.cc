@@ -117,7 +117,8 @@ std::vector<eval::RunInfo> run_infos(const std::vector<std::string>& run_dirs, s
       err << "rotor report: " << r.status().message() << ": " << dir << " is left out of findings.md\n";
       continue;
     }
-    const recipe::Recipe& p = r->proto;
+    // A staged run is described by its last stage: the model it ends with.
+    const recipe::Recipe& p = r->stages.empty() ? r->proto : r->stages.back().recipe.proto;
     eval::RunInfo info;
     info.name = run_name(p.run().dir());
     info.rope = absl::StrFormat("%s theta=%g", p.rope().method(), p.rope().theta());

@@ -27,7 +27,8 @@
 //   findings.md: the seed papers' five findings (eval/findings.h) checked on
 //     the runs, each reproduced / not reproduced / not measured with its
 //     numbers; what each run is (base, extension, ablation; its rope and
-//     logit scale) comes from <RUN_DIR>/recipe.yaml (a RUN_DIR without one is
+//     logit scale) comes from <RUN_DIR>/recipe.yaml (a staged run: its last
+//     stage's settings; a RUN_DIR without one is
 //     left out, said on stderr); the verdicts are also printed;
 //   the PNGs of eval/plots.py (see that file), unless --no-plots.
 //

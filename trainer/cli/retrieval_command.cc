@@ -153,14 +153,18 @@ std::optional<Failure> read_inputs(RetrievalKind kind, const RetrievalArgs& a, c
   if (!recipe.ok()) return Failure{recipe.status()};
   in.recipe = *std::move(recipe);
   if (absl::Status s = check_single_run(in.recipe); !s.ok()) return Failure{s};
+  absl::StatusOr<std::string> ckpt = eval_checkpoint_dir(in.recipe, a.checkpoint);
+  if (!ckpt.ok()) return Failure{ckpt.status()};
+  in.checkpoint = *ckpt;
+  // A staged run: the settings of the stage that saved the checkpoint.
+  absl::StatusOr<LoadedRecipe> staged = checkpoint_stage_recipe(in.recipe, in.checkpoint);
+  if (!staged.ok()) return Failure{staged.status()};
+  in.recipe = *std::move(staged);
   in.options.lengths = a.lengths ? *a.lengths : default_eval_lengths(in.recipe);
   if (a.depths) in.options.depths = *a.depths;
   in.options.trials = a.trials;
   in.options.seed = a.seed;
 
-  absl::StatusOr<std::string> ckpt = eval_checkpoint_dir(in.recipe, a.checkpoint);
-  if (!ckpt.ok()) return Failure{ckpt.status()};
-  in.checkpoint = *ckpt;
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = checkpoint_tokenizer(in.checkpoint, in.recipe);
   if (!tokenizer.ok()) return Failure{tokenizer.status()};
   in.tokenizer = *std::move(tokenizer);

@@ -156,11 +156,13 @@ struct Inputs {
 absl::Status read_inputs(const RulerArgs& a, Inputs& in, std::ostream& err) {
   ROTOR_ASSIGN_OR_RETURN(in.recipe, load_recipe(a.recipe, a.sets));
   ROTOR_RETURN_IF_ERROR(check_single_run(in.recipe));
+  ROTOR_ASSIGN_OR_RETURN(in.checkpoint, eval_checkpoint_dir(in.recipe, a.checkpoint));
+  // A staged run: the settings of the stage that saved the checkpoint.
+  ROTOR_ASSIGN_OR_RETURN(in.recipe, checkpoint_stage_recipe(in.recipe, in.checkpoint));
   in.options.tasks = a.tasks;
   in.options.lengths = a.lengths ? *a.lengths : default_eval_lengths(in.recipe);
   in.options.samples = a.samples;
   in.options.fitting_only = !a.tasks_named;
-  ROTOR_ASSIGN_OR_RETURN(in.checkpoint, eval_checkpoint_dir(in.recipe, a.checkpoint));
   ROTOR_ASSIGN_OR_RETURN(in.tokenizer, checkpoint_tokenizer(in.checkpoint, in.recipe));
   ROTOR_RETURN_IF_ERROR(check_tokenizer_fits(*in.tokenizer, in.recipe));
 

@@ -67,18 +67,20 @@ int run_train_command(const std::vector<std::string>& args, std::ostream& out, s
     memory = *bytes;
   }
   ProcessWorld world;
-  if (memory) {
-    // Refused before anything is allocated: every rank plans the same.
-    absl::StatusOr<MemoryPlanInput> in = memory_plan_input(*recipe, world.comm().size());
+  // Refused before anything is allocated: every rank plans the same, for
+  // every stage of a staged recipe.
+  for (const LoadedStage& stage : memory ? training_stages(*recipe) : std::vector<LoadedStage>{}) {
+    const std::string context = stage.name.empty() ? "" : absl::StrCat("stage ", stage.name, ": ");
+    absl::StatusOr<MemoryPlanInput> in = memory_plan_input(stage.recipe, world.comm().size());
     if (!in.ok()) {
-      err << "rotor train: " << in.status().message() << "\n";
+      err << "rotor train: " << context << in.status().message() << "\n";
       return 2;
     }
     const MemoryPlan plan = plan_memory(*in);
     if (plan.peak > *memory) {
       if (world.comm().rank() == 0)
-        err << "rotor train: the step does not fit --memory " << memory_text << " (" << format_bytes(*memory)
-            << " per rank): " << plan.describe() << "(rotor plan " << path
+        err << "rotor train: " << context << "the step does not fit --memory " << memory_text << " ("
+            << format_bytes(*memory) << " per rank): " << plan.describe() << "(rotor plan " << path
             << " --memory SIZE gives the longest sequence that fits)\n";
       return 2;
     }

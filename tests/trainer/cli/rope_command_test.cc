@@ -302,6 +302,31 @@ TEST(RopeCommand, TrainingRecipesLoad) {
                         "when model.head_dim is not given");
 }
 
+// A staged recipe: --stage NAME picks a stage's RoPE (with --set
+// stages.NAME.KEY too); without it, status 2 and the stages listed.
+TEST(RopeCommand, StageOfAStagedRecipe) {
+  const std::string path = write_temp("rope_command_staged.yaml",
+                                      "model: {head_dim: 8}\nrope: {theta: 10000}\nstages:\n"
+                                      "  - {name: short, steps: 2}\n"
+                                      "  - {name: long, steps: 2, set: {rope.method: linear, rope.factor: 4}}\n");
+  RunResult r = run({path, "--stage", "long"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["inv_freq"][0].get<double>(), 0.25);
+  r = run({path, "--stage=short"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["inv_freq"][0].get<double>(), 1.0);
+  r = run({path, "--stage", "long", "--set", "stages.long.rope.factor=2"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["inv_freq"][0].get<double>(), 0.5);
+  r = run({path});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err, "rotor rope: " + path + " has stages (short, long), each with its own RoPE: name one with "
+                   "--stage NAME\n");
+  r = run({path, "--stage", "middle"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err, "rotor rope: no stage 'middle' (stages: short, long)\n");
+}
+
 TEST(RopeCommand, RunPrintsJsonOrFailsWithStatus2) {
   RunResult r = run({"--set", "model.head_dim=128", "--set=rope.theta=500000", "--set",
                      "logit_scale.kind=log_position", "--set", "logit_scale.skip_layers=[0,1]",
