@@ -67,9 +67,7 @@ absl::StatusOr<RunStart> Checkpointer::restore(LlamaModel& model, Optimizer& opt
     return absl::DataLossError(
         absl::StrCat("no usable checkpoint in ", settings_.run_dir, "/checkpoints:", unusable));
   }
-  if (!start.resumed_from.empty()) {
-    out_ << "resumed from " << start.resumed_from << " (step " << start.step << ")\n";
-  } else if (!settings_.init_from.empty()) {
+  if (start.resumed_from.empty() && !settings_.init_from.empty()) {
     ROTOR_RETURN_IF_ERROR(init_from(model));
   }
   return start;

@@ -63,8 +63,8 @@ class Checkpointer {
   Checkpointer& operator=(const Checkpointer&) = delete;
 
   // Loads the run's newest usable checkpoint of step <= max_step, or
-  // model.init_from, into the model (and, resuming, the optimizer).
-  // Collective over the world.
+  // model.init_from, into the model (and, resuming, the optimizer); the
+  // caller reports a resume (RunStart::resumed_from). Collective over the world.
   absl::StatusOr<RunStart> restore(LlamaModel& model, Optimizer& optimizer, int64_t max_step = INT64_MAX);
 
   // Loads the checkpoint of step `step` (a stage's last, just saved) into the

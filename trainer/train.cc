@@ -259,6 +259,7 @@ absl::Status train(const LoadedRecipe& loaded, std::ostream& rank0_out, Communic
     ROTOR_ASSIGN_OR_RETURN(run, build(k));
     ROTOR_ASSIGN_OR_RETURN(start, run->checkpointer->restore(*run->model, run->train_step->optimizer(), start.step));
   }
+  if (!start.resumed_from.empty()) out << "resumed from " << start.resumed_from << " (step " << start.step << ")\n";
   ROTOR_ASSIGN_OR_RETURN(Metrics metrics, Metrics::open(metrics_settings(*run, r.train().steps(), world.size()), rank0, out, start.step,
                                                         !start.resumed_from.empty()));
   Loop loop{.observer = *observer, .world_rank = world.rank(), .metrics = metrics};

@@ -466,7 +466,25 @@ def on_sim(test):
     return run
 
 
-TESTS = {"kill_resume": test_kill_resume, "corrupt_fallback": test_corrupt_fallback,
+def staged(test):
+    """`test` on a staged recipe (trainer/recipe/recipe.h: stages) of the same
+    80 steps: 14 at 64 tokens, then 66 at 128 with another theta and learning
+    rate; the kills (which reach about step 30) land in both stages, so the
+    resumes rebuild either stage and one crosses the boundary."""
+    def run(e):
+        path = os.path.join(e.tmp, "staged.yaml")
+        with open(path, "w") as f:
+            f.write("base: tiny.yaml\n"
+                    "stages:\n"
+                    "  - {name: short, steps: 14}\n"
+                    "  - {name: long, steps: 66, set: {data.sequence_length: 128, rope.theta: 40000,\n"
+                    "                                  train.lr: 2.0e-3}}\n")
+        e.recipe = path
+        return test(e)
+    return run
+
+
+TESTS = {"kill_resume": test_kill_resume, "kill_resume_staged": staged(test_kill_resume), "corrupt_fallback": test_corrupt_fallback,
          "disk_full": test_disk_full, "disk_full_enospc": test_disk_full_enospc,
          "nonfinite": test_nonfinite, "fail_rank": test_fail_rank,
          "kill_resume_sim": on_sim(test_kill_resume), "corrupt_fallback_sim": on_sim(test_corrupt_fallback),

@@ -163,6 +163,28 @@ TEST(Stages, RunRecordsStagesAndResumesAnywhereBitForBit) {
       EXPECT_EQ(b[i]["stage"], a[i]["stage"]);
     }
   }
+  // The newest checkpoints (8, inside long, and 6, the boundary) corrupt: the
+  // resume falls back to step 4, inside short, builds that stage instead and
+  // still ends with the uninterrupted run's numbers.
+  {
+    const std::string run_c = dir + "/corrupt";
+    fs::remove_all(run_c);
+    fs::copy(run_a, run_c, fs::copy_options::recursive);
+    fs::remove_all(checkpoint_dir(run_c, 12));
+    for (int s : {6, 8}) {
+      std::fstream f(checkpoint_dir(run_c, s) + "/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(-5, std::ios::end);
+      f.put('\x5a');
+    }
+    std::ofstream(run_c + "/checkpoints/latest") << "step_00000008\n";
+    std::ostringstream out3;
+    ASSERT_EQ(run_train_command({recipe, "--set", "run.dir=" + run_c}, out3, err), 0) << err.str();
+    EXPECT_NE(out3.str().find("step_00000008 is unusable"), std::string::npos) << out3.str();
+    EXPECT_NE(out3.str().find("resumed from " + checkpoint_dir(run_c, 4)), std::string::npos) << out3.str();
+    const std::vector<nlohmann::json> c = read_metrics(run_c);
+    ASSERT_EQ(c.size(), 12u);
+    for (size_t i = 0; i < 12; ++i) EXPECT_EQ(c[i]["loss"].get<double>(), a[i]["loss"].get<double>()) << i + 1;
+  }
   // --memory plans every stage: the long stage's step (about 1.8 MB) does
   // not fit 1.5 MB, the short one's (1.2 MB) would; refused before training.
   {
