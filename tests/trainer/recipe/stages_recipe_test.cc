@@ -11,6 +11,7 @@
 
 #include "trainer/recipe/recipe.h"
 #include "trainer/recipe/rope_settings.h"
+#include "tests/common/testing.h"
 
 namespace rotor {
 namespace {
@@ -167,6 +168,25 @@ TEST_F(StagesRecipeTest, RopeTakesTheStage) {
   absl::StatusOr<RopeSettings> wrong = load_rope_settings(path, {}, "longer");
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.status().message(), "no stage 'longer' (stages: short, long)");
+}
+
+// recipes/demo/progressive.yaml: abf.yaml's 150 steps split into 75 at 256
+// and 75 at 512, the same 4096 tokens per step and RoPE in both.
+TEST_F(StagesRecipeTest, DemoProgressiveRecipe) {
+  const fs::path demo = rotor::testing::source_root() / "recipes/demo";
+  absl::StatusOr<LoadedRecipe> abf = load_recipe((demo / "abf.yaml").string(), {});
+  absl::StatusOr<LoadedRecipe> r = load_recipe((demo / "progressive.yaml").string(), {});
+  ASSERT_TRUE(abf.ok() && r.ok()) << r.status();
+  ASSERT_EQ(r->stages.size(), 2u);
+  EXPECT_EQ(r->proto.train().steps(), abf->proto.train().steps());
+  for (const LoadedStage& s : r->stages) {
+    const recipe::Recipe& p = s.recipe.proto;
+    EXPECT_EQ(p.data().sequence_length() * p.train().global_batch_size(),
+              abf->proto.data().sequence_length() * abf->proto.train().global_batch_size());
+    EXPECT_EQ(s.recipe.rope.theta, abf->rope.theta);
+  }
+  EXPECT_EQ(r->stages[0].recipe.proto.data().sequence_length(), 256);
+  EXPECT_EQ(r->stages[1].recipe.proto.data().sequence_length(), 512);
 }
 
 // Each bad stage: a recipe error naming the location, the stage and the key.
