@@ -1,5 +1,6 @@
 #include "trainer/checkpointer.h"
 
+#include <optional>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -52,16 +53,15 @@ absl::StatusOr<RunStart> Checkpointer::restore(LlamaModel& model, Optimizer& opt
     if (checkpoint_dir_step(dir) <= max_step) candidates.push_back(dir);
   std::string unusable;
   for (const std::string& dir : candidates) {
-    absl::StatusOr<CheckpointInfo> info = optimizer.load(dir, model.parameters(), par_.tp_rank());
-    // Every rank takes the same one: a failure on any rank rejects it.
-    const std::string why = info.ok() ? "" : std::string(info.status().message());
-    if (max_over(world_, info.ok() ? 0 : 1) == 0) {
+    absl::StatusOr<CheckpointInfo> info;
+    const std::optional<std::string> why = load_everywhere(dir, model, optimizer, info);
+    if (!why) {
       start = {.step = info->step, .resumed_from = dir};
       break;
     }
     out_ << "rotor train: checkpoint " << dir << " is unusable"
-         << (why.empty() ? " on another rank" : ": " + why) << "; trying the previous one\n";
-    absl::StrAppend(&unusable, "\n  ", dir, ": ", why.empty() ? "unusable on another rank" : why);
+         << (why->empty() ? " on another rank" : ": " + *why) << "; trying the previous one\n";
+    absl::StrAppend(&unusable, "\n  ", dir, ": ", why->empty() ? "unusable on another rank" : *why);
   }
   if (!candidates.empty() && start.resumed_from.empty()) {
     return absl::DataLossError(
@@ -73,14 +73,26 @@ absl::StatusOr<RunStart> Checkpointer::restore(LlamaModel& model, Optimizer& opt
   return start;
 }
 
+std::optional<std::string> Checkpointer::load_everywhere(const std::string& dir, LlamaModel& model,
+                                                         Optimizer& optimizer, absl::StatusOr<CheckpointInfo>& info) {
+  info = optimizer.load(dir, model.parameters(), par_.tp_rank());
+  // Every rank takes the same one: a failure on any rank rejects it.
+  if (max_over(world_, info.ok() ? 0 : 1) == 0) return std::nullopt;
+  return info.ok() ? std::string() : std::string(info.status().message());
+}
+
 absl::Status Checkpointer::load_step(LlamaModel& model, Optimizer& optimizer, int64_t step) {
   const std::string dir = checkpoint_dir(settings_.run_dir, step);
-  absl::StatusOr<CheckpointInfo> info = optimizer.load(dir, model.parameters(), par_.tp_rank());
-  const std::string why = info.ok() ? "" : std::string(info.status().message());
-  if (max_over(world_, info.ok() ? 0 : 1) != 0)
-    return absl::DataLossError(absl::StrCat("stage ", settings_.stage, ": cannot load the previous stage's last checkpoint ",
-                                            dir, ": ", why.empty() ? "unusable on another rank" : why));
-  return absl::OkStatus();
+  absl::StatusOr<CheckpointInfo> info;
+  const std::optional<std::string> why = load_everywhere(dir, model, optimizer, info);
+  if (!why) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("stage ", settings_.stage, ": cannot load the previous stage's last checkpoint ",
+                                          dir, ": ", why->empty() ? "unusable on another rank" : *why));
+}
+
+int64_t newest_checkpoint_step(const std::string& run_dir, Communicator& world) {
+  const std::vector<std::string> dirs = resume_candidates(run_dir);
+  return max_over(world, dirs.empty() ? 0 : std::max<int64_t>(0, checkpoint_dir_step(dirs.front())));
 }
 
 absl::Status Checkpointer::init_from(LlamaModel& model) {
@@ -102,13 +114,14 @@ absl::Status Checkpointer::after_step(int64_t step, LlamaModel& model, const Opt
   // dp x cp replica then holds the same ones, and world rank 0 writes them.
   const CheckpointTensors tensors = optimizer.checkpoint_tensors(model.parameters(), par_.tp);
   if (world_.rank() == 0) {
+    const int64_t stage_step = step - settings_.first_step + 1;  // the run's step without stages
     CheckpointInfo ck{.step = step,
-                      .sampler = {{"next_sample", (step - settings_.first_step + 1) * settings_.samples_per_step}},
+                      .sampler = {{"next_sample", stage_step * settings_.samples_per_step}},
                       .recipe_yaml = settings_.recipe_yaml};
     if (!settings_.stage.empty()) {
       ck.sampler["stage"] = settings_.stage;
       ck.sampler["stage_index"] = settings_.stage_index;
-      ck.sampler["stage_step"] = step - settings_.first_step + 1;
+      ck.sampler["stage_step"] = stage_step;
     }
     ck.after_stage = [this, step](int stage) { observer_->at_checkpoint_stage(step, stage); };
     if (!settings_.tokenizer_model.empty()) ck.extra_files["tokenizer.model"] = settings_.tokenizer_model;

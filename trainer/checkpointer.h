@@ -17,6 +17,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
 
@@ -52,6 +53,10 @@ struct RunStart {
   std::string resumed_from;   // the checkpoint resumed from; "" when the run starts at step 1
 };
 
+// The step of the run's newest complete checkpoint (0: none), the largest any
+// rank of `world` sees: where a resume starts looking. Collective.
+int64_t newest_checkpoint_step(const std::string& run_dir, Communicator& world);
+
 class Checkpointer {
  public:
   // `world`: every rank of the run (the process grid's world); `par` its
@@ -76,6 +81,10 @@ class Checkpointer {
 
  private:
   absl::Status init_from(LlamaModel& model);
+  // Loads checkpoint `dir` on every rank (into `info`); nullopt when every
+  // rank could, else this rank's reason ("" when only another rank failed).
+  std::optional<std::string> load_everywhere(const std::string& dir, LlamaModel& model, Optimizer& optimizer,
+                                             absl::StatusOr<CheckpointInfo>& info);
 
   CheckpointerSettings settings_;
   Communicator& world_;

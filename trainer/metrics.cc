@@ -96,9 +96,7 @@ absl::StatusOr<Metrics> Metrics::open(const MetricsSettings& settings, bool rank
 }
 
 void Metrics::begin_stage(const MetricsSettings& settings, int64_t last_step) {
-  const int64_t steps = settings_.steps;
   settings_ = settings;
-  settings_.steps = steps;
   pace_from_ = last_step;
   t0_ = Clock::now();
 }

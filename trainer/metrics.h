@@ -74,8 +74,8 @@ class Metrics {
   static absl::StatusOr<Metrics> open(const MetricsSettings& settings, bool rank0, std::ostream& out,
                                       int64_t start_step, bool resumed);
 
-  // From here on the steps are a (new) stage's: its settings (`steps` stays
-  // the run's); `last_step`: the step before its first.
+  // From here on the steps are a (new) stage's: its settings (`steps`: the
+  // run's); `last_step`: the step before its first.
   void begin_stage(const MetricsSettings& settings, int64_t last_step);
 
   // The step's clock: begin_step at its start (after the observer's

@@ -31,7 +31,6 @@ namespace fs = std::filesystem;
 // point at each other.
 struct StageRun {
   const LoadedStage& stage;
-  int index = 0;
   RecipeLayout layout;
   std::unique_ptr<LlamaModel> model;
   DataStream stream;
@@ -116,20 +115,11 @@ absl::StatusOr<std::unique_ptr<IndexedDataset>> open_heldout(const recipe::Recip
   return std::make_unique<IndexedDataset>(std::move(h));
 }
 
-// Each dp rank takes global / dp sequences of every step, in micro-batches.
-absl::Status check_batch_layout(const recipe::Recipe& r, const BatchShape& shape, const ParallelContext& par,
-                                int world_size) {
-  const int64_t dp = par.dp_size();
-  if (shape.global % (dp * shape.micro) == 0) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "the global batch (", shape.global, " sequences) must be a multiple of data-parallel size (", dp,
-      " = world ", world_size, " / (tp ", r.parallel().tp(), " * cp ", r.parallel().cp(),
-      ")) * train.micro_batch_size (", shape.micro, ")"));
-}
-
-// Every stage's layout against the world size, before anything trains: a
+// Every stage's layout against the world size, before anything trains (a
 // later stage that cannot run on this world must not end the run after the
-// earlier ones (the same messages as at the stage's start).
+// earlier ones): the world a multiple of tp * cp (as the process grid asks),
+// and each dp rank taking global / dp sequences of every step, in
+// micro-batches.
 absl::Status check_stage_layouts(const std::vector<LoadedStage>& stages, int world_size) {
   for (const LoadedStage& stage : stages) {
     const recipe::Recipe& r = stage.recipe.proto;
@@ -156,16 +146,6 @@ int stage_of(const std::vector<LoadedStage>& stages, int64_t step) {
   return static_cast<int>(stages.size()) - 1;
 }
 
-// The step of the run's newest complete checkpoint (0: none), the largest
-// any rank sees.
-int64_t newest_checkpoint_step(const std::string& run_dir, Communicator& world) {
-  const std::vector<std::string> dirs = resume_candidates(run_dir);
-  const int64_t step = dirs.empty() ? 0 : std::max<int64_t>(0, checkpoint_dir_step(dirs.front()));
-  Tensor t = Tensor::from_vector({static_cast<double>(step)}, {1}, DType::kF64);
-  world.all_reduce(t, ReduceOp::kMax);
-  return static_cast<int64_t>(t.item());
-}
-
 // The stage's metrics settings; `steps`: the run's.
 MetricsSettings metrics_settings(const StageRun& run, int64_t steps, int world_size) {
   MetricsSettings m = MetricsSettings::of(run.r(), run.stage.recipe.model,
@@ -188,7 +168,6 @@ absl::StatusOr<std::unique_ptr<StageRun>> build_stage(const std::vector<LoadedSt
   ROTOR_ASSIGN_OR_RETURN(DataStream stream, open_stream(r, starts));
   ROTOR_ASSIGN_OR_RETURN(std::unique_ptr<IndexedDataset> heldout, open_heldout(r));
   auto run = std::unique_ptr<StageRun>(new StageRun{.stage = stage,
-                                                    .index = k,
                                                     .layout = std::move(layout),
                                                     .model = nullptr,
                                                     .stream = std::move(stream),
@@ -197,8 +176,7 @@ absl::StatusOr<std::unique_ptr<StageRun>> build_stage(const std::vector<LoadedSt
                                                     .train_step = nullptr,
                                                     .checkpointer = nullptr,
                                                     .nonfinite = NonfinitePolicy::of(r.train())});
-  const ParallelContext& par = run->layout.par;
-  ROTOR_RETURN_IF_ERROR(check_batch_layout(r, run->shape, par, world.size()));
+  const ParallelContext& par = run->layout.par;  // the batch layout: check_stage_layouts
   LlamaOptions opts = stage.recipe.training_options();
   opts.parallel = par;
   opts.device = device;

@@ -472,14 +472,7 @@ def staged(test):
     rate; the kills (which reach about step 30) land in both stages, so the
     resumes rebuild either stage and one crosses the boundary."""
     def run(e):
-        path = os.path.join(e.tmp, "staged.yaml")
-        with open(path, "w") as f:
-            f.write("base: tiny.yaml\n"
-                    "stages:\n"
-                    "  - {name: short, steps: 14}\n"
-                    "  - {name: long, steps: 66, set: {data.sequence_length: 128, rope.theta: 40000,\n"
-                    "                                  train.lr: 2.0e-3}}\n")
-        e.recipe = path
+        train_parity.use_staged_recipe(e, 14, 66, "{data.sequence_length: 128, rope.theta: 40000, train.lr: 2.0e-3}")
         return test(e)
     return run
 

@@ -642,6 +642,18 @@ def on_sim(test):
     return run
 
 
+def use_staged_recipe(e, short_steps, long_steps, long_set):
+    """Writes staged.yaml: the tiny recipe in two stages, `short` as it is and
+    `long` with `long_set` (a YAML flow mapping), and makes it the recipe of
+    e's runs. Returns its path."""
+    path = os.path.join(e.tmp, "staged.yaml")
+    with open(path, "w") as f:
+        f.write(f"base: tiny.yaml\nstages:\n  - {{name: short, steps: {short_steps}}}\n"
+                f"  - {{name: long, steps: {long_steps}, set: {long_set}}}\n")
+    e.recipe = path
+    return path
+
+
 def test_stages_layouts(e):
     """A staged recipe (trainer/recipe/recipe.h: stages) whose second stage
     doubles the length, raises theta and turns PoSE on (positions spread over
@@ -650,14 +662,7 @@ def test_stages_layouts(e):
     stage boundary (dp 4, then tp 2 x cp 2: the boundary checkpoint's whole
     tensors resharded), gives the single rank's staged run (RTOL); and a
     4-rank run killed at the boundary resumes on 1 rank to the same numbers."""
-    staged = os.path.join(e.tmp, "staged.yaml")
-    with open(staged, "w") as f:
-        f.write("base: tiny.yaml\n"
-                "stages:\n"
-                "  - {name: short, steps: 5}\n"
-                "  - {name: long, steps: 5, set: {data.sequence_length: 128, rope.theta: 40000,\n"
-                "                                 data.pose_target_length: 512}}\n")
-    e.recipe = staged
+    staged = use_staged_recipe(e, 5, 5, "{data.sequence_length: 128, rope.theta: 40000, data.pose_target_length: 512}")
     steps = list(range(1, 11))
     ref = metrics(e.train("single staged", 0))
     if [m.get("stage") for m in ref] != ["short"] * 5 + ["long"] * 5:

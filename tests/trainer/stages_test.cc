@@ -237,12 +237,14 @@ TEST(Stages, DataGoesOnWithoutReadingATokenTwice) {
   fs::create_directories(dir);
   const std::string counting = write_counting_dataset(dir, 128 * 100 + 1);  // 100 blocks of 128
   const std::string corpus = testing::write_corpus(dir);
+  // The model, one dataset at 64 tokens, 3 sequences a step; plain.yaml adds
+  // train.steps, r.yaml stages.
+  const std::string head = "model: {vocab_size: 20000, hidden_size: 32, intermediate_size: 64,\n"
+                           "        num_hidden_layers: 1, num_attention_heads: 4}\n"
+                           "data: {datasets: [{path: " + counting + "}], sequence_length: 64}\n"
+                           "train: {global_batch_size: 3, lr: 1.0e-3, seed: 9}\n";
   const std::string path = dir + "/r.yaml";
-  std::ofstream(path) << "model: {vocab_size: 20000, hidden_size: 32, intermediate_size: 64,\n"
-                         "        num_hidden_layers: 1, num_attention_heads: 4}\n"
-                         "data: {datasets: [{path: " << counting << "}], sequence_length: 64}\n"
-                         "train: {global_batch_size: 3, lr: 1.0e-3, seed: 9}\n"
-                         "stages:\n"
+  std::ofstream(path) << head << "stages:\n"
                          "  - {name: a, steps: 5}\n"
                          "  - {name: b, steps: 4, set: {data.sequence_length: 128}}\n"
                          "  - {name: c, steps: 7, set: {data.sequence_length: 32, data.datasets: [{path: "
@@ -281,11 +283,8 @@ TEST(Stages, DataGoesOnWithoutReadingATokenTwice) {
   EXPECT_GT(read_tokens, 15 * 64 + 12 * 128) << "stage c read the counting dataset too";
   // Without stages the stream is the one a single-stage recipe always had.
   const std::string plain_path = dir + "/plain.yaml";
-  std::ofstream(plain_path) << "model: {vocab_size: 20000, hidden_size: 32, intermediate_size: 64,\n"
-                               "        num_hidden_layers: 1, num_attention_heads: 4}\n"
-                               "data: {datasets: [{path: " << counting << "}], sequence_length: 64}\n"
-                               "train: {steps: 3, global_batch_size: 3, lr: 1.0e-3, seed: 9}\n";
-  absl::StatusOr<LoadedRecipe> plain = load_recipe(plain_path, {});
+  std::ofstream(plain_path) << head;
+  absl::StatusOr<LoadedRecipe> plain = load_recipe(plain_path, {"train.steps=3"});
   ASSERT_TRUE(plain.ok()) << plain.status();
   absl::StatusOr<std::vector<std::vector<DatasetStart>>> one = stage_data_starts(training_stages(*plain));
   ASSERT_TRUE(one.ok());

@@ -52,8 +52,9 @@ std::string count(int64_t n) {
 }  // namespace
 
 // One recipe's plan (a stage's, for a staged recipe): 0, 1 when it does not fit `memory`, 2 on an error.
-static int plan_one(const LoadedRecipe& recipe, const std::string& path, int ranks, const std::optional<int64_t>& memory,
-             const std::string& memory_text, std::ostream& out, std::ostream& err) {
+static int plan_one(const LoadedRecipe& recipe, const std::string& path, int ranks,
+                    const std::optional<int64_t>& memory, const std::string& memory_text, std::ostream& out,
+                    std::ostream& err) {
   absl::StatusOr<MemoryPlanInput> in = memory_plan_input(recipe, ranks);
   if (!in.ok()) {
     err << "rotor plan: " << in.status().message() << "\n";
@@ -98,7 +99,6 @@ static int plan_one(const LoadedRecipe& recipe, const std::string& path, int ran
       << tokens(longest_without) << " tokens\n";
   return fits ? 0 : 1;
 }
-
 
 int run_plan_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   if (asks_for_help(args)) {

@@ -28,15 +28,8 @@ using recipe::Recipe;
 // The most runs expand_sweep enumerates.
 constexpr uint64_t kMaxSweepRuns = 1000;
 
-absl::Status invalid(const std::string& location, const std::string& message) {
-  return absl::InvalidArgumentError(
-      location.empty() ? message : absl::StrCat(location, ": ", message));
-}
-
-std::string mark_text(const std::string& file, const YAML::Mark& mark) {
-  if (mark.is_null()) return file;
-  return absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1);
-}
+using recipe_internal::error_at;
+using recipe_internal::mark_text;
 
 absl::StatusOr<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -58,27 +51,27 @@ absl::Status load_file(const std::string& path, std::vector<std::string>& chain,
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    return invalid(mark_text(path, e.mark), absl::StrCat("YAML syntax error: ", e.msg));
+    return error_at(mark_text(path, e.mark), absl::StrCat("YAML syntax error: ", e.msg));
   }
   if (!root.IsDefined() || root.IsNull()) return absl::OkStatus();
-  if (!root.IsMap()) return invalid(mark_text(path, root.Mark()), "a recipe is a mapping of sections");
+  if (!root.IsMap()) return error_at(mark_text(path, root.Mark()), "a recipe is a mapping of sections");
   if (const YAML::Node base = root["base"]; base) {
     const std::string loc = mark_text(path, base.Mark());
     if (!base.IsScalar() || base.Scalar().empty())
-      return invalid(loc, absl::StrCat("base: expected a recipe path, got ",
-                                       recipe_internal::yaml_flow(base)));
+      return error_at(loc, absl::StrCat("base: expected a recipe path, got ",
+                                        recipe_internal::yaml_flow(base)));
     const fs::path base_path = fs::path(path).parent_path() / base.Scalar();
     std::error_code ec;
     const std::string canonical = fs::weakly_canonical(base_path, ec).string();
     if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
       std::vector<std::string> names = chain;
       names.push_back(canonical);
-      return invalid(loc, absl::StrCat("base: inheritance cycle: ", absl::StrJoin(names, " -> ")));
+      return error_at(loc, absl::StrCat("base: inheritance cycle: ", absl::StrJoin(names, " -> ")));
     }
     chain.push_back(canonical);
     absl::Status s = load_file(base_path.string(), chain, out, where);
     chain.pop_back();
-    if (!s.ok()) return invalid(loc, absl::StrCat("base: ", s.message()));
+    if (!s.ok()) return error_at(loc, absl::StrCat("base: ", s.message()));
   }
   if (const YAML::Node stages = root["stages"]; stages)
     ROTOR_RETURN_IF_ERROR(recipe_internal::parse_stages(stages, path, out, where));
@@ -88,12 +81,12 @@ absl::Status load_file(const std::string& path, std::vector<std::string>& chain,
     if (name == "sweep") {
       const std::string loc = mark_text(path, entry.second.Mark());
       if (!entry.second.IsMap())
-        return invalid(loc, "sweep: expected a mapping of dotted keys to lists of values");
+        return error_at(loc, "sweep: expected a mapping of dotted keys to lists of values");
       for (const auto& axis : entry.second) {
         const std::string key = axis.first.Scalar();
         const std::string axis_loc = mark_text(path, axis.first.Mark());
         if (!axis.second.IsSequence() || axis.second.size() == 0)
-          return invalid(axis_loc, absl::StrCat("sweep.", key, ": expected a non-empty list"));
+          return error_at(axis_loc, absl::StrCat("sweep.", key, ": expected a non-empty list"));
         // The key must exist (checked with a null value) and each value must
         // have its type; a stage key needs the stages read so far.
         {
@@ -136,18 +129,23 @@ absl::Status load_file(const std::string& path, std::vector<std::string>& chain,
   return recipe_internal::apply_yaml(body, out, "", path, where);
 }
 
+// The KEY of a --set "KEY=VALUE" (the whole text, stripped, without '=').
+std::string override_key(const std::string& assignment) {
+  return std::string(absl::StripAsciiWhitespace(absl::string_view(assignment).substr(0, assignment.find('='))));
+}
+
 absl::Status apply_override(const std::string& assignment, Recipe& out, RecipeSourceMap& where) {
   const size_t eq = assignment.find('=');
-  const std::string key(absl::StripAsciiWhitespace(absl::string_view(assignment).substr(0, eq)));
+  const std::string key = override_key(assignment);
   if (eq == std::string::npos || key.empty())
-    return invalid("", absl::StrCat("--set expects KEY=VALUE, got '", assignment, "'"));
+    return error_at("", absl::StrCat("--set expects KEY=VALUE, got '", assignment, "'"));
   const std::string location = absl::StrCat("--set ", key);
   YAML::Node value;
   try {
     value = YAML::Load(assignment.substr(eq + 1));
   } catch (const YAML::Exception& e) {
-    return invalid(location, absl::StrCat(key, ": cannot parse '", assignment.substr(eq + 1),
-                                          "' as a YAML value: ", e.msg));
+    return error_at(location, absl::StrCat(key, ": cannot parse '", assignment.substr(eq + 1),
+                                           "' as a YAML value: ", e.msg));
   }
   return recipe_internal::set_path(out, key, value, location, where);
 }
@@ -270,7 +268,7 @@ struct Checker {
     return file != nullptr ? *file : "";
   }
   void fail(std::initializer_list<std::string> keys, const std::string& message) {
-    if (first.ok()) first = invalid(locate(keys), context + message);
+    if (first.ok()) first = error_at(locate(keys), context + message);
   }
   void require(bool ok, std::initializer_list<std::string> keys, const std::string& message) {
     if (!ok) fail(keys, message);
@@ -510,7 +508,6 @@ std::string locate_message(const std::string& message, const RecipeSourceMap& wh
   return loc;
 }
 
-// given -> LoadedRecipe: defaults, validation, typed configs.
 // The model's sizes against LlamaConfig::validate, the error located at the
 // model key it names.
 absl::Status check_model_config(const LoadedRecipe& out, const std::string& context) {
@@ -520,13 +517,21 @@ absl::Status check_model_config(const LoadedRecipe& out, const std::string& cont
   RecipeSourceMap model_keys;
   for (const auto& [key, location] : out.where)
     if (absl::StartsWith(key, "model.")) model_keys[key.substr(6)] = location;
-  return invalid(locate_message(msg, model_keys, out.path), context + msg);
+  return error_at(locate_message(msg, model_keys, out.path), context + msg);
 }
 
-// given -> LoadedRecipe: defaults, validation, typed configs.
+// The sum of the stages' steps: a staged run's train.steps.
+int64_t stage_steps(const Recipe& given) {
+  int64_t total = 0;
+  for (const recipe::Stage& stage : given.stages()) total += stage.steps();
+  return total;
+}
+
 absl::Status finish_stages(LoadedRecipe& out, RecipeMode mode);
 
-// `context`: "stage NAME: " when `given` is a stage's recipe.
+// given -> LoadedRecipe: defaults, validation, typed configs. `context`:
+// "stage NAME: " when `given` is a stage's recipe, whose set keys are
+// `stage_keys` (their locations come first in errors).
 absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, RecipeSourceMap where,
                                     RecipeMode mode, const std::string& context = "",
                                     std::vector<std::string> stage_keys = {}) {
@@ -549,11 +554,8 @@ absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, Recip
   // give data.sequence_length, say): each stage is checked as one below.
   check_recipe(out.proto, mode == RecipeMode::kTrain && !staged, c);
   if (!c.first.ok()) return c.first;
-  if (staged && !out.given.train().has_steps()) {  // after the checks: the schedule is the stages'
-    int64_t total = 0;
-    for (const recipe::Stage& stage : out.given.stages()) total += stage.steps();
-    out.proto.mutable_train()->set_steps(total);
-  }
+  if (staged && !out.given.train().has_steps())  // after the checks: the schedule is the stages'
+    out.proto.mutable_train()->set_steps(stage_steps(out.given));
 
   const auto& m = out.proto.model();
   out.model = llama_config(m);
@@ -574,7 +576,7 @@ absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, Recip
   }
   if (absl::Status s = convert_rope(out.proto, head_dim, out.rope, out.logit_scale); !s.ok()) {
     const std::string msg(s.message());
-    return invalid(locate_message(msg, out.where, out.path), context + msg);
+    return error_at(locate_message(msg, out.where, out.path), context + msg);
   }
   out.model.rope_theta = out.rope.theta;
   if (staged) ROTOR_RETURN_IF_ERROR(finish_stages(out, mode));
@@ -584,13 +586,12 @@ absl::StatusOr<LoadedRecipe> finish(Recipe given, const std::string& path, Recip
 // The run's steps against the stages', then each stage as a recipe of its own.
 absl::Status finish_stages(LoadedRecipe& out, RecipeMode mode) {
   const Recipe& given = out.given;
-  int64_t total = 0;
-  for (const recipe::Stage& stage : given.stages()) total += stage.steps();
+  const int64_t total = stage_steps(given);
   if (given.train().has_steps() && given.train().steps() != total) {
     const auto it = out.where.find("train.steps");
-    return invalid(it != out.where.end() ? it->second : out.path,
-                   absl::StrCat("train.steps (", given.train().steps(), ") must equal the sum of the stages' steps (",
-                                total, "), or be left out"));
+    return error_at(it != out.where.end() ? it->second : out.path,
+                    absl::StrCat("train.steps (", given.train().steps(), ") must equal the sum of the stages' steps (",
+                                 total, "), or be left out"));
   }
   int64_t first = 1;
   for (int i = 0; i < given.stages_size(); ++i) {
@@ -605,7 +606,7 @@ absl::Status finish_stages(LoadedRecipe& out, RecipeMode mode) {
     first += stage.steps();
   }
   // A dataset's data position carries over between stages in the unit of its
-  // packing (trainer/data_plan.h), so its packing cannot change.
+  // packing (trainer/data_stream.h), so its packing cannot change.
   std::map<std::string, std::pair<std::string, recipe::Dataset::Packing>> packing;  // path -> (stage, packing)
   for (const LoadedStage& stage : out.stages) {
     const auto& datasets = stage.recipe.proto.data().datasets();
@@ -616,11 +617,11 @@ absl::Status finish_stages(LoadedRecipe& out, RecipeMode mode) {
       if (inserted || it->second.second == p) continue;
       const std::string key = absl::StrCat("data.datasets[", d, "].packing");
       const auto loc = stage.recipe.where.find(key);
-      return invalid(loc != stage.recipe.where.end() ? loc->second : out.path,
-                     absl::StrCat("stage ", stage.name, ": ", key, " of ", ds.path(), " (",
-                                  recipe::Dataset::Packing_Name(p), ") differs from stage ", it->second.first, "'s (",
-                                  recipe::Dataset::Packing_Name(it->second.second),
-                                  "): a dataset keeps its packing across stages, so that its data continues"));
+      return error_at(loc != stage.recipe.where.end() ? loc->second : out.path,
+                      absl::StrCat("stage ", stage.name, ": ", key, " of ", ds.path(), " (",
+                                   recipe::Dataset::Packing_Name(p), ") differs from stage ", it->second.first, "'s (",
+                                   recipe::Dataset::Packing_Name(it->second.second),
+                                   "): a dataset keeps its packing across stages, so that its data continues"));
     }
   }
   return absl::OkStatus();
@@ -655,7 +656,7 @@ absl::StatusOr<LoadedRecipe> load_recipe(const std::string& path,
   }
   // A --set of a key that a stage sets would not reach that stage.
   for (const std::string& assignment : overrides) {
-    const std::string key(absl::StripAsciiWhitespace(absl::string_view(assignment).substr(0, assignment.find('='))));
+    const std::string key = override_key(assignment);
     if (!absl::StartsWith(key, "stages."))
       ROTOR_RETURN_IF_ERROR(recipe_internal::check_not_staged(given, key, absl::StrCat("--set ", key), "--set"));
   }
@@ -706,9 +707,9 @@ absl::StatusOr<std::vector<NamedRun>> expand_sweep(const LoadedRecipe& recipe) {
     grid *= static_cast<uint64_t>(std::max(axis.values_size(), 1));
     if (grid > kMaxSweepRuns) {
       const auto it = recipe.where.find(absl::StrCat("sweep.", axes[0].key()));
-      return invalid(it != recipe.where.end() ? it->second : recipe.path,
-                     absl::StrCat("sweep: the grid has more than ", kMaxSweepRuns,
-                                  " runs (the product of the axis lengths)"));
+      return error_at(it != recipe.where.end() ? it->second : recipe.path,
+                      absl::StrCat("sweep: the grid has more than ", kMaxSweepRuns,
+                                   " runs (the product of the axis lengths)"));
     }
   }
   for (const auto& axis : axes) {

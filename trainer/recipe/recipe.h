@@ -192,6 +192,10 @@ absl::Status set_path(google::protobuf::Message& message, const std::string& dot
                       const YAML::Node& value, const std::string& location,
                       RecipeSourceMap& where);
 std::string yaml_flow(const YAML::Node& node);
+// "FILE:LINE:COL" (1-based) of `mark` in `file`; `file` alone for a null mark.
+std::string mark_text(const std::string& file, const YAML::Mark& mark);
+// InvalidArgument "LOCATION: MESSAGE" (MESSAGE alone without a location).
+absl::Status error_at(const std::string& location, const std::string& message);
 // Edit distance <= 2 suggestion among `candidates`, or "".
 std::string closest(const std::string& word, const std::vector<std::string>& candidates);
 // The dotted keys of the fields of `descriptor`, each prefixed by "prefix.".

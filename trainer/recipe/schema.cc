@@ -22,6 +22,17 @@
 
 namespace rotor {
 namespace recipe_internal {
+
+std::string mark_text(const std::string& file, const YAML::Mark& mark) {
+  if (mark.is_null()) return file;
+  return absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1);
+}
+
+absl::Status error_at(const std::string& location, const std::string& message) {
+  return absl::InvalidArgumentError(
+      location.empty() ? message : absl::StrCat(location, ": ", message));
+}
+
 namespace {
 
 using google::protobuf::Descriptor;
@@ -34,16 +45,6 @@ std::string describe(const YAML::Node& node) {
   if (!node.IsDefined() || node.IsNull()) return "nothing";
   if (node.IsScalar()) return absl::StrCat("'", node.Scalar(), "'");
   return yaml_flow(node);
-}
-
-std::string mark_text(const std::string& file, const YAML::Mark& mark) {
-  if (mark.is_null()) return file;
-  return absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1);
-}
-
-absl::Status error_at(const std::string& location, const std::string& message) {
-  return absl::InvalidArgumentError(
-      location.empty() ? message : absl::StrCat(location, ": ", message));
 }
 
 absl::Status wrong_type(const std::string& location, const std::string& key,

@@ -2,6 +2,7 @@
 // recipe. See "Stages" in recipe.h.
 #include <yaml-cpp/yaml.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,15 +17,6 @@
 namespace rotor {
 namespace recipe_internal {
 namespace {
-
-absl::Status error_at(const std::string& location, const std::string& message) {
-  return absl::InvalidArgumentError(location.empty() ? message : absl::StrCat(location, ": ", message));
-}
-
-std::string mark_text(const std::string& file, const YAML::Mark& mark) {
-  if (mark.is_null()) return file;
-  return absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1);
-}
 
 bool valid_name(const std::string& name) {
   if (name.empty()) return false;
@@ -58,6 +50,15 @@ absl::Status check_stage_keys(const recipe::Recipe& probe, const std::string& st
     why = "the device is the run's";
   if (why.empty()) return absl::OkStatus();
   return error_at(location, absl::StrCat("stage ", stage, ": ", key, " cannot be set by a stage: ", why));
+}
+
+// A stage's steps as the schema reads an integer (train.steps'); nullopt
+// when `value` is not one.
+std::optional<int64_t> read_steps(const YAML::Node& value) {
+  recipe::Recipe probe;
+  RecipeSourceMap ignored;
+  if (!set_path(probe, "train.steps", value, "", ignored).ok()) return std::nullopt;
+  return probe.train().steps();
 }
 
 // Validates `key` = `value` against the schema and the stage rules.
@@ -124,19 +125,15 @@ absl::Status parse_stages(const YAML::Node& node, const std::string& file, recip
     const std::string prefix = absl::StrCat("stages.", stage->name());
     where[prefix] = entry_loc;
     const YAML::Node steps = entry["steps"];
-    // A stage's steps go through the schema's integer reading (train.steps').
-    recipe::Recipe probe;
-    RecipeSourceMap ignored;
     const std::string steps_loc = steps ? mark_text(file, steps.Mark()) : entry_loc;
     if (!steps || steps.IsNull())
       return error_at(steps_loc, absl::StrCat("stage ", stage->name(), ": steps is required (its optimizer steps)"));
-    if (absl::Status s = set_path(probe, "train.steps", steps, steps_loc, ignored); !s.ok())
+    const std::optional<int64_t> n = read_steps(steps);
+    if (!n)
       return error_at(steps_loc, absl::StrCat("stage ", stage->name(), ": steps: expected an integer, got '",
                                               yaml_flow(steps), "'"));
-    if (probe.train().steps() < 1)
-      return error_at(steps_loc, absl::StrCat("stage ", stage->name(), ": steps must be >= 1, got ",
-                                              probe.train().steps()));
-    stage->set_steps(probe.train().steps());
+    if (*n < 1) return error_at(steps_loc, absl::StrCat("stage ", stage->name(), ": steps must be >= 1, got ", *n));
+    stage->set_steps(*n);
     where[prefix + ".steps"] = steps_loc;
     const YAML::Node set = entry["set"];
     if (!set || set.IsNull()) continue;  // a stage may change nothing but the schedule
@@ -171,11 +168,10 @@ absl::Status set_stage_path(recipe::Recipe& r, const std::string& dotted, const 
                                            ")"));
   }
   if (parts[2] == "steps") {
-    recipe::Recipe probe;
-    RecipeSourceMap ignored;
-    if (absl::Status s = set_path(probe, "train.steps", value, location, ignored); !s.ok() || probe.train().steps() < 1)
+    const std::optional<int64_t> n = read_steps(value);
+    if (!n || *n < 1)
       return error_at(location, absl::StrCat(dotted, ": expected an integer >= 1, got '", yaml_flow(value), "'"));
-    stage->set_steps(probe.train().steps());
+    stage->set_steps(*n);
     where[dotted] = location;
     return absl::OkStatus();
   }
