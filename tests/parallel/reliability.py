@@ -477,7 +477,8 @@ def staged(test):
     return run
 
 
-TESTS = {"kill_resume": test_kill_resume, "kill_resume_staged": staged(test_kill_resume), "corrupt_fallback": test_corrupt_fallback,
+TESTS = {"kill_resume": test_kill_resume, "kill_resume_staged": staged(test_kill_resume),
+         "kill_resume_staged_sim": on_sim(staged(test_kill_resume)), "corrupt_fallback": test_corrupt_fallback,
          "disk_full": test_disk_full, "disk_full_enospc": test_disk_full_enospc,
          "nonfinite": test_nonfinite, "fail_rank": test_fail_rank,
          "kill_resume_sim": on_sim(test_kill_resume), "corrupt_fallback_sim": on_sim(test_corrupt_fallback),

@@ -695,7 +695,8 @@ TESTS = {"eval_layouts": test_eval_layouts, "layouts": test_layouts, "reshard_re
          "reshard_resume_sim": on_sim(test_reshard_resume), "eval_ppl_sim": on_sim(test_eval_ppl),
          "eval_layouts_sim": on_sim(test_eval_layouts), "layouts_bf16": test_layouts_bf16,
          "memory_plan": test_memory_plan, "layouts_ulysses": test_layouts_ulysses,
-         "eval_ruler": test_eval_ruler, "stages_layouts": test_stages_layouts}
+         "eval_ruler": test_eval_ruler, "stages_layouts": test_stages_layouts,
+         "stages_layouts_sim": on_sim(test_stages_layouts)}
 
 
 def main(argv, tests=None):
